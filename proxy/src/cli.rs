@@ -1,1 +1,356 @@
-//! Command line (being written).
+//! The command line: `ringwall [OPTIONS] [COMMAND]`, parsed with clap.
+//!
+//! [`Cli`] only parses; `config::load` applies it. Every option is optional and overrides the
+//! matching key of the `--config` file (docs/configuration.md lists both side by side). Values
+//! with units use the same parsers as the file, so `--max-body 10MiB` and `max_body = "10MiB"`
+//! agree, and a malformed value is reported by clap with the flag's name. Range checks that
+//! need context (`--workers 0`) happen in `config::load` and also name the flag. Options are
+//! global, so `ringwall check --config ringwall.toml --workers 4` checks what would run.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{parse_body_limit, parse_duration, parse_size, BodyLimit, IoDriver};
+
+/// ringwall: a thread-per-core HTTP/1.1 reverse proxy.
+///
+/// Settings come from the --config file (see docs/configuration.md); every option below
+/// overrides the file. Without a file, --upstream (or --demo) is required.
+#[derive(Clone, Debug, Default, Parser)]
+#[command(name = "ringwall", version)]
+#[allow(clippy::struct_field_names)] // the *_timeout names mirror the flags
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// TOML configuration file.
+    #[arg(short = 'c', long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Run the built-in demo: local origin servers behind the proxy.
+    #[arg(long, global = true)]
+    pub demo: bool,
+
+    /// Address to accept client connections on, host:port (repeatable; replaces the file's
+    /// `listen` list) [default: 127.0.0.1:8080].
+    #[arg(short = 'l', long, value_name = "ADDR", global = true)]
+    pub listen: Vec<String>,
+
+    /// Upstream server host:port (repeatable). The servers form (or replace those of) the
+    /// upstream group "default"; unless a route already sends there, a catch-all route
+    /// "default" is added after the file's routes.
+    #[arg(short = 'u', long, value_name = "ADDR", global = true)]
+    pub upstream: Vec<String>,
+
+    /// Worker threads [default: one per online core].
+    #[arg(short = 'w', long, value_name = "N", global = true)]
+    pub workers: Option<usize>,
+
+    /// Pin each worker to its own core [default].
+    #[arg(long, overrides_with = "no_pin", global = true)]
+    pub pin: bool,
+
+    /// Do not pin workers to cores.
+    #[arg(long, overrides_with = "pin", global = true)]
+    pub no_pin: bool,
+
+    /// I/O driver [default: auto].
+    #[arg(long, value_name = "DRIVER", value_enum, global = true)]
+    pub io_driver: Option<IoDriver>,
+
+    /// Submission queue entries per ring (uring drivers), 256..=32768 [default: 1024].
+    #[arg(long, value_name = "N", global = true)]
+    pub ring_entries: Option<u32>,
+
+    /// Time for the whole request head to arrive, else 408 [default: 10s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
+    pub client_header_timeout: Option<Duration>,
+
+    /// Idle time allowed between requests on a client connection [default: 60s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
+    pub client_keepalive_timeout: Option<Duration>,
+
+    /// The longest wait for the next bytes of a request body, else 408 [default: 60s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
+    pub client_body_timeout: Option<Duration>,
+
+    /// The longest a client may leave a response unread before it is dropped [default: 60s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
+    pub client_send_timeout: Option<Duration>,
+
+    /// Time to connect to an upstream server (502 on failure, 504 on timeout) [default: 5s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
+    pub upstream_connect_timeout: Option<Duration>,
+
+    /// Time to wait for the response head, and the longest gap between body reads, else 504
+    /// [default: 60s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
+    pub upstream_response_timeout: Option<Duration>,
+
+    /// Idle pooled upstream connections are closed after this [default: 60s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
+    pub upstream_idle_timeout: Option<Duration>,
+
+    /// On SIGINT/SIGTERM, time for in-flight requests to finish [default: 10s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
+    pub drain_timeout: Option<Duration>,
+
+    /// Largest request head, else 431 [default: 32KiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, global = true)]
+    pub max_request_head: Option<u64>,
+
+    /// Largest upstream response head, else 502 [default: 64KiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, global = true)]
+    pub max_response_head: Option<u64>,
+
+    /// Most header fields in a request, else 431 [default: 100].
+    #[arg(long, value_name = "N", global = true)]
+    pub max_headers: Option<usize>,
+
+    /// Longest request target, else 414 [default: 8KiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, global = true)]
+    pub max_uri: Option<u64>,
+
+    /// Largest request body, else 413 [default: unlimited].
+    #[arg(long, value_name = "SIZE|unlimited", value_parser = parse_body_limit, global = true)]
+    pub max_body: Option<BodyLimit>,
+
+    /// Most idle pooled connections per upstream server, for every upstream group
+    /// [default: each group's own setting, else 64].
+    #[arg(long, value_name = "N", global = true)]
+    pub upstream_max_idle: Option<usize>,
+
+    /// Log verbosity [default: info].
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        env = "RINGWALL_LOG",
+        value_parser = ["error", "warn", "info", "debug", "trace"],
+        global = true
+    )]
+    pub log_level: Option<String>,
+}
+
+/// Subcommands. Without one, ringwall runs the proxy.
+#[derive(Clone, Debug, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Validate a config file and exit: prints "<file>: ok (N routes, M upstream groups,
+    /// K listeners)" and exits 0, or prints the error and exits 1.
+    Check,
+}
+
+impl Cli {
+    /// `Some(true)` for `--pin`, `Some(false)` for `--no-pin` (the last one given wins),
+    /// `None` when neither is given.
+    pub fn pin_override(&self) -> Option<bool> {
+        if self.no_pin {
+            Some(false)
+        } else if self.pin {
+            Some(true)
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("ringwall").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn no_arguments_parse_to_nothing_set() {
+        let cli = parse(&[]);
+        assert_eq!(cli.command, None);
+        assert_eq!(cli.config, None);
+        assert!(!cli.demo);
+        assert!(cli.listen.is_empty() && cli.upstream.is_empty());
+        assert_eq!(cli.workers, None);
+        assert_eq!(cli.pin_override(), None);
+        assert_eq!(cli.max_body, None);
+    }
+
+    #[test]
+    fn short_and_long_flags() {
+        let cli = parse(&[
+            "-c",
+            "r.toml",
+            "-l",
+            "0.0.0.0:80",
+            "--listen",
+            "[::]:80",
+            "-u",
+            "127.0.0.1:9001",
+            "-u",
+            "localhost:9002",
+            "-w",
+            "3",
+            "--io-driver",
+            "uring-coop",
+            "--ring-entries",
+            "512",
+        ]);
+        assert_eq!(cli.config.as_deref(), Some(std::path::Path::new("r.toml")));
+        assert_eq!(cli.listen, ["0.0.0.0:80", "[::]:80"]);
+        assert_eq!(cli.upstream, ["127.0.0.1:9001", "localhost:9002"]);
+        assert_eq!(cli.workers, Some(3));
+        assert_eq!(cli.io_driver, Some(IoDriver::UringCoop));
+        assert_eq!(cli.ring_entries, Some(512));
+    }
+
+    #[test]
+    fn every_io_driver_name_parses() {
+        for (name, driver) in [
+            ("auto", IoDriver::Auto),
+            ("uring-defer", IoDriver::UringDefer),
+            ("uring-coop", IoDriver::UringCoop),
+            ("uring-plain", IoDriver::UringPlain),
+            ("epoll", IoDriver::Epoll),
+        ] {
+            assert_eq!(parse(&["--io-driver", name]).io_driver, Some(driver));
+            assert_eq!(driver.as_str(), name);
+        }
+        assert!(Cli::try_parse_from(["ringwall", "--io-driver", "kqueue"]).is_err());
+    }
+
+    #[test]
+    fn pin_and_no_pin_last_wins() {
+        assert_eq!(parse(&["--pin"]).pin_override(), Some(true));
+        assert_eq!(parse(&["--no-pin"]).pin_override(), Some(false));
+        assert_eq!(parse(&["--pin", "--no-pin"]).pin_override(), Some(false));
+        assert_eq!(parse(&["--no-pin", "--pin"]).pin_override(), Some(true));
+    }
+
+    #[test]
+    #[allow(clippy::duration_suboptimal_units)] // from_mins needs Rust 1.91; rust-version is 1.85
+    fn durations_and_sizes() {
+        let cli = parse(&[
+            "--client-header-timeout",
+            "250ms",
+            "--client-keepalive-timeout",
+            "2m",
+            "--upstream-connect-timeout",
+            "1s",
+            "--upstream-response-timeout",
+            "90s",
+            "--upstream-idle-timeout",
+            "5m",
+            "--drain-timeout",
+            "3s",
+            "--max-request-head",
+            "16KiB",
+            "--max-response-head",
+            "1MiB",
+            "--max-headers",
+            "50",
+            "--max-uri",
+            "4096",
+            "--max-body",
+            "10MB",
+            "--upstream-max-idle",
+            "8",
+        ]);
+        assert_eq!(cli.client_header_timeout, Some(Duration::from_millis(250)));
+        assert_eq!(cli.client_keepalive_timeout, Some(Duration::from_secs(120)));
+        assert_eq!(cli.upstream_connect_timeout, Some(Duration::from_secs(1)));
+        assert_eq!(cli.upstream_response_timeout, Some(Duration::from_secs(90)));
+        assert_eq!(cli.upstream_idle_timeout, Some(Duration::from_secs(300)));
+        assert_eq!(cli.drain_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(cli.max_request_head, Some(16 * 1024));
+        assert_eq!(cli.max_response_head, Some(1 << 20));
+        assert_eq!(cli.max_headers, Some(50));
+        assert_eq!(cli.max_uri, Some(4096));
+        assert_eq!(cli.max_body, Some(BodyLimit(Some(10_000_000))));
+        assert_eq!(cli.upstream_max_idle, Some(8));
+        assert_eq!(
+            parse(&["--max-body", "unlimited"]).max_body,
+            Some(BodyLimit(None))
+        );
+    }
+
+    #[test]
+    fn malformed_values_name_the_flag() {
+        for args in [
+            ["--drain-timeout", "5 parsecs"],
+            ["--drain-timeout", "0s"],
+            ["--max-uri", "8XB"],
+            ["--max-request-head", "unlimited"],
+            ["--workers", "two"],
+            ["--log-level", "loud"],
+        ] {
+            let error = Cli::try_parse_from(std::iter::once("ringwall").chain(args))
+                .expect_err(args[1])
+                .to_string();
+            assert!(error.contains(args[0]), "{args:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn check_subcommand_takes_the_global_options() {
+        let cli = parse(&["check", "--config", "ringwall.toml", "--workers", "2"]);
+        assert_eq!(cli.command, Some(Command::Check));
+        assert_eq!(
+            cli.config.as_deref(),
+            Some(std::path::Path::new("ringwall.toml"))
+        );
+        assert_eq!(cli.workers, Some(2));
+        let cli = parse(&["--config", "ringwall.toml", "check"]);
+        assert_eq!(cli.command, Some(Command::Check));
+    }
+
+    #[test]
+    fn log_level_flag() {
+        assert_eq!(
+            parse(&["--log-level", "debug"]).log_level.as_deref(),
+            Some("debug")
+        );
+    }
+
+    #[test]
+    fn help_documents_every_flag() {
+        let help = Cli::command().render_long_help().to_string();
+        for flag in [
+            "--config",
+            "--demo",
+            "--listen",
+            "--upstream",
+            "--workers",
+            "--pin",
+            "--no-pin",
+            "--io-driver",
+            "--ring-entries",
+            "--client-header-timeout",
+            "--client-keepalive-timeout",
+            "--upstream-connect-timeout",
+            "--upstream-response-timeout",
+            "--upstream-idle-timeout",
+            "--drain-timeout",
+            "--max-request-head",
+            "--max-response-head",
+            "--max-headers",
+            "--max-uri",
+            "--max-body",
+            "--upstream-max-idle",
+            "--log-level",
+            "RINGWALL_LOG",
+            "check",
+        ] {
+            assert!(
+                help.contains(flag),
+                "--help does not mention {flag}:\n{help}"
+            );
+        }
+    }
+}

@@ -8,4 +8,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod http1;
+pub mod l7;
+pub mod server;

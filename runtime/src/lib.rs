@@ -1,1 +1,20 @@
-//! placeholder
+//! ringwall-runtime: the per-core engine.
+//!
+//! One worker thread per core, each pinned to its core, each running its own monoio runtime
+//! (io_uring with the fast setup flags where the kernel has them, epoll otherwise), each with its
+//! own `SO_REUSEPORT` listening socket. Nothing on the request path is shared between workers.
+//!
+//! Data enters through [`Engine::run`]: it binds the listeners ([`bind_listeners`]), starts the
+//! workers, and hands every accepted connection to the connection handler that the caller's
+//! factory built for that worker. Shutdown comes from SIGINT / SIGTERM ([`Shutdown`]): workers
+//! stop accepting, let in-flight connections finish up to the drain deadline, and return.
+
+mod driver;
+mod engine;
+mod listener;
+mod shutdown;
+
+pub use driver::{DriverChoice, DriverKind};
+pub use engine::{Engine, EngineError, EngineOptions, WorkerContext};
+pub use listener::bind_listeners;
+pub use shutdown::{Drain, Shutdown};

@@ -1,0 +1,506 @@
+//! ringwall's configuration: a TOML file, overridden by command-line flags, validated into a
+//! [`Config`] that cannot be invalid.
+//!
+//! Three stages (docs/configuration.md describes every field):
+//!
+//! 1. `file.rs`: the text is deserialized into typed structs that deny unknown fields and carry
+//!    one documented default per field. Syntax, type and unknown-field errors stop here.
+//! 2. [`load`] applies the flags of a [`Cli`] to those structs (each flag replaces the value of
+//!    its key), remembering which values came from which flag.
+//! 3. `validate.rs` checks everything else (names resolve, addresses resolve, ranges hold) and
+//!    builds the [`Config`] the rest of the proxy consumes: addresses are `SocketAddr`s,
+//!    routes point at upstream groups by index, host patterns are parsed and lowercased.
+//!
+//! Every failure is a [`ConfigError`] whose message names the file, line, column and dotted
+//! field path (`ringwall.toml:14:12: route[1].upstream: unknown upstream group "api"`), or the
+//! flag that supplied the bad value (`--workers: must be at least 1`).
+
+mod error;
+mod file;
+mod units;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::Cli;
+
+pub use error::{ConfigError, Location};
+pub use units::{parse_body_limit, parse_duration, parse_size, BodyLimit, MAX_DURATION};
+
+use error::{path, Locator};
+use file::{FileConfig, RouteFile, UpstreamFile};
+
+/// The name of the upstream group that `--upstream` builds or replaces, and of the catch-all
+/// route added for it when no route sends there.
+pub const DEFAULT_UPSTREAM: &str = "default";
+
+/// A validated configuration. Every field holds a checked, resolved value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The file this was loaded from; `None` when built from flags or text alone.
+    pub source: Option<PathBuf>,
+    /// Addresses to accept client connections on. Non-empty, no duplicates.
+    pub listen: Vec<SocketAddr>,
+    pub engine: EngineConfig,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    /// Upstream groups, in file order (a group added by `--upstream` comes last).
+    pub upstreams: Vec<UpstreamGroup>,
+    /// Routes in match order: the first route that matches a request wins.
+    pub routes: Vec<Route>,
+    /// One of `error`, `warn`, `info`, `debug`, `trace`.
+    pub log_level: String,
+}
+
+/// `[engine]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Worker threads, at least 1 (default: one per online core).
+    pub workers: usize,
+    /// Pin worker `i` to core `i`.
+    pub pin: bool,
+    pub io_driver: IoDriver,
+    /// Submission queue entries per ring (uring drivers), `256..=32768`.
+    pub ring_entries: u32,
+}
+
+/// The I/O driver each worker runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum IoDriver {
+    /// The fastest ring setup the kernel accepts (uring-defer, uring-coop, uring-plain), else
+    /// epoll.
+    Auto,
+    /// A ring with `COOP_TASKRUN | SINGLE_ISSUER | DEFER_TASKRUN` (kernel 6.1+), or fail.
+    UringDefer,
+    /// A ring with `COOP_TASKRUN`, or fail.
+    UringCoop,
+    /// A ring with no setup flags, or fail.
+    UringPlain,
+    /// The epoll driver, no ring.
+    Epoll,
+}
+
+impl IoDriver {
+    /// The name used in the file and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IoDriver::Auto => "auto",
+            IoDriver::UringDefer => "uring-defer",
+            IoDriver::UringCoop => "uring-coop",
+            IoDriver::UringPlain => "uring-plain",
+            IoDriver::Epoll => "epoll",
+        }
+    }
+}
+
+impl fmt::Display for IoDriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[timeouts]`; every value is greater than zero and at most [`MAX_DURATION`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The whole request head must arrive within this (408).
+    pub client_header: Duration,
+    /// Idle time between requests on a client connection.
+    pub client_keepalive: Duration,
+    /// The longest wait for the next bytes of a request body (408).
+    pub client_body: Duration,
+    /// The longest a client may leave a response unread before it is dropped.
+    pub client_send: Duration,
+    /// Connecting to an upstream server (502 on failure, 504 on timeout).
+    pub upstream_connect: Duration,
+    /// Wait for the response head, and the longest gap between body reads (504).
+    pub upstream_response: Duration,
+    /// Idle pooled upstream connections are closed after this.
+    pub upstream_idle: Duration,
+    /// Grace period for in-flight requests on SIGINT/SIGTERM.
+    pub drain: Duration,
+}
+
+/// `[limits]`, in bytes except `max_headers`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest request head, `1..=16MiB` (431).
+    pub max_request_head: usize,
+    /// Largest upstream response head, `1..=16MiB` (502).
+    pub max_response_head: usize,
+    /// Most header fields in a request, `1..=1024` (431).
+    pub max_headers: usize,
+    /// Longest request target, `1..=16MiB` (414).
+    pub max_uri: usize,
+    /// Largest request body (413); `None` is unlimited.
+    pub max_body: Option<u64>,
+}
+
+/// An `[[upstream]]` group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamGroup {
+    /// Unique among groups.
+    pub name: String,
+    /// Resolved once at load time (first address of each `host:port`). Non-empty; port != 0.
+    pub servers: Vec<SocketAddr>,
+    /// Most idle pooled connections kept per server; 0 disables pooling.
+    pub max_idle_per_server: usize,
+}
+
+/// A `[[route]]`. A request matches when every condition holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// Unique among routes (`route-<index>` when the file gives none).
+    pub name: String,
+    /// The Host must match one of these; empty means any host.
+    pub hosts: Vec<HostPattern>,
+    /// The path must start with this (plain string prefix). Starts with `/`.
+    pub path_prefix: String,
+    /// The method must be one of these (uppercase tokens, no duplicates); empty means any.
+    pub methods: Vec<String>,
+    /// Each header must be present with exactly this value. Names lowercase and unique,
+    /// sorted by name.
+    pub headers: Vec<(String, String)>,
+    /// Index into [`Config::upstreams`].
+    pub upstream: usize,
+    /// Host header to send upstream instead of the client's.
+    pub host_rewrite: Option<String>,
+}
+
+/// A route's host condition.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum HostPattern {
+    /// This host exactly (lowercase, no port).
+    Exact(String),
+    /// Any host ending in this suffix (lowercase, starts with `.`), from `*.example.org`.
+    /// The bare `example.org` does not match.
+    Suffix(String),
+}
+
+impl HostPattern {
+    /// Whether a request's Host header value matches: case-insensitive, port ignored, a
+    /// trailing dot ignored.
+    pub fn matches(&self, host_header: &str) -> bool {
+        let host = strip_port(host_header.trim());
+        let host = host.strip_suffix('.').unwrap_or(host);
+        match self {
+            HostPattern::Exact(exact) => host.eq_ignore_ascii_case(exact),
+            HostPattern::Suffix(suffix) => {
+                host.len() > suffix.len()
+                    && host.is_char_boundary(host.len() - suffix.len())
+                    && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+            }
+        }
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.find(']').map_or(host, |end| &host[..=end]);
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+impl Config {
+    /// Parses and validates a configuration file's text, with no flags applied. `source` is
+    /// only used to name the file in errors and in [`Config::source`].
+    pub fn from_toml_str(text: &str, source: Option<&Path>) -> Result<Config, ConfigError> {
+        let locator = Locator::new(source, text);
+        let file: FileConfig = toml::from_str(text).map_err(|e| locator.toml_error(&e))?;
+        validate::validate(&file, source.map(Path::to_path_buf)).map_err(|p| locator.problem(p))
+    }
+
+    /// The defaults, with one upstream group `default` holding `servers` and one catch-all
+    /// route `default` sending everything there. Used by `--demo`; see also [`load_demo`],
+    /// which applies the command-line flags as well.
+    ///
+    /// # Panics
+    /// If `servers` is empty or holds port 0.
+    pub fn defaults_with_upstreams(servers: Vec<SocketAddr>) -> Config {
+        let mut file = FileConfig::default();
+        add_default_upstream(
+            &mut file,
+            servers.into_iter().map(|s| s.to_string()).collect(),
+        );
+        validate::validate(&file, None)
+            .unwrap_or_else(|p| panic!("defaults_with_upstreams: {}: {}", p.path, p.message))
+    }
+
+    /// `"<file>: ok (N routes, M upstream groups, K listeners)"`, printed by `ringwall check`.
+    pub fn summary(&self) -> String {
+        let source = self
+            .source
+            .as_ref()
+            .map_or_else(|| "<command line>".to_owned(), |p| p.display().to_string());
+        format!(
+            "{source}: ok ({} routes, {} upstream groups, {} listeners)",
+            self.routes.len(),
+            self.upstreams.len(),
+            self.listen.len()
+        )
+    }
+
+    /// The index of the upstream group called `name`.
+    pub fn upstream_index(&self, name: &str) -> Option<usize> {
+        self.upstreams.iter().position(|u| u.name == name)
+    }
+}
+
+/// Loads the configuration the command line asks for: the `--config` file (if any) with every
+/// given flag applied on top, validated. Fails with [`ConfigError::NoSource`] when there is
+/// neither a file nor `--upstream`. With `--demo`, call [`load_demo`] instead.
+pub fn load(cli: &Cli) -> Result<Config, ConfigError> {
+    load_with_fallback(cli, None)
+}
+
+/// Like [`load`], for `--demo`: the demo origins at `demo_servers` play the part of
+/// `--upstream` when that flag is not given, so the other flags (and a `--config` file) still
+/// apply.
+pub fn load_demo(cli: &Cli, demo_servers: Vec<SocketAddr>) -> Result<Config, ConfigError> {
+    load_with_fallback(cli, Some(demo_servers))
+}
+
+/// `ringwall check`: loads like [`load`] and returns the line to print on success.
+pub fn check(cli: &Cli) -> Result<String, ConfigError> {
+    load(cli).map(|config| config.summary())
+}
+
+fn load_with_fallback(
+    cli: &Cli,
+    demo_servers: Option<Vec<SocketAddr>>,
+) -> Result<Config, ConfigError> {
+    let text = match &cli.config {
+        Some(file) => Some(
+            std::fs::read_to_string(file).map_err(|error| ConfigError::Read {
+                file: file.clone(),
+                error: Arc::new(error),
+            })?,
+        ),
+        None => None,
+    };
+    if text.is_none() && cli.upstream.is_empty() && demo_servers.is_none() {
+        if cli.demo {
+            return Err(ConfigError::Flag {
+                flag: "--demo",
+                message: "the demo configuration needs the demo origins' addresses: \
+                          load it with config::load_demo"
+                    .to_owned(),
+            });
+        }
+        return Err(ConfigError::NoSource);
+    }
+    let mut locator = Locator::new(cli.config.as_deref(), text.as_deref().unwrap_or(""));
+    let mut file = match &text {
+        Some(text) => toml::from_str(text).map_err(|e| locator.toml_error(&e))?,
+        None => FileConfig::default(),
+    };
+    apply_flags(&mut file, cli, demo_servers, &mut locator);
+    validate::validate(&file, cli.config.clone()).map_err(|p| locator.problem(p))
+}
+
+/// Stage two: each given flag replaces the value of its key, and the locator remembers which
+/// flag set which path so that a problem there names the flag.
+fn apply_flags(
+    file: &mut FileConfig,
+    cli: &Cli,
+    demo_servers: Option<Vec<SocketAddr>>,
+    locator: &mut Locator<'_>,
+) {
+    if !cli.listen.is_empty() {
+        file.listen.clone_from(&cli.listen);
+        locator.set_by_flag(path(&["listen"]), "--listen");
+    }
+    if let Some(level) = &cli.log_level {
+        file.log_level.clone_from(level);
+        locator.set_by_flag(path(&["log_level"]), "--log-level");
+    }
+    apply_engine_flags(&mut file.engine, cli, locator);
+    apply_timeout_flags(&mut file.timeouts, cli, locator);
+    apply_limit_flags(&mut file.limits, cli, locator);
+
+    let servers = if cli.upstream.is_empty() {
+        demo_servers.map(|servers| {
+            let servers = servers.into_iter().map(|s| s.to_string()).collect();
+            (servers, "--demo")
+        })
+    } else {
+        Some((cli.upstream.clone(), "--upstream"))
+    };
+    if let Some((servers, flag)) = servers {
+        let (group, route) = add_default_upstream(file, servers);
+        locator.set_by_flag(path(&["upstream"]).index(group).key("servers"), flag);
+        if let Some(route) = route {
+            locator.set_by_flag(path(&["route"]).index(route), flag);
+        }
+    }
+    // After `--upstream`, so that the group it adds is included.
+    if let Some(max_idle) = cli.upstream_max_idle {
+        for group in &mut file.upstream {
+            group.max_idle_per_server = max_idle;
+        }
+    }
+}
+
+fn apply_engine_flags(engine: &mut file::EngineFile, cli: &Cli, locator: &mut Locator<'_>) {
+    if let Some(workers) = cli.workers {
+        engine.workers = Some(workers);
+        locator.set_by_flag(path(&["engine", "workers"]), "--workers");
+    }
+    if let Some(pin) = cli.pin_override() {
+        engine.pin = pin;
+    }
+    if let Some(driver) = cli.io_driver {
+        engine.io_driver = driver;
+    }
+    if let Some(entries) = cli.ring_entries {
+        engine.ring_entries = entries;
+        locator.set_by_flag(path(&["engine", "ring_entries"]), "--ring-entries");
+    }
+}
+
+fn apply_timeout_flags(timeouts: &mut file::TimeoutsFile, cli: &Cli, locator: &mut Locator<'_>) {
+    let t = timeouts;
+    for (flag, key, value, slot) in [
+        (
+            "--client-header-timeout",
+            "client_header",
+            cli.client_header_timeout,
+            &mut t.client_header,
+        ),
+        (
+            "--client-keepalive-timeout",
+            "client_keepalive",
+            cli.client_keepalive_timeout,
+            &mut t.client_keepalive,
+        ),
+        (
+            "--client-body-timeout",
+            "client_body",
+            cli.client_body_timeout,
+            &mut t.client_body,
+        ),
+        (
+            "--client-send-timeout",
+            "client_send",
+            cli.client_send_timeout,
+            &mut t.client_send,
+        ),
+        (
+            "--upstream-connect-timeout",
+            "upstream_connect",
+            cli.upstream_connect_timeout,
+            &mut t.upstream_connect,
+        ),
+        (
+            "--upstream-response-timeout",
+            "upstream_response",
+            cli.upstream_response_timeout,
+            &mut t.upstream_response,
+        ),
+        (
+            "--upstream-idle-timeout",
+            "upstream_idle",
+            cli.upstream_idle_timeout,
+            &mut t.upstream_idle,
+        ),
+        ("--drain-timeout", "drain", cli.drain_timeout, &mut t.drain),
+    ] {
+        if let Some(value) = value {
+            *slot = value;
+            locator.set_by_flag(path(&["timeouts", key]), flag);
+        }
+    }
+}
+
+fn apply_limit_flags(limits: &mut file::LimitsFile, cli: &Cli, locator: &mut Locator<'_>) {
+    let l = limits;
+    for (flag, key, value, slot) in [
+        (
+            "--max-request-head",
+            "max_request_head",
+            cli.max_request_head,
+            &mut l.max_request_head.0,
+        ),
+        (
+            "--max-response-head",
+            "max_response_head",
+            cli.max_response_head,
+            &mut l.max_response_head.0,
+        ),
+        ("--max-uri", "max_uri", cli.max_uri, &mut l.max_uri.0),
+    ] {
+        if let Some(value) = value {
+            *slot = value;
+            locator.set_by_flag(path(&["limits", key]), flag);
+        }
+    }
+    if let Some(count) = cli.max_headers {
+        l.max_headers = count;
+        locator.set_by_flag(path(&["limits", "max_headers"]), "--max-headers");
+    }
+    if let Some(limit) = cli.max_body {
+        l.max_body = limit;
+        locator.set_by_flag(path(&["limits", "max_body"]), "--max-body");
+    }
+}
+
+/// Builds or replaces the servers of the upstream group `default`, and appends a catch-all
+/// route `default` after the file's routes when none sends there. Returns the group's index
+/// and the appended route's index.
+fn add_default_upstream(file: &mut FileConfig, servers: Vec<String>) -> (usize, Option<usize>) {
+    let group = if let Some(index) = file
+        .upstream
+        .iter()
+        .position(|u| u.name == DEFAULT_UPSTREAM)
+    {
+        file.upstream[index].servers = servers;
+        index
+    } else {
+        file.upstream.push(UpstreamFile {
+            name: DEFAULT_UPSTREAM.to_owned(),
+            servers,
+            max_idle_per_server: file::default_max_idle_per_server(),
+        });
+        file.upstream.len() - 1
+    };
+    if file.route.iter().any(|r| r.upstream == DEFAULT_UPSTREAM) {
+        return (group, None);
+    }
+    // A route of the file may already be called "default" (and send elsewhere).
+    let taken = |name: &str| {
+        file.route.iter().enumerate().any(|(i, r)| {
+            r.name
+                .clone()
+                .unwrap_or_else(|| validate::default_route_name(i))
+                == name
+        })
+    };
+    let mut name = DEFAULT_UPSTREAM.to_owned();
+    let mut suffix = 2;
+    while taken(&name) {
+        name = format!("{DEFAULT_UPSTREAM}-{suffix}");
+        suffix += 1;
+    }
+    file.route.push(RouteFile {
+        name: Some(name),
+        hosts: None,
+        path_prefix: file::default_path_prefix(),
+        methods: None,
+        headers: std::collections::BTreeMap::new(),
+        upstream: DEFAULT_UPSTREAM.to_owned(),
+        host_rewrite: None,
+    });
+    (group, Some(file.route.len() - 1))
+}

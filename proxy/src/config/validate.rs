@@ -1,0 +1,498 @@
+//! Stage three of the configuration: checks a [`FileConfig`] (with flags applied) and builds
+//! the [`Config`] that cannot be invalid.
+//!
+//! Checks run in file order and stop at the first [`Problem`], which carries the field path
+//! that `error.rs` turns into a line number or a flag name. Addresses are resolved here, once:
+//! a literal `ip:port` is taken as is, a `host:port` goes through the system resolver and its
+//! first address is kept.
+
+use std::collections::HashMap;
+use std::net::{Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::error::{path, FieldPath, Problem};
+use super::file::{EngineFile, FileConfig, LimitsFile, RouteFile, TimeoutsFile, UpstreamFile};
+use super::units::{format_size, MAX_DURATION};
+use super::{Config, EngineConfig, HostPattern, Limits, Route, Timeouts, UpstreamGroup};
+
+/// The accepted log levels, least verbose first.
+pub(crate) const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+/// Most worker threads accepted; more is a typo, not a machine.
+const MAX_WORKERS: usize = 4096;
+const RING_ENTRIES: std::ops::RangeInclusive<u32> = 256..=32768;
+/// Largest accepted request head, response head and URI limit.
+const MAX_HEAD_LIMIT: u64 = 16 << 20;
+const MAX_HEADERS: usize = 1024;
+
+type Checked<T> = Result<T, Problem>;
+
+/// The name of a route the file leaves unnamed.
+pub(crate) fn default_route_name(index: usize) -> String {
+    format!("route-{index}")
+}
+
+pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Config> {
+    let listen = check_listen(&file.listen)?;
+    let log_level = check_log_level(&file.log_level)?;
+    let engine = check_engine(&file.engine)?;
+    let timeouts = check_timeouts(&file.timeouts)?;
+    let limits = check_limits(&file.limits)?;
+    let upstreams = check_upstreams(&file.upstream)?;
+    let routes = check_routes(&file.route, &upstreams)?;
+    if routes.is_empty() {
+        return Err(Problem::new(
+            path(&["route"]),
+            "no routes: add a [[route]] or pass --upstream <ADDR>",
+        ));
+    }
+    Ok(Config {
+        source,
+        listen,
+        engine,
+        timeouts,
+        limits,
+        upstreams,
+        routes,
+        log_level,
+    })
+}
+
+fn check_listen(listen: &[String]) -> Checked<Vec<SocketAddr>> {
+    let here = path(&["listen"]);
+    if listen.is_empty() {
+        return Err(Problem::new(here, "must not be empty"));
+    }
+    let mut addresses: Vec<SocketAddr> = Vec::with_capacity(listen.len());
+    for (index, text) in listen.iter().enumerate() {
+        let address = resolve(text).map_err(|m| Problem::new(here.index(index), m))?;
+        if let Some(first) = addresses.iter().position(|a| *a == address) {
+            return Err(Problem::new(
+                here.index(index),
+                format!("duplicate address {text:?} ({address}, also listen[{first}])"),
+            ));
+        }
+        addresses.push(address);
+    }
+    Ok(addresses)
+}
+
+fn check_log_level(level: &str) -> Checked<String> {
+    if LOG_LEVELS.contains(&level) {
+        Ok(level.to_owned())
+    } else {
+        Err(Problem::new(
+            path(&["log_level"]),
+            format!("unknown log level {level:?}: expected one of error, warn, info, debug, trace"),
+        ))
+    }
+}
+
+fn check_engine(engine: &EngineFile) -> Checked<EngineConfig> {
+    let workers = match engine.workers {
+        None => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+        Some(0) => {
+            return Err(Problem::new(
+                path(&["engine", "workers"]),
+                "must be at least 1",
+            ))
+        }
+        Some(n) if n > MAX_WORKERS => {
+            return Err(Problem::new(
+                path(&["engine", "workers"]),
+                format!("must be at most {MAX_WORKERS}"),
+            ))
+        }
+        Some(n) => n,
+    };
+    if !RING_ENTRIES.contains(&engine.ring_entries) {
+        return Err(Problem::new(
+            path(&["engine", "ring_entries"]),
+            format!(
+                "must be between {} and {} (got {})",
+                RING_ENTRIES.start(),
+                RING_ENTRIES.end(),
+                engine.ring_entries
+            ),
+        ));
+    }
+    Ok(EngineConfig {
+        workers,
+        pin: engine.pin,
+        io_driver: engine.io_driver,
+        ring_entries: engine.ring_entries,
+    })
+}
+
+/// Durations are checked when parsed; this keeps the guarantee for values set in code.
+fn check_timeouts(timeouts: &TimeoutsFile) -> Checked<Timeouts> {
+    let check = |key: &str, value: Duration| {
+        if value.is_zero() {
+            Err(Problem::new(
+                path(&["timeouts", key]),
+                "must be greater than 0",
+            ))
+        } else if value > MAX_DURATION {
+            Err(Problem::new(
+                path(&["timeouts", key]),
+                "must be at most 365days",
+            ))
+        } else {
+            Ok(value)
+        }
+    };
+    Ok(Timeouts {
+        client_header: check("client_header", timeouts.client_header)?,
+        client_keepalive: check("client_keepalive", timeouts.client_keepalive)?,
+        client_body: check("client_body", timeouts.client_body)?,
+        client_send: check("client_send", timeouts.client_send)?,
+        upstream_connect: check("upstream_connect", timeouts.upstream_connect)?,
+        upstream_response: check("upstream_response", timeouts.upstream_response)?,
+        upstream_idle: check("upstream_idle", timeouts.upstream_idle)?,
+        drain: check("drain", timeouts.drain)?,
+    })
+}
+
+fn check_limits(limits: &LimitsFile) -> Checked<Limits> {
+    let head = |key: &str, bytes: u64| -> Checked<usize> {
+        if bytes == 0 {
+            return Err(Problem::new(
+                path(&["limits", key]),
+                "must be at least 1 byte",
+            ));
+        }
+        if bytes > MAX_HEAD_LIMIT {
+            return Err(Problem::new(
+                path(&["limits", key]),
+                format!(
+                    "must be at most {} (got {bytes} bytes)",
+                    format_size(MAX_HEAD_LIMIT)
+                ),
+            ));
+        }
+        Ok(usize::try_from(bytes).expect("at most 16MiB fits in usize"))
+    };
+    if !(1..=MAX_HEADERS).contains(&limits.max_headers) {
+        return Err(Problem::new(
+            path(&["limits", "max_headers"]),
+            format!(
+                "must be between 1 and {MAX_HEADERS} (got {})",
+                limits.max_headers
+            ),
+        ));
+    }
+    Ok(Limits {
+        max_request_head: head("max_request_head", limits.max_request_head.0)?,
+        max_response_head: head("max_response_head", limits.max_response_head.0)?,
+        max_headers: limits.max_headers,
+        max_uri: head("max_uri", limits.max_uri.0)?,
+        max_body: limits.max_body.0,
+    })
+}
+
+fn check_upstreams(groups: &[UpstreamFile]) -> Checked<Vec<UpstreamGroup>> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut checked = Vec::with_capacity(groups.len());
+    for (index, group) in groups.iter().enumerate() {
+        let here = path(&["upstream"]).index(index);
+        check_name(&group.name, &here.key("name"))?;
+        if let Some(first) = seen.insert(&group.name, index) {
+            return Err(Problem::new(
+                here.key("name"),
+                format!(
+                    "duplicate upstream group name {:?} (also upstream[{first}])",
+                    group.name
+                ),
+            ));
+        }
+        if group.servers.is_empty() {
+            return Err(Problem::new(here.key("servers"), "must not be empty"));
+        }
+        let mut servers = Vec::with_capacity(group.servers.len());
+        for (i, text) in group.servers.iter().enumerate() {
+            let server =
+                resolve(text).map_err(|m| Problem::new(here.key("servers").index(i), m))?;
+            if server.port() == 0 {
+                return Err(Problem::new(
+                    here.key("servers").index(i),
+                    format!("invalid address {text:?}: port must not be 0"),
+                ));
+            }
+            servers.push(server);
+        }
+        checked.push(UpstreamGroup {
+            name: group.name.clone(),
+            servers,
+            max_idle_per_server: group.max_idle_per_server,
+        });
+    }
+    Ok(checked)
+}
+
+fn check_routes(routes: &[RouteFile], upstreams: &[UpstreamGroup]) -> Checked<Vec<Route>> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut checked = Vec::with_capacity(routes.len());
+    for (index, route) in routes.iter().enumerate() {
+        let here = path(&["route"]).index(index);
+        let name = match &route.name {
+            Some(name) => {
+                check_name(name, &here.key("name"))?;
+                name.clone()
+            }
+            None => default_route_name(index),
+        };
+        if let Some(first) = seen.insert(name.clone(), index) {
+            return Err(Problem::new(
+                here.key("name"),
+                format!("duplicate route name {name:?} (also route[{first}])"),
+            ));
+        }
+        checked.push(Route {
+            name,
+            hosts: check_hosts(route.hosts.as_deref(), &here.key("hosts"))?,
+            path_prefix: check_path_prefix(&route.path_prefix, &here.key("path_prefix"))?,
+            methods: check_methods(route.methods.as_deref(), &here.key("methods"))?,
+            headers: check_headers(&route.headers, &here.key("headers"))?,
+            upstream: find_upstream(&route.upstream, upstreams, &here.key("upstream"))?,
+            host_rewrite: match &route.host_rewrite {
+                Some(host) => Some(check_host_rewrite(host, &here.key("host_rewrite"))?),
+                None => None,
+            },
+        });
+    }
+    Ok(checked)
+}
+
+fn check_name(name: &str, here: &FieldPath) -> Checked<()> {
+    if name.trim().is_empty() {
+        return Err(Problem::new(here.clone(), "must not be empty"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(Problem::new(
+            here.clone(),
+            format!("{name:?} contains a control character"),
+        ));
+    }
+    Ok(())
+}
+
+fn find_upstream(name: &str, upstreams: &[UpstreamGroup], here: &FieldPath) -> Checked<usize> {
+    upstreams
+        .iter()
+        .position(|u| u.name == name)
+        .ok_or_else(|| {
+            let known: Vec<String> = upstreams.iter().map(|u| format!("{:?}", u.name)).collect();
+            let known = if known.is_empty() {
+                "there are no [[upstream]] groups".to_owned()
+            } else {
+                format!("known: {}", known.join(", "))
+            };
+            Problem::new(
+                here.clone(),
+                format!("unknown upstream group {name:?} ({known})"),
+            )
+        })
+}
+
+fn check_hosts(hosts: Option<&[String]>, here: &FieldPath) -> Checked<Vec<HostPattern>> {
+    let Some(hosts) = hosts else {
+        return Ok(Vec::new());
+    };
+    if hosts.is_empty() {
+        return Err(Problem::new(
+            here.clone(),
+            "must not be empty (leave `hosts` out to match any host)",
+        ));
+    }
+    let mut patterns = Vec::with_capacity(hosts.len());
+    for (index, text) in hosts.iter().enumerate() {
+        let pattern = parse_host_pattern(text).map_err(|m| Problem::new(here.index(index), m))?;
+        if !patterns.contains(&pattern) {
+            patterns.push(pattern);
+        }
+    }
+    Ok(patterns)
+}
+
+/// `example.com` (exact) or `*.example.com` (any subdomain); no port, no other wildcard.
+pub(crate) fn parse_host_pattern(text: &str) -> Result<HostPattern, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    if let Some(rest) = lower.strip_prefix("*.") {
+        if rest.contains('*') {
+            return Err(format!(
+                "bad wildcard {text:?}: only one leading \"*.\" is allowed"
+            ));
+        }
+        check_host_name(rest).map_err(|why| format!("invalid host pattern {text:?}: {why}"))?;
+        return Ok(HostPattern::Suffix(format!(".{rest}")));
+    }
+    if lower.contains('*') {
+        return Err(format!(
+            "bad wildcard {text:?}: a wildcard is only allowed as a leading \"*.\", as in \"*.example.org\""
+        ));
+    }
+    if let Some(inner) = lower.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+        return match inner.parse::<Ipv6Addr>() {
+            Ok(_) => Ok(HostPattern::Exact(lower)),
+            Err(_) => Err(format!(
+                "invalid host pattern {text:?}: not an IPv6 address"
+            )),
+        };
+    }
+    check_host_name(&lower).map_err(|why| format!("invalid host pattern {text:?}: {why}"))?;
+    Ok(HostPattern::Exact(lower))
+}
+
+fn check_host_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty host name".to_owned());
+    }
+    if name.contains(':') {
+        return Err("must not include a port (the port is ignored when matching)".to_owned());
+    }
+    if name.len() > 253 {
+        return Err("longer than 253 characters".to_owned());
+    }
+    for label in name.split('.') {
+        if label.is_empty() {
+            return Err("empty label (leading, trailing or doubled \".\")".to_owned());
+        }
+        if label.len() > 63 {
+            return Err(format!("label {label:?} is longer than 63 characters"));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return Err(format!("character {c:?} is not allowed in a host name"));
+        }
+    }
+    Ok(())
+}
+
+fn check_path_prefix(prefix: &str, here: &FieldPath) -> Checked<String> {
+    if !prefix.starts_with('/') {
+        return Err(Problem::new(
+            here.clone(),
+            format!("{prefix:?} must start with \"/\""),
+        ));
+    }
+    if let Some(c) = prefix
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control() || *c == '?' || *c == '#')
+    {
+        return Err(Problem::new(
+            here.clone(),
+            format!("{prefix:?}: character {c:?} is not allowed in a path prefix"),
+        ));
+    }
+    Ok(prefix.to_owned())
+}
+
+fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn check_methods(methods: Option<&[String]>, here: &FieldPath) -> Checked<Vec<String>> {
+    let Some(methods) = methods else {
+        return Ok(Vec::new());
+    };
+    if methods.is_empty() {
+        return Err(Problem::new(
+            here.clone(),
+            "must not be empty (leave `methods` out to allow any method)",
+        ));
+    }
+    let mut checked: Vec<String> = Vec::with_capacity(methods.len());
+    for (index, method) in methods.iter().enumerate() {
+        if !is_token(method) {
+            return Err(Problem::new(
+                here.index(index),
+                format!("invalid method {method:?}: must be an HTTP token like \"GET\""),
+            ));
+        }
+        let upper = method.to_ascii_uppercase();
+        if !checked.contains(&upper) {
+            checked.push(upper);
+        }
+    }
+    Ok(checked)
+}
+
+fn check_headers(
+    headers: &std::collections::BTreeMap<String, String>,
+    here: &FieldPath,
+) -> Checked<Vec<(String, String)>> {
+    let mut checked: Vec<(String, String)> = Vec::with_capacity(headers.len());
+    for (name, value) in headers {
+        let at = here.key(name);
+        if !is_token(name) {
+            return Err(Problem::new(at, format!("invalid header name {name:?}")));
+        }
+        let lower = name.to_ascii_lowercase();
+        if checked.iter().any(|(n, _)| *n == lower) {
+            return Err(Problem::new(
+                at,
+                format!("duplicate header {name:?} (header names are case-insensitive)"),
+            ));
+        }
+        if value.chars().any(|c| c.is_control() && c != '\t') {
+            return Err(Problem::new(
+                at,
+                format!("header value {value:?} contains a control character"),
+            ));
+        }
+        if value.trim_matches([' ', '\t']) != value {
+            return Err(Problem::new(
+                at,
+                format!("header value {value:?} has leading or trailing whitespace, which HTTP strips, so it could never match"),
+            ));
+        }
+        checked.push((lower, value.clone()));
+    }
+    checked.sort();
+    Ok(checked)
+}
+
+fn check_host_rewrite(host: &str, here: &FieldPath) -> Checked<String> {
+    let bad = host.is_empty()
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "/?#@\\".contains(c));
+    if bad {
+        return Err(Problem::new(
+            here.clone(),
+            format!("invalid host {host:?}: expected a Host header value like \"app.internal\" or \"10.0.0.1:8080\""),
+        ));
+    }
+    Ok(host.to_owned())
+}
+
+/// `ip:port` as is, or `host:port` through the system resolver (first address).
+fn resolve(text: &str) -> Result<SocketAddr, String> {
+    let trimmed = text.trim();
+    if let Ok(address) = trimmed.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    let example = "expected host:port, e.g. \"127.0.0.1:9001\" or \"localhost:9001\"";
+    let Some((host, port)) = trimmed.rsplit_once(':') else {
+        return Err(format!("invalid address {text:?}: {example}"));
+    };
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(format!("invalid address {text:?}: {example}"));
+    }
+    let Ok(port) = port.parse::<u16>() else {
+        return Err(format!("invalid address {text:?}: bad port {port:?}"));
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match (host, port).to_socket_addrs() {
+        Ok(mut addresses) => addresses
+            .next()
+            .ok_or_else(|| format!("cannot resolve {text:?}: no addresses")),
+        Err(error) => Err(format!("cannot resolve {text:?}: {error}")),
+    }
+}
