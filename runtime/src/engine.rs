@@ -225,12 +225,12 @@ impl Worker {
                 drain: drain.clone(),
             };
             let handler = Rc::new(make_handler(&context));
-            let active = Rc::new(Cell::new(0usize));
+            let counts = Rc::new(ConnectionCounts::default());
             for listener in listeners {
                 monoio::spawn(accept_loop(
                     listener,
                     handler.clone(),
-                    active.clone(),
+                    counts.clone(),
                     drain.clone(),
                 ));
             }
@@ -241,16 +241,22 @@ impl Worker {
             }
             drain.begin();
             let deadline = Instant::now() + self.options.drain_timeout;
-            while active.get() > 0 && Instant::now() < deadline {
+            while counts.active.get() > 0 && Instant::now() < deadline {
                 monoio::time::sleep(Duration::from_millis(10)).await;
             }
-            if active.get() > 0 {
+            if counts.active.get() > 0 {
                 tracing::warn!(
                     worker = self.id,
-                    connections = active.get(),
+                    connections = counts.active.get(),
                     "drain deadline passed: closing remaining connections"
                 );
             }
+            // The accepted count per worker shows whether SO_REUSEPORT kept the workers even.
+            tracing::info!(
+                worker = self.id,
+                accepted = counts.accepted.get(),
+                "worker stopped"
+            );
         });
     }
 }
@@ -259,7 +265,7 @@ impl Worker {
 async fn accept_loop<H, Fut>(
     listener: TcpListener,
     handler: Rc<H>,
-    active: Rc<Cell<usize>>,
+    counts: Rc<ConnectionCounts>,
     drain: Drain,
 ) where
     H: Fn(TcpStream, SocketAddr) -> Fut + 'static,
@@ -272,7 +278,8 @@ async fn accept_loop<H, Fut>(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let guard = ActiveGuard::new(active.clone());
+                counts.accepted.set(counts.accepted.get() + 1);
+                let guard = ActiveGuard::new(counts.clone());
                 let connection = CatchPanic(Box::pin(handler(stream, peer)));
                 monoio::spawn(async move {
                     let _guard = guard;
@@ -300,19 +307,26 @@ fn is_resource_exhaustion(e: &io::Error) -> bool {
     )
 }
 
+/// A worker's connections: open now, and accepted since it started.
+#[derive(Default)]
+struct ConnectionCounts {
+    active: Cell<usize>,
+    accepted: Cell<u64>,
+}
+
 /// Counts a live connection on its worker for as long as it exists.
-struct ActiveGuard(Rc<Cell<usize>>);
+struct ActiveGuard(Rc<ConnectionCounts>);
 
 impl ActiveGuard {
-    fn new(active: Rc<Cell<usize>>) -> Self {
-        active.set(active.get() + 1);
-        Self(active)
+    fn new(counts: Rc<ConnectionCounts>) -> Self {
+        counts.active.set(counts.active.get() + 1);
+        Self(counts)
     }
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.0.set(self.0.get() - 1);
+        self.0.active.set(self.0.active.get() - 1);
     }
 }
 

@@ -194,16 +194,25 @@ async fn exchange(
     head: &RequestHead,
     progress: &mut Progress,
 ) -> Result<Outcome, ProxyError> {
-    progress.request_done = head.body() == BodyKind::Empty;
+    progress.request_done = matches!(head.body(), BodyKind::Empty | BodyKind::Length(0));
     let route = route(worker, head)?;
     if let (BodyKind::Length(n), Some(max)) = (head.body(), worker.limits.max_body) {
         if n > max {
             return Err(ProxyError::BodyTooLarge);
         }
     }
-    let server = worker.upstreams.pick(route.upstream);
-    let (mut upstream, response) =
-        forward_request(worker, client, head, route, server, progress).await?;
+    // Phase pick_upstream. A server that refuses the connection (or does not accept it in
+    // time) has seen nothing of the request, so the next server of the group is tried, until
+    // each was tried once.
+    let mut attempts_left = worker.upstreams.group_len(route.upstream);
+    let (mut upstream, response) = loop {
+        let server = worker.upstreams.pick(route.upstream);
+        attempts_left -= 1;
+        match forward_request(worker, client, head, route, server, progress).await {
+            Err(e) if e.retry_safe() && attempts_left > 0 => log_error(&e, client.peer),
+            result => break result?,
+        }
+    };
     let (outcome, reusable) =
         respond(worker, client, head, &mut upstream, &response, progress).await?;
     if reusable {

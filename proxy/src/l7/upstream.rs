@@ -100,6 +100,11 @@ impl Upstreams {
         group.servers[i]
     }
 
+    /// How many servers `group` has.
+    pub fn group_len(&self, group: usize) -> usize {
+        self.groups[group].servers.len()
+    }
+
     pub fn addr(&self, server: usize) -> SocketAddr {
         self.servers[server].addr
     }
