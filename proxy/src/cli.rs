@@ -117,6 +117,21 @@ pub struct Cli {
     #[arg(long, value_name = "SIZE|unlimited", value_parser = parse_body_limit, global = true)]
     pub max_body: Option<BodyLimit>,
 
+    /// Least average request-body rate in bytes per second after a 5 s grace, else 408; 0 turns
+    /// it off [default: 240].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, global = true)]
+    pub min_body_rate: Option<u64>,
+
+    /// Most open client connections per worker; at the limit the worker pauses accepting
+    /// [default: 16384].
+    #[arg(long, value_name = "N", global = true)]
+    pub max_connections_per_worker: Option<usize>,
+
+    /// Most open connections from one client address (IPv6: per /64), else 429; 0 means no
+    /// limit [default: 0].
+    #[arg(long, value_name = "N", global = true)]
+    pub max_connections_per_ip: Option<u32>,
+
     /// Most idle pooled connections per upstream server, for every upstream group
     /// [default: each group's own setting, else 64].
     #[arg(long, value_name = "N", global = true)]

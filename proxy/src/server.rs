@@ -13,7 +13,7 @@ use ringwall_runtime::{
 };
 
 use crate::config::{Config, IoDriver};
-use crate::l7::{serve, Worker};
+use crate::l7::{serve, ClientLimit, Worker};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -31,6 +31,22 @@ pub fn run(
     on_ready: impl FnOnce(&[SocketAddr], DriverKind),
 ) -> Result<(), ServerError> {
     let workers = config.engine.workers;
+    match ringwall_runtime::raise_open_files_limit() {
+        Ok(open_files) => {
+            // Each client connection may hold an upstream connection too.
+            let wanted = (workers * config.limits.max_connections_per_worker * 2) as u64;
+            if open_files < wanted {
+                tracing::warn!(
+                    open_files,
+                    wanted,
+                    "the open files limit is below 2 × workers × max_connections_per_worker: \
+                     raise `ulimit -n` (hard) or lower the limit"
+                );
+            }
+        }
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+    }
+    let client_limit = ClientLimit::new(config.limits.max_connections_per_ip);
     let (listeners, bound) = bind_listeners(&config.listen, workers).map_err(ServerError::Bind)?;
     let options = EngineOptions {
         workers,
@@ -38,6 +54,7 @@ pub fn run(
         driver: driver_choice(config.engine.io_driver),
         ring_entries: config.engine.ring_entries,
         drain_timeout: config.timeouts.drain,
+        max_connections: config.limits.max_connections_per_worker,
     };
     Engine::run(
         &options,
@@ -45,7 +62,12 @@ pub fn run(
         shutdown,
         |driver| on_ready(&bound, driver),
         move |ctx| {
-            let worker = Rc::new(Worker::new(&config, ctx.id, ctx.drain.clone()));
+            let worker = Rc::new(Worker::new(
+                &config,
+                ctx.id,
+                ctx.drain.clone(),
+                client_limit.clone(),
+            ));
             monoio::spawn(worker.clone().sweep_idle_upstreams());
             move |stream, peer| serve(worker.clone(), stream, peer)
         },

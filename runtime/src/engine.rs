@@ -27,6 +27,8 @@ use crate::shutdown::{Drain, Shutdown};
 const CONTROL_TICK: Duration = Duration::from_millis(50);
 /// How long an accept loop backs off when the process is out of file descriptors or memory.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How often a worker at its connection limit looks whether it may accept again.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(5);
 
 /// The engine's settings.
 #[derive(Clone, Debug)]
@@ -36,6 +38,8 @@ pub struct EngineOptions {
     pub driver: DriverChoice,
     pub ring_entries: u32,
     pub drain_timeout: Duration,
+    /// Most open connections per worker; at the limit the worker stops accepting for a moment.
+    pub max_connections: usize,
 }
 
 /// What a worker's handler factory learns about the worker it runs on.
@@ -232,6 +236,7 @@ impl Worker {
                     handler.clone(),
                     counts.clone(),
                     drain.clone(),
+                    self.options.max_connections,
                 ));
             }
             let _ = started.send(WorkerStart::Ready { driver, refused });
@@ -267,11 +272,29 @@ async fn accept_loop<H, Fut>(
     handler: Rc<H>,
     counts: Rc<ConnectionCounts>,
     drain: Drain,
+    max_connections: usize,
 ) where
     H: Fn(TcpStream, SocketAddr) -> Fut + 'static,
     Fut: Future<Output = ()> + 'static,
 {
+    let mut paused = false;
     loop {
+        // At the limit, leave new connections in the kernel's queue (or to other workers)
+        // rather than accepting and failing them, and look again shortly.
+        if counts.active.get() >= max_connections {
+            if !paused {
+                tracing::warn!(
+                    max_connections,
+                    "worker at its connection limit: pausing accepts"
+                );
+                paused = true;
+            }
+            monoio::select! {
+                () = monoio::time::sleep(ACCEPT_PAUSE) => continue,
+                () = drain.wait() => break,
+            }
+        }
+        paused = false;
         let accepted = monoio::select! {
             accepted = listener.accept() => accepted,
             () = drain.wait() => break,

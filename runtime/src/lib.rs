@@ -11,10 +11,12 @@
 
 mod driver;
 mod engine;
+mod limits;
 mod listener;
 mod shutdown;
 
 pub use driver::{DriverChoice, DriverKind};
 pub use engine::{Engine, EngineError, EngineOptions, WorkerContext};
+pub use limits::raise_open_files_limit;
 pub use listener::bind_listeners;
 pub use shutdown::{Drain, Shutdown};

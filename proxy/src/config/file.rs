@@ -137,6 +137,15 @@ pub(crate) struct LimitsFile {
     pub max_uri: ByteSize,
     /// Largest request body, else 413; `"unlimited"` for no limit. Default: `"unlimited"`.
     pub max_body: BodyLimit,
+    /// After a 5 s grace period, a request body must arrive at least this fast on average (bytes
+    /// per second), else 408; `0` turns the check off. Default: `240` (Kestrel's default).
+    pub min_body_rate: ByteSize,
+    /// Most open client connections per worker; at the limit the worker pauses accepting until
+    /// one closes. Default: `16384`.
+    pub max_connections_per_worker: usize,
+    /// Most open connections from one client address across all workers (IPv6: per /64), else
+    /// 429; `0` means no limit. Default: `0`.
+    pub max_connections_per_ip: u32,
 }
 
 impl Default for LimitsFile {
@@ -147,6 +156,9 @@ impl Default for LimitsFile {
             max_headers: 100,
             max_uri: ByteSize(8 << 10),
             max_body: BodyLimit(None),
+            min_body_rate: ByteSize(240),
+            max_connections_per_worker: 16384,
+            max_connections_per_ip: 0,
         }
     }
 }

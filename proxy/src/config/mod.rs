@@ -143,6 +143,12 @@ pub struct Limits {
     pub max_uri: usize,
     /// Largest request body (413); `None` is unlimited.
     pub max_body: Option<u64>,
+    /// Least average request-body rate in bytes per second after a 5 s grace (408); 0 is off.
+    pub min_body_rate: u64,
+    /// Most open client connections per worker (accepting pauses at the limit), at least 1.
+    pub max_connections_per_worker: usize,
+    /// Most open connections per client address (IPv6: per /64) across workers (429); 0 is off.
+    pub max_connections_per_ip: u32,
 }
 
 /// An `[[upstream]]` group.
@@ -453,6 +459,24 @@ fn apply_limit_flags(limits: &mut file::LimitsFile, cli: &Cli, locator: &mut Loc
     if let Some(limit) = cli.max_body {
         l.max_body = limit;
         locator.set_by_flag(path(&["limits", "max_body"]), "--max-body");
+    }
+    if let Some(rate) = cli.min_body_rate {
+        l.min_body_rate.0 = rate;
+        locator.set_by_flag(path(&["limits", "min_body_rate"]), "--min-body-rate");
+    }
+    if let Some(count) = cli.max_connections_per_worker {
+        l.max_connections_per_worker = count;
+        locator.set_by_flag(
+            path(&["limits", "max_connections_per_worker"]),
+            "--max-connections-per-worker",
+        );
+    }
+    if let Some(count) = cli.max_connections_per_ip {
+        l.max_connections_per_ip = count;
+        locator.set_by_flag(
+            path(&["limits", "max_connections_per_ip"]),
+            "--max-connections-per-ip",
+        );
     }
 }
 

@@ -101,6 +101,9 @@ fn every_default() {
     assert_eq!(l.max_headers, 100);
     assert_eq!(l.max_uri, 8 * 1024);
     assert_eq!(l.max_body, None);
+    assert_eq!(l.min_body_rate, 240);
+    assert_eq!(l.max_connections_per_worker, 16384);
+    assert_eq!(l.max_connections_per_ip, 0);
 
     assert_eq!(
         config.upstreams,
@@ -205,6 +208,9 @@ upstream = "static"
             max_headers: 64,
             max_uri: 4000,
             max_body: Some(10 << 20),
+            min_body_rate: 240,
+            max_connections_per_worker: 16384,
+            max_connections_per_ip: 0,
         }
     );
     let app = &config.upstreams[0];
@@ -831,7 +837,10 @@ fn flags_override_the_file() {
             max_response_head: 2048,
             max_headers: 7,
             max_uri: 512,
-            max_body: Some(1_000_000)
+            max_body: Some(1_000_000),
+            min_body_rate: 240,
+            max_connections_per_worker: 16384,
+            max_connections_per_ip: 0,
         }
     );
     assert_eq!(config.upstreams[0].max_idle_per_server, 3);
@@ -1277,4 +1286,26 @@ fn the_full_example_in_the_docs_is_valid() {
     assert_eq!(config.routes.len(), 4);
     assert_eq!(config.upstreams.len(), 3);
     assert_eq!(config.limits.max_body, Some(25 << 20));
+}
+
+#[test]
+fn connection_limits_and_body_rate() {
+    let config = Config::from_toml_str(
+        &format!(
+            "[limits]\nmin_body_rate = \"1KiB\"\nmax_connections_per_worker = 100\nmax_connections_per_ip = 8\n\n{MINIMAL}"
+        ),
+        None,
+    )
+    .unwrap();
+    assert_eq!(config.limits.min_body_rate, 1024);
+    assert_eq!(config.limits.max_connections_per_worker, 100);
+    assert_eq!(config.limits.max_connections_per_ip, 8);
+    let err = Config::from_toml_str(
+        &format!("[limits]\nmax_connections_per_worker = 0\n\n{MINIMAL}"),
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("limits.max_connections_per_worker"), "{err}");
+    assert!(err.contains(":2:"), "{err}");
 }

@@ -182,12 +182,21 @@ fn check_limits(limits: &LimitsFile) -> Checked<Limits> {
             ),
         ));
     }
+    if limits.max_connections_per_worker == 0 {
+        return Err(Problem::new(
+            path(&["limits", "max_connections_per_worker"]),
+            "must be at least 1",
+        ));
+    }
     Ok(Limits {
         max_request_head: head("max_request_head", limits.max_request_head.0)?,
         max_response_head: head("max_response_head", limits.max_response_head.0)?,
         max_headers: limits.max_headers,
         max_uri: head("max_uri", limits.max_uri.0)?,
         max_body: limits.max_body.0,
+        min_body_rate: limits.min_body_rate.0,
+        max_connections_per_worker: limits.max_connections_per_worker,
+        max_connections_per_ip: limits.max_connections_per_ip,
     })
 }
 

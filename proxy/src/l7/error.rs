@@ -27,6 +27,10 @@ pub enum ProxyError {
     HeaderTimeout,
     #[error("request body stalled")]
     BodyTimeout,
+    #[error("request body arrives slower than the minimum rate")]
+    BodyTooSlow,
+    #[error("too many connections from this client address")]
+    TooManyConnections,
     #[error("request body larger than the limit")]
     BodyTooLarge,
     #[error("client closed the connection mid-request")]
@@ -63,6 +67,8 @@ impl ProxyError {
             | ProxyError::BadRequestBody(_)
             | ProxyError::HeaderTimeout
             | ProxyError::BodyTimeout
+            | ProxyError::BodyTooSlow
+            | ProxyError::TooManyConnections
             | ProxyError::BodyTooLarge
             | ProxyError::ClientClosed
             | ProxyError::ClientIo(_)
@@ -83,7 +89,8 @@ impl ProxyError {
         Some(match self {
             ProxyError::BadRequest(e) => e.status(),
             ProxyError::BadRequestBody(_) => 400,
-            ProxyError::HeaderTimeout | ProxyError::BodyTimeout => 408,
+            ProxyError::HeaderTimeout | ProxyError::BodyTimeout | ProxyError::BodyTooSlow => 408,
+            ProxyError::TooManyConnections => 429,
             ProxyError::BodyTooLarge => 413,
             ProxyError::NoRoute => 404,
             ProxyError::UpstreamConnect { .. }
@@ -131,6 +138,7 @@ pub fn reason_phrase(status: u16) -> &'static str {
         413 => "Content Too Large",
         414 => "URI Too Long",
         417 => "Expectation Failed",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         502 => "Bad Gateway",
         504 => "Gateway Timeout",

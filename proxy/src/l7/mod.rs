@@ -4,6 +4,7 @@
 //! pools and its limits. Every connection the engine accepts on that worker is served by
 //! [`serve`] (the phases are in `phases.rs`), which only ever touches that worker's state.
 
+mod client_limit;
 mod error;
 mod forward;
 mod phases;
@@ -12,10 +13,12 @@ mod transport;
 mod upstream;
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use ringwall_runtime::Drain;
 
+pub use client_limit::{ClientLimit, ClientSlot};
 pub use error::{ProxyError, Side};
 pub use phases::serve;
 pub use router::{RouteEntry, RouteQuery, RouteTable};
@@ -33,10 +36,17 @@ pub struct Worker {
     pub routes: RouteTable,
     pub upstreams: Upstreams,
     pub drain: Drain,
+    /// Open connections per client address, shared by all workers; `None` when unlimited.
+    pub client_limit: Option<Arc<ClientLimit>>,
 }
 
 impl Worker {
-    pub fn new(config: &Config, worker_id: usize, drain: Drain) -> Self {
+    pub fn new(
+        config: &Config,
+        worker_id: usize,
+        drain: Drain,
+        client_limit: Option<Arc<ClientLimit>>,
+    ) -> Self {
         let limits = config.limits.clone();
         Self {
             timeouts: config.timeouts.clone(),
@@ -54,6 +64,7 @@ impl Worker {
             routes: RouteTable::new(&config.routes),
             upstreams: Upstreams::new(config, worker_id),
             drain,
+            client_limit,
         }
     }
 

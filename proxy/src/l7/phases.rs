@@ -35,6 +35,8 @@ use crate::http1::{
 const CLIENT_BUF: usize = 8 * 1024;
 /// How long a refused client may keep sending before its connection is closed for good.
 const LINGER_TIME: Duration = Duration::from_secs(2);
+/// A request body is not held to the minimum rate during its first seconds.
+const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
 /// At most this much is read and thrown away while closing a connection whose request was
 /// refused, so that the refusal reaches the client instead of being lost to a reset.
 const LINGER_BYTES: usize = 256 * 1024;
@@ -71,6 +73,15 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
         out: WriteQueue::default(),
         peer,
     };
+    // Phase accept, continued: the per-address connection limit, answered at once.
+    let slot = worker
+        .client_limit
+        .as_ref()
+        .map(|table| table.try_acquire(peer.ip()));
+    if let Some(None) = slot {
+        refuse(&worker, &mut client, &ProxyError::TooManyConnections).await;
+        return;
+    }
     let mut first = true;
     loop {
         let mut progress = Progress::default();
@@ -95,7 +106,11 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
                 if progress.response_started {
                     return;
                 }
-                let Some(response) = error.response(!keep) else {
+                if !keep {
+                    refuse(&worker, &mut client, &error).await;
+                    return;
+                }
+                let Some(response) = error.response(false) else {
                     return;
                 };
                 client.out.buf().extend_from_slice(&response);
@@ -107,13 +122,25 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
                 {
                     return;
                 }
-                if !keep {
-                    linger_close(&mut client).await;
-                    return;
-                }
             }
         }
     }
+}
+
+/// Answers `error` (if the client can still be answered) and closes the connection.
+async fn refuse(worker: &Worker, client: &mut Client, error: &ProxyError) {
+    if let Some(response) = error.response(true) {
+        client.out.buf().extend_from_slice(&response);
+        if client
+            .out
+            .flush(&mut client.stream, worker.timeouts.client_send)
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    linger_close(client).await;
 }
 
 fn log_error(error: &ProxyError, peer: SocketAddr) {
@@ -329,6 +356,7 @@ async fn send_body(
     let mut decoder = BodyDecoder::new(kind);
     let mut received: u64 = 0;
     let mut trailers: Option<Bytes> = None;
+    let started = Instant::now();
     loop {
         match decoder
             .decode(&mut client.buf)
@@ -364,6 +392,7 @@ async fn send_body(
                 out.flush(&mut upstream.stream, timeouts.upstream_response)
                     .await
                     .map_err(upstream_failure)?;
+                too_slow(worker.limits.min_body_rate, received, started)?;
                 match read_some(&mut client.stream, &mut client.buf, timeouts.client_body).await {
                     Ok(_) => {}
                     Err(IoFailure::Timeout) => return Err(ProxyError::BodyTimeout),
@@ -508,6 +537,20 @@ async fn respond(
         Outcome::Close
     };
     Ok((outcome, reusable))
+}
+
+/// The slow-body check: after the grace period, a body must have averaged `min_rate` bytes
+/// per second since it began (0 turns the check off).
+fn too_slow(min_rate: u64, received: u64, started: Instant) -> Result<(), ProxyError> {
+    let elapsed = started.elapsed();
+    if min_rate == 0 || elapsed < BODY_RATE_GRACE {
+        return Ok(());
+    }
+    let expected = u128::from(min_rate) * elapsed.as_millis() / 1000;
+    if u128::from(received) < expected {
+        return Err(ProxyError::BodyTooSlow);
+    }
+    Ok(())
 }
 
 fn upstream_failure(failure: IoFailure) -> ProxyError {
