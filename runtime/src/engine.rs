@@ -211,9 +211,18 @@ impl Worker {
         runtime.block_on(async move {
             let drain = Drain::default();
             let mut listeners = Vec::with_capacity(sockets.len());
+            // A second handle on each listening socket, to stop it synchronously on drain
+            // (closing monoio's handle is an io_uring operation that completes later).
+            let mut stoppers = Vec::with_capacity(sockets.len());
             for socket in sockets {
-                match TcpListener::from_std(socket) {
-                    Ok(listener) => listeners.push(listener),
+                let converted = socket
+                    .try_clone()
+                    .and_then(|stopper| Ok((stopper, TcpListener::from_std(socket)?)));
+                match converted {
+                    Ok((stopper, listener)) => {
+                        stoppers.push(stopper);
+                        listeners.push(listener);
+                    }
                     Err(source) => {
                         let _ = started.send(WorkerStart::Failed(EngineError::Listener {
                             worker: self.id,
@@ -230,14 +239,15 @@ impl Worker {
             };
             let handler = Rc::new(make_handler(&context));
             let counts = Rc::new(ConnectionCounts::default());
+            let mut accept_loops = Vec::with_capacity(listeners.len());
             for listener in listeners {
-                monoio::spawn(accept_loop(
+                accept_loops.push(monoio::spawn(accept_loop(
                     listener,
                     handler.clone(),
                     counts.clone(),
                     drain.clone(),
                     self.options.max_connections,
-                ));
+                )));
             }
             let _ = started.send(WorkerStart::Ready { driver, refused });
 
@@ -245,6 +255,15 @@ impl Worker {
                 monoio::time::sleep(CONTROL_TICK).await;
             }
             drain.begin();
+            // Stop listening now: the kernel takes the socket out of the SO_REUSEPORT group and
+            // refuses what was queued on it, so no client waits on a worker that will not
+            // accept again. Then the accept loops end and drop their handles.
+            for stopper in stoppers {
+                let _ = socket2::SockRef::from(&stopper).shutdown(std::net::Shutdown::Both);
+            }
+            for accept_loop in accept_loops {
+                accept_loop.await;
+            }
             let deadline = Instant::now() + self.options.drain_timeout;
             while counts.active.get() > 0 && Instant::now() < deadline {
                 monoio::time::sleep(Duration::from_millis(10)).await;

@@ -128,6 +128,7 @@ fn every_default() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one literal config and one assertion per section
 fn the_documented_example_parses() {
     let config = parse(
         r#"listen = ["127.0.0.1:8080", "[::1]:8443"]

@@ -730,8 +730,16 @@ fn head_error(error: httparse::Error, from_start_line: &[u8], role: Role) -> Cod
                 .position(|&b| b == b'\r' || b == b'\n')
                 .unwrap_or(from_start_line.len());
             let line = &from_start_line[..line_len];
+            // Only a well-formed line (method SP target SP version) with another version is
+            // 505; a line with extra spaces (`GET /a b HTTP/1.1`) is malformed, 400.
             let version = match role {
-                Role::Request => line.rsplit(|&b| b == b' ').next().unwrap_or_default(),
+                Role::Request => {
+                    let mut parts = line.split(|&b| b == b' ');
+                    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                        (Some(m), Some(t), Some(v), None) if !m.is_empty() && !t.is_empty() => v,
+                        _ => &[][..],
+                    }
+                }
                 Role::Response => line,
             };
             if version.starts_with(b"HTTP/") && version.get(5).is_some_and(u8::is_ascii_digit) {
@@ -1401,6 +1409,14 @@ mod tests {
         assert_eq!(
             request_error(b"GET / http/1.1\r\nHost: h\r\n\r\n"),
             CodecError::Malformed("invalid HTTP version")
+        );
+        assert_eq!(
+            request_error(b"GET /a b HTTP/1.1\r\nHost: h\r\n\r\n"),
+            CodecError::Malformed("invalid HTTP version")
+        );
+        assert_eq!(
+            request_error(b"GET  / HTTP/1.1\r\nHost: h\r\n\r\n"),
+            CodecError::Malformed("invalid request line")
         );
         assert_eq!(
             request_error(b"GET / HTTP/1.1x\r\nHost: h\r\n\r\n"),
