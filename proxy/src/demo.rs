@@ -12,10 +12,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::{TcpListener, TcpStream};
 
 use crate::http1::{parse_request, BodyDecoder, Decoded, HeadLimits, Method};
+use crate::l7::read_some;
 
 const DEMO_LIMITS: HeadLimits = HeadLimits {
     max_head: 64 * 1024,
@@ -134,15 +135,5 @@ async fn serve_demo(mut stream: TcpStream, index: usize, addr: SocketAddr) {
 }
 
 async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> bool {
-    if buf.capacity() - buf.len() < 4096 {
-        buf.reserve(16 * 1024);
-    }
-    let owned = std::mem::take(buf);
-    match monoio::time::timeout(IDLE, stream.read(owned)).await {
-        Ok((Ok(n), owned)) if n > 0 => {
-            *buf = owned;
-            true
-        }
-        _ => false,
-    }
+    matches!(read_some(stream, buf, IDLE).await, Ok(n) if n > 0)
 }

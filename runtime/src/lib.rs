@@ -11,12 +11,14 @@
 
 mod driver;
 mod engine;
+mod idle_probe;
 mod limits;
 mod listener;
 mod shutdown;
 
 pub use driver::{DriverChoice, DriverKind};
 pub use engine::{Engine, EngineError, EngineOptions, WorkerContext};
+pub use idle_probe::idle_connection_is_clean;
 pub use limits::raise_open_files_limit;
 pub use listener::bind_listeners;
 pub use shutdown::{Drain, Shutdown};

@@ -99,6 +99,8 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
             }
             Err(error) => {
                 log_error(&error, client.peer);
+                // A response head that was queued but never written is replaced by the error.
+                client.out.buf().clear();
                 let keep = progress.request_done
                     && !progress.response_started
                     && matches!(error.side(), Side::Upstream | Side::Internal)
@@ -468,8 +470,9 @@ async fn respond(
         (true, false) => Some(b"keep-alive"),
         (true, true) => None,
     };
+    // The head waits in the write queue until the first write: until then an error can still
+    // be answered with its own status (`serve` discards the queued head).
     write_response_head(client.out.buf(), response, framing, connection);
-    progress.response_started = true;
 
     let timeouts = &worker.timeouts;
     let mut decoder = BodyDecoder::new(response.body());
@@ -484,6 +487,7 @@ async fn respond(
                 if framing == OutFraming::Chunked {
                     write_chunk_header(data.len(), client.out.buf());
                 }
+                progress.response_started = true;
                 client
                     .out
                     .push(&mut client.stream, data, timeouts.client_send)
@@ -496,6 +500,7 @@ async fn respond(
             Decoded::Trailers(fields) => trailers = Some(fields),
             Decoded::End => break,
             Decoded::NeedMore => {
+                progress.response_started = true;
                 client
                     .out
                     .flush(&mut client.stream, timeouts.client_send)
@@ -526,6 +531,7 @@ async fn respond(
         // chunked coding is removed and its trailers dropped (RFC 9112 §7.1.2).
         write_last_chunk(trailers.as_deref(), client.out.buf());
     }
+    progress.response_started = true;
     client
         .out
         .flush(&mut client.stream, timeouts.client_send)

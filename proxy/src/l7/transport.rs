@@ -10,6 +10,7 @@ use std::io;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
@@ -39,11 +40,14 @@ pub async fn read_some(
     if buf.capacity() - buf.len() < MIN_READ_ROOM {
         buf.reserve(READ_CHUNK);
     }
+    // monoio reads a `BytesMut` from its start; the read must go after what is buffered.
     let owned = std::mem::take(buf);
-    match monoio::time::timeout(limit, stream.read(owned)).await {
+    let (filled, capacity) = (owned.len(), owned.capacity());
+    let spare = owned.slice_mut(filled..capacity);
+    match monoio::time::timeout(limit, stream.read(spare)).await {
         Err(_) => Err(IoFailure::Timeout),
-        Ok((result, owned)) => {
-            *buf = owned;
+        Ok((result, spare)) => {
+            *buf = spare.into_inner();
             match result {
                 Ok(0) => Err(IoFailure::Closed),
                 Ok(n) => Ok(n),

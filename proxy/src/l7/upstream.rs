@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use monoio::net::TcpStream;
+use ringwall_runtime::idle_connection_is_clean;
 
 use super::error::ProxyError;
 use super::transport::WriteQueue;
@@ -121,7 +122,11 @@ impl Upstreams {
         let mut idle = self.idle.borrow_mut();
         let list = &mut idle[server];
         while let Some(entry) = list.pop() {
-            if now.duration_since(entry.since) < self.idle_timeout {
+            // An origin that closed the connection, or sent bytes while it sat idle, is out
+            // of step with it: those bytes must never reach the next client.
+            if now.duration_since(entry.since) < self.idle_timeout
+                && idle_connection_is_clean(&entry.conn.stream)
+            {
                 return Some(entry.conn);
             }
         }

@@ -4,10 +4,12 @@
 //! [`Proxy`] starts the binary (from flags or a TOML file), waits for its `listening on` log
 //! line and kills it when dropped. [`Origin`] is an HTTP/1.1 server on `std::net`, one thread
 //! per connection, that counts the connections and requests it accepts and answers through a
-//! handler the test supplies ([`echo`] sends back the request head it received). [`Client`]
-//! writes raw bytes and parses what comes back into a [`Response`]. Both sides read through
-//! [`Wire`]. Every socket has read and write timeouts and every wait has a deadline, so a proxy
-//! that hangs fails a test instead of stalling the suite.
+//! handler the test supplies ([`echo`] sends back the request head it received); a
+//! [`RawOrigin`] hands its connections, unread, to the test for failures below HTTP (resets,
+//! garbage, stalls). [`Client`] writes raw bytes and parses what comes back into a
+//! [`Response`]. Both sides read through [`Wire`]. Every socket has read and write timeouts and
+//! every wait has a deadline, so a proxy that hangs fails a test instead of stalling the suite.
+//! [`Proxy::open_fds`] counts the proxy's open descriptors, for the tests that look for leaks.
 
 // Each test binary includes this module and uses a different part of it.
 #![allow(dead_code)]
@@ -405,6 +407,19 @@ impl Client {
         }
     }
 
+    /// Like [`Client::try_read_response`], but every read waits at most `timeout`, so that a
+    /// proxy that stops sending shows up as a `TimedOut`/`WouldBlock` error soon.
+    pub fn try_read_response_within(
+        &mut self,
+        to_head: bool,
+        timeout: Duration,
+    ) -> io::Result<Response> {
+        self.wire.stream.set_read_timeout(Some(timeout))?;
+        let response = self.try_read_response(to_head);
+        self.wire.stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        response
+    }
+
     /// Reads one head only (an interim response, say) within `timeout`.
     pub fn read_head_within(&mut self, timeout: Duration) -> io::Result<Head> {
         self.wire.stream.set_read_timeout(Some(timeout))?;
@@ -667,6 +682,11 @@ impl Origin {
         self.closed.load(Ordering::SeqCst)
     }
 
+    /// Connections open now (accepted and not yet ended).
+    pub fn open(&self) -> usize {
+        self.connections().saturating_sub(self.closed())
+    }
+
     /// Request heads received so far.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
@@ -745,6 +765,121 @@ pub fn echo(name: &str, req: &OriginRequest, conn: &mut OriginConn) -> io::Resul
     }
     conn.respond(200, &fields, &out)?;
     Ok(Next::KeepAlive)
+}
+
+/// A TCP server on loopback that hands every accepted connection, with nothing read from it, to
+/// a handler: for origins that fail below HTTP (resets, garbage, stalls, cut bodies). Each
+/// connection runs on its own thread and ends when the handler returns and drops the stream
+/// (with unread bytes still queued, Linux then answers with a reset instead of a FIN).
+pub struct RawOrigin {
+    pub addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    closed: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RawOrigin {
+    /// Starts a server whose connections go to `handler` with their accept index.
+    pub fn start(handler: impl Fn(TcpStream, usize) + Send + Sync + 'static) -> RawOrigin {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind raw origin");
+        let addr = listener.local_addr().expect("raw origin address");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let closed = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler = Arc::new(handler);
+        {
+            let (connections, closed, stop) = (connections.clone(), closed.clone(), stop.clone());
+            thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+                    let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+                    let _ = stream.set_nodelay(true);
+                    let index = connections.fetch_add(1, Ordering::SeqCst);
+                    let (handler, closed) = (handler.clone(), closed.clone());
+                    thread::spawn(move || {
+                        handler(stream, index);
+                        closed.fetch_add(1, Ordering::SeqCst);
+                    });
+                }
+            });
+        }
+        RawOrigin {
+            addr,
+            connections,
+            closed,
+            stop,
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Connections whose handler has returned (and whose socket is closed) so far.
+    pub fn closed(&self) -> usize {
+        self.closed.load(Ordering::SeqCst)
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.connections().saturating_sub(self.closed())
+    }
+}
+
+impl Drop for RawOrigin {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+    }
+}
+
+/// Reads one byte at a time through the first `needle` (at most `max` bytes), so that nothing
+/// after it is taken from the socket; returns what was read, `needle` included.
+pub fn read_through(stream: &mut TcpStream, needle: &[u8], max: usize) -> io::Result<Vec<u8>> {
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(needle) {
+        if got.len() >= max {
+            return Err(invalid(format!("no {needle:?} within {max} bytes")));
+        }
+        if stream.read(&mut byte)? == 0 {
+            return Err(early_eof("before the expected bytes"));
+        }
+        got.push(byte[0]);
+    }
+    Ok(got)
+}
+
+/// Blocks until the peer closes `stream` (or resets it), reading and dropping whatever comes,
+/// for at most `limit`; true if the peer closed.
+pub fn wait_peer_close(stream: &mut TcpStream, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut scratch = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return false;
+        }
+        match stream.read(&mut scratch) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                return true
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
 }
 
 /// An address on which nothing listens (a port that was just bound and released).
@@ -946,6 +1081,30 @@ impl Proxy {
         }
     }
 
+    /// The number of file descriptors the process has open (entries of `/proc/PID/fd`).
+    pub fn open_fds(&self) -> usize {
+        open_fds(self.pid()).expect("/proc/PID/fd of ringwall")
+    }
+
+    /// The open descriptor count once it has held still for 300 ms (sampled every 25 ms, for
+    /// at most 5 s; the last sample if it never settles).
+    pub fn settled_fds(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut last = self.open_fds();
+        let mut since = Instant::now();
+        while Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(25));
+            let now = self.open_fds();
+            if now != last {
+                last = now;
+                since = Instant::now();
+            } else if since.elapsed() >= Duration::from_millis(300) {
+                break;
+            }
+        }
+        last
+    }
+
     /// The resident set size of the process in KiB (`VmRSS`).
     pub fn rss_kib(&self) -> u64 {
         rss_kib(self.pid()).expect("VmRSS of ringwall")
@@ -971,6 +1130,11 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
         .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
         .collect();
     addr.parse().ok()
+}
+
+/// Open file descriptors of a process: the entries of `/proc/PID/fd`.
+pub fn open_fds(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
 
 /// `VmRSS` of a process, in KiB.
