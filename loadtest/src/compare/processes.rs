@@ -1,0 +1,252 @@
+//! Starting and stopping the servers of a comparison, and the checks before it starts.
+//!
+//! [`Server::start`] runs a program under `taskset -c CORE` in a process group of its own (so a
+//! terminal's Ctrl-C reaches only the harness, which then stops it), with its output in a log
+//! file, and waits until its port accepts connections. Dropping a [`Server`] sends SIGTERM to
+//! the whole group (nginx's workers too), waits up to two seconds, then SIGKILLs the group:
+//! servers go away on success, on error, on a panic and after Ctrl-C alike.
+//! [`missing_programs`] names the Debian packages to install when nginx, HAProxy, taskset or
+//! nginx's stream module are absent, and [`raise_nofile_limit`] lifts `RLIMIT_NOFILE` to its hard
+//! limit for the idle-connection scenario (children inherit it).
+
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rustix::process::{kill_process_group, Pid, Signal};
+
+/// How long a server may take to start listening.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running server that is stopped when dropped.
+#[derive(Debug)]
+pub struct Server {
+    pub name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts `program args` pinned to `core`, logging to `log`, and waits for `port`.
+    pub fn start(
+        name: &str,
+        core: usize,
+        program: &Path,
+        args: &[String],
+        log: &Path,
+        port: u16,
+    ) -> anyhow::Result<Server> {
+        let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new("taskset")
+            .arg("-c")
+            .arg(core.to_string())
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {name} ({})", program.display()))?;
+        let mut server = Server {
+            name: name.to_string(),
+            child,
+            log: log.to_path_buf(),
+        };
+        server.wait_for_port(port)?;
+        Ok(server)
+    }
+
+    /// The pid of the program (taskset execs it, so it is the child's pid).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn wait_for_port(&mut self, port: u16) -> anyhow::Result<()> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{} exited at start ({status}); its output:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not listen on {addr} within {START_TIMEOUT:?}; its output:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The last lines of the server's output.
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let Some(group) = i32::try_from(self.child.id()).ok().and_then(Pid::from_raw) else {
+            return;
+        };
+        let _ = kill_process_group(group, Signal::TERM);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                // The leader is gone; make sure no worker of its group stays behind.
+                let _ = kill_process_group(group, Signal::KILL);
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = kill_process_group(group, Signal::KILL);
+        let _ = self.child.wait();
+    }
+}
+
+/// A free port on 127.0.0.1 (bound and released; the servers start right after).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Finds `name` on `PATH` (and in the sbin directories, where Debian puts nginx and HAProxy).
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// What a comparison needs that is not installed: (what, Debian package).
+pub fn missing_programs(need_stream_module: bool, stream_module: &Path) -> Vec<(String, String)> {
+    let mut missing = Vec::new();
+    for (program, package) in [
+        ("nginx", "nginx"),
+        ("haproxy", "haproxy"),
+        ("taskset", "util-linux"),
+    ] {
+        if find_program(program).is_none() {
+            missing.push((program.to_string(), package.to_string()));
+        }
+    }
+    if need_stream_module
+        && find_program("nginx").is_some()
+        && !stream_module_present(stream_module)
+    {
+        missing.push((
+            "nginx stream module (for the L4 scenario)".to_string(),
+            "libnginx-mod-stream".to_string(),
+        ));
+    }
+    missing
+}
+
+/// Whether nginx has `stream {}`: built in, or as the dynamic module at `module`.
+pub fn stream_module_present(module: &Path) -> bool {
+    module.is_file() || nginx_has_static_stream()
+}
+
+/// nginx was configured `--with-stream` (not `=dynamic`).
+pub fn nginx_has_static_stream() -> bool {
+    let Some(nginx) = find_program("nginx") else {
+        return false;
+    };
+    Command::new(nginx).arg("-V").output().is_ok_and(|o| {
+        let text = String::from_utf8_lossy(&o.stderr).into_owned();
+        text.split_ascii_whitespace().any(|w| w == "--with-stream")
+    })
+}
+
+/// The install line for missing packages.
+pub fn install_hint(missing: &[(String, String)]) -> String {
+    let mut packages: Vec<&str> = missing.iter().map(|(_, p)| p.as_str()).collect();
+    packages.dedup();
+    let what: Vec<&str> = missing.iter().map(|(w, _)| w.as_str()).collect();
+    format!(
+        "not installed: {}. Install with:\n    apt-get install -y {}",
+        what.join(", "),
+        packages.join(" ")
+    )
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the limit now in force.
+pub fn raise_nofile_limit() -> u64 {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let wanted = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    if rustix::process::setrlimit(rustix::process::Resource::Nofile, wanted).is_ok() {
+        limit.maximum.unwrap_or(u64::MAX)
+    } else {
+        limit.current.unwrap_or(u64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn install_hint_names_packages() {
+        let hint = install_hint(&[
+            ("nginx".into(), "nginx".into()),
+            ("haproxy".into(), "haproxy".into()),
+        ]);
+        assert!(hint.contains("apt-get install -y nginx haproxy"), "{hint}");
+        assert!(find_program("sh").is_some());
+        assert!(find_program("surely-not-a-program-xyz").is_none());
+        assert!(raise_nofile_limit() > 0);
+    }
+
+    #[test]
+    fn server_is_stopped_when_dropped() {
+        let port = free_port().unwrap();
+        let dir = std::env::temp_dir();
+        let log = dir.join(format!(
+            "ringwall-load-server-test-{}.log",
+            std::process::id()
+        ));
+        let python = find_program("python3");
+        let Some(python) = python else {
+            eprintln!("skipped: python3 not installed");
+            return;
+        };
+        let args = vec![
+            "-m".to_string(),
+            "http.server".to_string(),
+            "--bind".to_string(),
+            "127.0.0.1".to_string(),
+            port.to_string(),
+        ];
+        let server = Server::start("python http.server", 0, &python, &args, &log, port).unwrap();
+        let pid = server.pid();
+        assert!(Path::new(&format!("/proc/{pid}")).exists());
+        drop(server);
+        // Reaped: its /proc entry is gone.
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+        let _ = std::fs::remove_file(log);
+    }
+}
