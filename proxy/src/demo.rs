@@ -16,7 +16,7 @@ use monoio::io::AsyncWriteRentExt;
 use monoio::net::{TcpListener, TcpStream};
 
 use crate::http1::{parse_request, BodyDecoder, Decoded, HeadLimits, Method};
-use crate::l7::read_some;
+use crate::l7::{read_some, ReadSize};
 
 const DEMO_LIMITS: HeadLimits = HeadLimits {
     max_head: 64 * 1024,
@@ -135,5 +135,5 @@ async fn serve_demo(mut stream: TcpStream, index: usize, addr: SocketAddr) {
 }
 
 async fn read_more(stream: &mut TcpStream, buf: &mut BytesMut) -> bool {
-    matches!(read_some(stream, buf, IDLE).await, Ok(n) if n > 0)
+    matches!(read_some(stream, buf, IDLE, ReadSize::Body).await, Ok(n) if n > 0)
 }

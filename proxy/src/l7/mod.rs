@@ -22,7 +22,7 @@ pub use client_limit::{ClientLimit, ClientSlot};
 pub use error::{ProxyError, Side};
 pub use phases::serve;
 pub use router::{RouteEntry, RouteQuery, RouteTable};
-pub use transport::read_some;
+pub use transport::{read_some, ReadSize};
 pub use upstream::Upstreams;
 
 use crate::config::{Config, Limits, Timeouts};

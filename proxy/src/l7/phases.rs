@@ -23,7 +23,7 @@ use monoio::net::TcpStream;
 use super::error::{ProxyError, Side};
 use super::forward::{write_request_head, write_response_head, OutFraming, RequestRewrite};
 use super::router::{RouteEntry, RouteQuery};
-use super::transport::{read_some, IoFailure, WriteQueue};
+use super::transport::{read_some, IoFailure, ReadSize, WriteQueue};
 use super::upstream::UpstreamConn;
 use super::Worker;
 use crate::http1::{
@@ -31,8 +31,11 @@ use crate::http1::{
     BodyDecoder, BodyKind, Decoded, RequestHead, ResponseHead, Version,
 };
 
-/// The read buffer a client connection starts with.
-const CLIENT_BUF: usize = 8 * 1024;
+/// The read buffer a client connection starts with, and goes back to when it is idle: enough
+/// for most request heads, small enough that idle keep-alive connections cost little.
+const CLIENT_BUF: usize = 1024;
+/// A connection's buffers that grew past this during a request are replaced when it goes idle.
+const IDLE_BUF_LIMIT: usize = 4 * 1024;
 /// How long a refused client may keep sending before its connection is closed for good.
 const LINGER_TIME: Duration = Duration::from_secs(2);
 /// A request body is not held to the minimum rate during its first seconds.
@@ -47,6 +50,17 @@ struct Client {
     buf: BytesMut,
     out: WriteQueue,
     peer: SocketAddr,
+}
+
+impl Client {
+    /// Gives back memory a large request or response made the buffers grow by, so that an
+    /// idle connection holds only its small starting buffer.
+    fn release_grown_buffers(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > IDLE_BUF_LIMIT {
+            self.buf = BytesMut::with_capacity(CLIENT_BUF);
+        }
+        self.out.release_if_larger(IDLE_BUF_LIMIT);
+    }
 }
 
 /// How far an exchange got; decides what an error can still do.
@@ -79,18 +93,26 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
         .as_ref()
         .map(|table| table.try_acquire(peer.ip()));
     if let Some(None) = slot {
-        refuse(&worker, &mut client, &ProxyError::TooManyConnections).await;
+        Box::pin(refuse(
+            &worker,
+            &mut client,
+            &ProxyError::TooManyConnections,
+        ))
+        .await;
         return;
     }
     let mut first = true;
     loop {
         let mut progress = Progress::default();
         let result = match read_head(&worker, &mut client, first).await {
-            Ok(Some(head)) => exchange(&worker, &mut client, &head, &mut progress).await,
+            // Boxed: the exchange's state is allocated while a request is in flight, and not
+            // carried by every idle keep-alive connection.
+            Ok(Some(head)) => Box::pin(exchange(&worker, &mut client, &head, &mut progress)).await,
             Ok(None) => return,
             Err(e) => Err(e),
         };
         first = false;
+        client.release_grown_buffers();
         match result {
             Ok(Outcome::KeepAlive) => {}
             Ok(Outcome::Close) => {
@@ -164,7 +186,7 @@ async fn linger_close(client: &mut Client) {
             break;
         }
         client.buf.clear();
-        match read_some(&mut client.stream, &mut client.buf, left).await {
+        match read_some(&mut client.stream, &mut client.buf, left, ReadSize::Head).await {
             Ok(n) => discarded += n,
             Err(_) => break,
         }
@@ -191,7 +213,7 @@ async fn read_head(
             timeouts.client_keepalive
         };
         let waited = monoio::select! {
-            read = read_some(&mut client.stream, &mut client.buf, idle) => read,
+            read = read_some(&mut client.stream, &mut client.buf, idle, ReadSize::Head) => read,
             () = worker.drain.wait() => return Ok(None),
         };
         if waited.is_err() {
@@ -206,7 +228,7 @@ async fn read_head(
             return Ok(Some(head));
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        match read_some(&mut client.stream, &mut client.buf, left).await {
+        match read_some(&mut client.stream, &mut client.buf, left, ReadSize::Head).await {
             Ok(_) => {}
             Err(IoFailure::Timeout) => return Err(ProxyError::HeaderTimeout),
             Err(IoFailure::Closed) => return Err(ProxyError::ClientClosed),
@@ -395,7 +417,14 @@ async fn send_body(
                     .await
                     .map_err(upstream_failure)?;
                 too_slow(worker.limits.min_body_rate, received, started)?;
-                match read_some(&mut client.stream, &mut client.buf, timeouts.client_body).await {
+                match read_some(
+                    &mut client.stream,
+                    &mut client.buf,
+                    timeouts.client_body,
+                    ReadSize::Body,
+                )
+                .await
+                {
                     Ok(_) => {}
                     Err(IoFailure::Timeout) => return Err(ProxyError::BodyTimeout),
                     Err(IoFailure::Closed) => return Err(ProxyError::ClientClosed),
@@ -438,6 +467,7 @@ async fn read_response_head(
                     &mut upstream.stream,
                     &mut upstream.buf,
                     worker.timeouts.upstream_response,
+                    ReadSize::Body,
                 )
                 .await
                 .map_err(upstream_failure)?;
@@ -510,6 +540,7 @@ async fn respond(
                     &mut upstream.stream,
                     &mut upstream.buf,
                     timeouts.upstream_response,
+                    ReadSize::Body,
                 )
                 .await
                 {

@@ -14,10 +14,31 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
-/// A read buffer always has at least this much room before a read is posted.
-const MIN_READ_ROOM: usize = 4 * 1024;
-/// The size a read buffer grows by when it must.
-pub const READ_CHUNK: usize = 32 * 1024;
+/// How much room a read gets. Heads are small and a connection waiting for its next request
+/// should hold little memory; bodies stream best in large reads.
+#[derive(Clone, Copy, Debug)]
+pub enum ReadSize {
+    Head,
+    Body,
+}
+
+impl ReadSize {
+    /// Below this much free room the buffer grows before the read is posted.
+    fn min_room(self) -> usize {
+        match self {
+            ReadSize::Head => 256,
+            ReadSize::Body => 4 * 1024,
+        }
+    }
+
+    /// How much the buffer grows by when it must.
+    fn grow_by(self) -> usize {
+        match self {
+            ReadSize::Head => 4 * 1024,
+            ReadSize::Body => 32 * 1024,
+        }
+    }
+}
 /// Pieces up to this size are copied into the write queue; larger ones are written as they are.
 const COPY_LIMIT: usize = 8 * 1024;
 
@@ -36,9 +57,10 @@ pub async fn read_some(
     stream: &mut TcpStream,
     buf: &mut BytesMut,
     limit: Duration,
+    size: ReadSize,
 ) -> Result<usize, IoFailure> {
-    if buf.capacity() - buf.len() < MIN_READ_ROOM {
-        buf.reserve(READ_CHUNK);
+    if buf.capacity() - buf.len() < size.min_room() {
+        buf.reserve(size.grow_by());
     }
     // monoio reads a `BytesMut` from its start; the read must go after what is buffered.
     let owned = std::mem::take(buf);
@@ -84,6 +106,13 @@ impl WriteQueue {
 
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
+    }
+
+    /// Frees the queue's buffer when it is empty and has grown past `limit`.
+    pub fn release_if_larger(&mut self, limit: usize) {
+        if self.pending.is_empty() && self.pending.capacity() > limit {
+            self.pending = BytesMut::new();
+        }
     }
 
     /// Queues `data`: copied if small, otherwise written at once after what is queued.
