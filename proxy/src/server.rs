@@ -31,21 +31,11 @@ pub fn run(
     on_ready: impl FnOnce(&[SocketAddr], DriverKind),
 ) -> Result<(), ServerError> {
     let workers = config.engine.workers;
-    match ringwall_runtime::raise_open_files_limit() {
-        Ok(open_files) => {
-            // Each client connection may hold an upstream connection too.
-            let wanted = (workers * config.limits.max_connections_per_worker * 2) as u64;
-            if open_files < wanted {
-                tracing::warn!(
-                    open_files,
-                    wanted,
-                    "the open files limit is below 2 × workers × max_connections_per_worker: \
-                     raise `ulimit -n` (hard) or lower the limit"
-                );
-            }
-        }
-        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
-    }
+    let max_connections = fit_connections_to_open_files(
+        workers,
+        config.limits.max_connections_per_worker,
+        ringwall_runtime::raise_open_files_limit(),
+    );
     let client_limit = ClientLimit::new(config.limits.max_connections_per_ip);
     let (listeners, bound) = bind_listeners(&config.listen, workers).map_err(ServerError::Bind)?;
     let options = EngineOptions {
@@ -54,7 +44,7 @@ pub fn run(
         driver: driver_choice(config.engine.io_driver),
         ring_entries: config.engine.ring_entries,
         drain_timeout: config.timeouts.drain,
-        max_connections: config.limits.max_connections_per_worker,
+        max_connections,
     };
     Engine::run(
         &options,
@@ -75,6 +65,38 @@ pub fn run(
     Ok(())
 }
 
+/// Descriptors kept aside for listeners, the ring, logs and the like.
+const RESERVED_FILES: u64 = 64;
+
+/// The per-worker connection limit that the open files limit can hold: each client connection
+/// may hold an upstream connection too. Like HAProxy's automatic maxconn, a configured limit
+/// the process could not honour is lowered (and said so) rather than left to fail with EMFILE.
+fn fit_connections_to_open_files(
+    workers: usize,
+    configured: usize,
+    open_files: std::io::Result<u64>,
+) -> usize {
+    let open_files = match open_files {
+        Ok(open_files) => open_files,
+        Err(e) => {
+            tracing::warn!("cannot raise the open files limit: {e}");
+            return configured;
+        }
+    };
+    let per_worker = open_files.saturating_sub(RESERVED_FILES) / (2 * workers as u64).max(1);
+    let fitted = usize::try_from(per_worker)
+        .unwrap_or(usize::MAX)
+        .clamp(1, configured);
+    if fitted < configured {
+        tracing::info!(
+            open_files,
+            "max_connections_per_worker lowered from {configured} to {fitted} to fit the open \
+             files limit (raise `ulimit -Hn` for more)"
+        );
+    }
+    fitted
+}
+
 fn driver_choice(driver: IoDriver) -> DriverChoice {
     match driver {
         IoDriver::Auto => DriverChoice::Auto,
@@ -82,5 +104,23 @@ fn driver_choice(driver: IoDriver) -> DriverChoice {
         IoDriver::UringCoop => DriverChoice::UringCoop,
         IoDriver::UringPlain => DriverChoice::UringPlain,
         IoDriver::Epoll => DriverChoice::Epoll,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fit_connections_to_open_files;
+
+    #[test]
+    fn the_connection_limit_fits_the_open_files_limit() {
+        assert_eq!(
+            fit_connections_to_open_files(2, 16384, Ok(1_048_576)),
+            16384
+        );
+        assert_eq!(fit_connections_to_open_files(2, 16384, Ok(20_000)), 4984);
+        assert_eq!(fit_connections_to_open_files(1, 100, Ok(20_000)), 100);
+        assert_eq!(fit_connections_to_open_files(4, 16384, Ok(10)), 1);
+        let refused = Err(std::io::Error::other("no"));
+        assert_eq!(fit_connections_to_open_files(2, 16384, refused), 16384);
     }
 }

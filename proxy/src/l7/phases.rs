@@ -228,12 +228,9 @@ async fn read_head(
             return Ok(Some(head));
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        match read_some(&mut client.stream, &mut client.buf, left, ReadSize::Head).await {
-            Ok(_) => {}
-            Err(IoFailure::Timeout) => return Err(ProxyError::HeaderTimeout),
-            Err(IoFailure::Closed) => return Err(ProxyError::ClientClosed),
-            Err(IoFailure::Io(e)) => return Err(ProxyError::ClientIo(e)),
-        }
+        read_some(&mut client.stream, &mut client.buf, left, ReadSize::Head)
+            .await
+            .map_err(|f| client_failure(f, ProxyError::HeaderTimeout))?;
     }
 }
 
@@ -346,7 +343,7 @@ async fn forward_request(
                     .out
                     .flush(&mut client.stream, worker.timeouts.client_send)
                     .await
-                    .map_err(client_failure)?;
+                    .map_err(client_send_failure)?;
             }
             send_body(worker, client, &mut upstream, head.body(), progress).await
         };
@@ -417,19 +414,14 @@ async fn send_body(
                     .await
                     .map_err(upstream_failure)?;
                 too_slow(worker.limits.min_body_rate, received, started)?;
-                match read_some(
+                read_some(
                     &mut client.stream,
                     &mut client.buf,
                     timeouts.client_body,
                     ReadSize::Body,
                 )
                 .await
-                {
-                    Ok(_) => {}
-                    Err(IoFailure::Timeout) => return Err(ProxyError::BodyTimeout),
-                    Err(IoFailure::Closed) => return Err(ProxyError::ClientClosed),
-                    Err(IoFailure::Io(e)) => return Err(ProxyError::ClientIo(e)),
-                }
+                .map_err(|f| client_failure(f, ProxyError::BodyTimeout))?;
             }
         }
     }
@@ -458,7 +450,7 @@ async fn read_response_head(
                         .out
                         .flush(&mut client.stream, worker.timeouts.client_send)
                         .await
-                        .map_err(client_failure)?;
+                        .map_err(client_send_failure)?;
                 }
             }
             Some(response) => return Ok(response),
@@ -522,7 +514,7 @@ async fn respond(
                     .out
                     .push(&mut client.stream, data, timeouts.client_send)
                     .await
-                    .map_err(client_failure)?;
+                    .map_err(client_send_failure)?;
                 if framing == OutFraming::Chunked {
                     write_chunk_end(client.out.buf());
                 }
@@ -535,7 +527,7 @@ async fn respond(
                     .out
                     .flush(&mut client.stream, timeouts.client_send)
                     .await
-                    .map_err(client_failure)?;
+                    .map_err(client_send_failure)?;
                 match read_some(
                     &mut upstream.stream,
                     &mut upstream.buf,
@@ -567,7 +559,7 @@ async fn respond(
         .out
         .flush(&mut client.stream, timeouts.client_send)
         .await
-        .map_err(client_failure)?;
+        .map_err(client_send_failure)?;
     let outcome = if keep_alive {
         Outcome::KeepAlive
     } else {
@@ -598,9 +590,15 @@ fn upstream_failure(failure: IoFailure) -> ProxyError {
     }
 }
 
-fn client_failure(failure: IoFailure) -> ProxyError {
+/// A failed write to the client.
+fn client_send_failure(failure: IoFailure) -> ProxyError {
+    client_failure(failure, ProxyError::ClientSendTimeout)
+}
+
+/// A failed read or write on the client connection; `on_timeout` says which wait ran out.
+fn client_failure(failure: IoFailure, on_timeout: ProxyError) -> ProxyError {
     match failure {
-        IoFailure::Timeout => ProxyError::ClientSendTimeout,
+        IoFailure::Timeout => on_timeout,
         IoFailure::Closed => ProxyError::ClientClosed,
         IoFailure::Io(e) => ProxyError::ClientIo(e),
     }
