@@ -104,10 +104,6 @@ impl WriteQueue {
         &mut self.pending
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
-    }
-
     /// Frees the queue's buffer when it is empty and has grown past `limit`.
     pub fn release_if_larger(&mut self, limit: usize) {
         if self.pending.is_empty() && self.pending.capacity() > limit {
