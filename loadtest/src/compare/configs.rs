@@ -83,18 +83,29 @@ fn p(path: &Path) -> String {
     path.display().to_string()
 }
 
-/// The origin nginx.
-pub fn nginx_origin(l: &Layout) -> String {
+/// The main context every nginx the comparison starts shares: one worker in the foreground,
+/// its own pid and error log, and room for `connections` connections.
+fn nginx_main_context(l: &Layout, name: &str, connections: usize) -> String {
     format!(
-        r#"# ringwall-load compare: the origin server.
-daemon off;
+        "daemon off;
 master_process on;
 worker_processes 1;
 worker_rlimit_nofile {nofile};
 pid {pid};
 error_log {log} warn;
-events {{ worker_connections {conns}; }}
-http {{
+events {{ worker_connections {connections}; }}
+",
+        nofile = l.nofile(),
+        pid = p(&l.file(&format!("{name}.pid"))),
+        log = p(&l.file(&format!("{name}-error.log"))),
+    )
+}
+
+/// The origin nginx.
+pub fn nginx_origin(l: &Layout) -> String {
+    format!(
+        r#"# ringwall-load compare: the origin server.
+{main}http {{
     access_log off;
     default_type text/plain;
     sendfile on;
@@ -124,10 +135,7 @@ http {{
     }}
 }}
 "#,
-        nofile = l.nofile(),
-        pid = p(&l.file("origin.pid")),
-        log = p(&l.file("origin-error.log")),
-        conns = l.max_connections + 1024,
+        main = nginx_main_context(l, "origin", l.max_connections + 1024),
         ka = KEEPALIVE_TIMEOUT_S,
         port = l.origin_port,
         www = p(&l.www()),
@@ -143,14 +151,7 @@ pub fn nginx_proxy(l: &Layout) -> String {
     let location = "location / {\n            proxy_pass http://origin;\n            proxy_http_version 1.1;\n            proxy_set_header Connection \"\";\n        }";
     let _ = write!(
         out,
-        r"daemon off;
-master_process on;
-worker_processes 1;
-worker_rlimit_nofile {nofile};
-pid {pid};
-error_log {log} warn;
-events {{ worker_connections {conns}; }}
-http {{
+        r"{main}http {{
     access_log off;
     keepalive_requests 1000000;
     keepalive_timeout {ka}s;
@@ -187,10 +188,7 @@ stream {{
     }}
 }}
 ",
-        nofile = l.nofile(),
-        pid = p(&l.file("nginx.pid")),
-        log = p(&l.file("nginx-error.log")),
-        conns = l.max_connections * 2 + 1024,
+        main = nginx_main_context(l, "nginx", l.max_connections * 2 + 1024),
         ka = KEEPALIVE_TIMEOUT_S,
         origin = l.origin_port,
         pool = UPSTREAM_POOL,
