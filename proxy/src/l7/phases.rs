@@ -93,12 +93,7 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
         .as_ref()
         .map(|table| table.try_acquire(peer.ip()));
     if let Some(None) = slot {
-        Box::pin(refuse(
-            &worker,
-            &mut client,
-            &ProxyError::TooManyConnections,
-        ))
-        .await;
+        refuse(&worker, &mut client, &ProxyError::TooManyConnections).await;
         return;
     }
     let mut first = true;
@@ -121,29 +116,19 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
             }
             Err(error) => {
                 log_error(&error, client.peer);
-                // A response head that was queued but never written is replaced by the error.
-                client.out.buf().clear();
-                let keep = progress.request_done
-                    && !progress.response_started
-                    && matches!(error.side(), Side::Upstream | Side::Internal)
-                    && !worker.drain.is_draining();
                 if progress.response_started {
                     return;
                 }
+                // A response head that was queued but never written is replaced by the error.
+                client.out.buf().clear();
+                let keep = progress.request_done
+                    && matches!(error.side(), Side::Upstream | Side::Internal)
+                    && !worker.drain.is_draining();
                 if !keep {
                     refuse(&worker, &mut client, &error).await;
                     return;
                 }
-                let Some(response) = error.response(false) else {
-                    return;
-                };
-                client.out.buf().extend_from_slice(&response);
-                if client
-                    .out
-                    .flush(&mut client.stream, worker.timeouts.client_send)
-                    .await
-                    .is_err()
-                {
+                if !answer(&worker, &mut client, &error, false).await {
                     return;
                 }
             }
@@ -151,18 +136,24 @@ pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
     }
 }
 
+/// Writes the response for `error`, saying whether the connection stays open. False when
+/// there is no response to give or the client could not be written to.
+async fn answer(worker: &Worker, client: &mut Client, error: &ProxyError, close: bool) -> bool {
+    let Some(response) = error.response(close) else {
+        return false;
+    };
+    client.out.buf().extend_from_slice(&response);
+    client
+        .out
+        .flush(&mut client.stream, worker.timeouts.client_send)
+        .await
+        .is_ok()
+}
+
 /// Answers `error` (if the client can still be answered) and closes the connection.
 async fn refuse(worker: &Worker, client: &mut Client, error: &ProxyError) {
-    if let Some(response) = error.response(true) {
-        client.out.buf().extend_from_slice(&response);
-        if client
-            .out
-            .flush(&mut client.stream, worker.timeouts.client_send)
-            .await
-            .is_err()
-        {
-            return;
-        }
+    if error.status().is_some() && !answer(worker, client, error, true).await {
+        return;
     }
     linger_close(client).await;
 }
