@@ -95,7 +95,7 @@ fn print_demo_banner(addr: std::net::SocketAddr, origins: &[std::net::SocketAddr
     let origins: Vec<String> = origins.iter().map(ToString::to_string).collect();
     println!(
         "\nringwall demo: http://{addr} → built-in origins {} (round robin)\n\n\
-         try:\n  curl -i http://{addr}/hello            # run it twice: the origins take turns\n  \
+         try:\n  curl -i http://{addr}/hello            # run it a few times: both origins answer\n  \
          curl -i http://{addr}/stream           # a chunked response streamed through\n  \
          curl -i -d 'some body' http://{addr}/upload\n\n\
          Ctrl-C stops it (in-flight requests finish first).\n",
