@@ -37,7 +37,7 @@ pub fn run(
         ringwall_runtime::raise_open_files_limit(),
     );
     let client_limit = ClientLimit::new(config.limits.max_connections_per_ip);
-    let (listeners, bound) = bind_listeners(&config.listen, workers).map_err(ServerError::Bind)?;
+    let (listeners, bound) = bind_listeners(&config.listen, workers, false).map_err(ServerError::Bind)?;
     let options = EngineOptions {
         workers,
         pin: config.engine.pin,
@@ -59,7 +59,7 @@ pub fn run(
                 client_limit.clone(),
             ));
             monoio::spawn(worker.clone().sweep_idle_upstreams());
-            move |stream, peer| serve(worker.clone(), stream, peer)
+            move |stream, peer, _listener| serve(worker.clone(), stream, peer)
         },
     )?;
     Ok(())

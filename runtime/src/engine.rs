@@ -77,7 +77,8 @@ impl Engine {
     ///
     /// `listeners[i]` are worker `i`'s sockets (see [`crate::bind_listeners`]). `make_handler`
     /// runs once on each worker, inside its runtime, and returns the function that serves one
-    /// accepted connection. `on_ready` is called once every worker is serving, with the driver
+    /// accepted connection; its third argument is the index of the listening address (in the
+    /// order given to `bind_listeners`) that accepted it. `on_ready` is called once every worker is serving, with the driver
     /// worker 0 runs on.
     pub fn run<M, H, Fut>(
         options: &EngineOptions,
@@ -88,7 +89,7 @@ impl Engine {
     ) -> Result<(), EngineError>
     where
         M: Fn(&WorkerContext) -> H + Send + Sync + 'static,
-        H: Fn(TcpStream, SocketAddr) -> Fut + 'static,
+        H: Fn(TcpStream, SocketAddr, usize) -> Fut + 'static,
         Fut: Future<Output = ()> + 'static,
     {
         let make_handler = Arc::new(make_handler);
@@ -185,7 +186,7 @@ impl Worker {
         started: &mpsc::Sender<WorkerStart>,
     ) where
         M: Fn(&WorkerContext) -> H,
-        H: Fn(TcpStream, SocketAddr) -> Fut + 'static,
+        H: Fn(TcpStream, SocketAddr, usize) -> Fut + 'static,
         Fut: Future<Output = ()> + 'static,
     {
         if let Some(core) = self.core {
@@ -240,9 +241,10 @@ impl Worker {
             let handler = Rc::new(make_handler(&context));
             let counts = Rc::new(ConnectionCounts::default());
             let mut accept_loops = Vec::with_capacity(listeners.len());
-            for listener in listeners {
+            for (index, listener) in listeners.into_iter().enumerate() {
                 accept_loops.push(monoio::spawn(accept_loop(
                     listener,
+                    index,
                     handler.clone(),
                     counts.clone(),
                     drain.clone(),
@@ -288,12 +290,13 @@ impl Worker {
 /// Accepts connections on one socket until the worker drains, serving each on its own task.
 async fn accept_loop<H, Fut>(
     listener: TcpListener,
+    index: usize,
     handler: Rc<H>,
     counts: Rc<ConnectionCounts>,
     drain: Drain,
     max_connections: usize,
 ) where
-    H: Fn(TcpStream, SocketAddr) -> Fut + 'static,
+    H: Fn(TcpStream, SocketAddr, usize) -> Fut + 'static,
     Fut: Future<Output = ()> + 'static,
 {
     let mut paused = false;
@@ -322,7 +325,7 @@ async fn accept_loop<H, Fut>(
             Ok((stream, peer)) => {
                 counts.accepted.set(counts.accepted.get() + 1);
                 let guard = ActiveGuard::new(counts.clone());
-                let connection = CatchPanic(Box::pin(handler(stream, peer)));
+                let connection = CatchPanic(Box::pin(handler(stream, peer, index)));
                 monoio::spawn(async move {
                     let _guard = guard;
                     if connection.await.is_err() {

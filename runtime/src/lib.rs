@@ -6,7 +6,9 @@
 //!
 //! Data enters through [`Engine::run`]: it binds the listeners ([`bind_listeners`]), starts the
 //! workers, and hands every accepted connection to the connection handler that the caller's
-//! factory built for that worker. Shutdown comes from SIGINT / SIGTERM ([`Shutdown`]): workers
+//! factory built for that worker, with the index of the listener that accepted it. The
+//! proxy's connection code is generic over [`Stream`], so TLS and in-memory test streams
+//! ([`memory_pair`]) run through the same request path as TCP. Shutdown comes from SIGINT / SIGTERM ([`Shutdown`]): workers
 //! stop accepting, let in-flight connections finish up to the drain deadline, and return.
 
 mod driver;
@@ -15,6 +17,7 @@ mod idle_probe;
 mod limits;
 mod listener;
 mod shutdown;
+mod stream;
 
 pub use driver::{DriverChoice, DriverKind};
 pub use engine::{Engine, EngineError, EngineOptions, WorkerContext};
@@ -22,3 +25,4 @@ pub use idle_probe::idle_connection_is_clean;
 pub use limits::raise_open_files_limit;
 pub use listener::bind_listeners;
 pub use shutdown::{Drain, Shutdown};
+pub use stream::{memory_pair, MemoryStream, Stream};

@@ -4,6 +4,11 @@
 //! across workers and no accept queue is shared. Sockets are bound on the main thread before
 //! any worker starts, so a bad address fails the start with a clear error; port 0 is resolved
 //! by the first socket and reused by the others, so all workers share one ephemeral port.
+//!
+//! `SO_REUSEPORT` would also let a second ringwall (or anything else run by the same user)
+//! join the group of a running one and silently take part of its connections. Unless sharing
+//! is asked for, each address is first probed with a plain socket, which the kernel refuses
+//! while anything listens there.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -14,14 +19,20 @@ use socket2::{Domain, Protocol, Socket, Type};
 const BACKLOG: i32 = 4096;
 
 /// Binds `workers` sockets on each address. Returns, per worker, one listener per address (in
-/// the order of `addrs`), and the addresses actually bound (port 0 resolved).
+/// the order of `addrs`), and the addresses actually bound (port 0 resolved). Unless `share`
+/// is set, an address that something already listens on is an error rather than a
+/// `SO_REUSEPORT` group shared with it.
 pub fn bind_listeners(
     addrs: &[SocketAddr],
     workers: usize,
+    share: bool,
 ) -> io::Result<(Vec<Vec<TcpListener>>, Vec<SocketAddr>)> {
     let mut per_worker: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
     let mut bound = Vec::with_capacity(addrs.len());
     for &addr in addrs {
+        if !share && addr.port() != 0 {
+            probe_unused(addr)?;
+        }
         let first = bind_one(addr)
             .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
         let actual = first.local_addr()?;
@@ -37,6 +48,30 @@ pub fn bind_listeners(
         }
     }
     Ok((per_worker, bound))
+}
+
+/// Fails when something listens on `addr`. `SO_REUSEADDR` (without `SO_REUSEPORT`) lets the
+/// probe bind past connections in `TIME_WAIT` but not next to a listening socket.
+fn probe_unused(addr: SocketAddr) -> io::Result<()> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    match socket.bind(&addr.into()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AddrInUse => Err(io::Error::new(
+            e.kind(),
+            format!(
+                "cannot listen on {addr}: another process already listens there (another \
+                 ringwall?); stop it, or pass --share-listen to share the address on purpose"
+            ),
+        )),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr}: {e}"),
+        )),
+    }
 }
 
 fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -59,7 +94,7 @@ mod tests {
     #[test]
     fn port_zero_is_shared_by_every_worker() {
         let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let (per_worker, bound) = bind_listeners(&[addr], 3).unwrap();
+        let (per_worker, bound) = bind_listeners(&[addr], 3, false).unwrap();
         assert_eq!(per_worker.len(), 3);
         assert_ne!(bound[0].port(), 0);
         for worker in &per_worker {
@@ -71,7 +106,26 @@ mod tests {
     fn a_port_in_use_without_reuseport_is_an_error() {
         let plain = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = plain.local_addr().unwrap();
-        let err = bind_listeners(&[addr], 1).unwrap_err();
+        let err = bind_listeners(&[addr], 1, false).unwrap_err();
         assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    }
+
+    #[test]
+    fn a_second_group_on_a_held_address_is_refused_unless_shared() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (_first, bound) = bind_listeners(&[addr], 1, false).unwrap();
+        let err = bind_listeners(&bound, 1, false).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        assert!(err.to_string().contains("--share-listen"), "{err}");
+        let (second, _) = bind_listeners(&bound, 2, true).unwrap();
+        assert_eq!(second.len(), 2);
+    }
+
+    #[test]
+    fn a_freed_address_binds_again() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (first, bound) = bind_listeners(&[addr], 1, false).unwrap();
+        drop(first);
+        assert!(bind_listeners(&bound, 1, false).is_ok());
     }
 }

@@ -35,15 +35,24 @@ impl Shutdown {
     }
 
     /// Starts a thread that turns the first SIGINT or SIGTERM into [`Shutdown::trigger`] and a
-    /// second one into an immediate exit with status 1.
+    /// second one into an immediate exit with status 1. SIGHUP, whose default action would end
+    /// the process at once, is caught and logged: ringwall keeps serving on its configuration.
     pub fn install_signal_handlers(&self) -> io::Result<()> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         let this = self.clone();
         std::thread::Builder::new()
             .name("ringwall-signals".into())
             .spawn(move || {
                 for signal in signals.forever() {
+                    if signal == SIGHUP {
+                        tracing::warn!(
+                            signal,
+                            "SIGHUP: configuration reload is not available yet; still serving \
+                             the configuration loaded at start"
+                        );
+                        continue;
+                    }
                     if this.is_triggered() {
                         tracing::warn!(signal, "second signal: exiting without draining");
                         std::process::exit(1);

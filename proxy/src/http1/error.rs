@@ -34,6 +34,11 @@ pub enum CodecError {
     /// exactly `chunked` on HTTP/1.1. For a request: 400 (then close: the framing is unknown).
     #[error("bad message framing: {0}")]
     BadFraming(&'static str),
+    /// A request names a transfer-coding ringwall does not implement before its final
+    /// `chunked` (`gzip, chunked`). For a request: 501 Not Implemented (RFC 9112 §6.1), then
+    /// close.
+    #[error("unsupported transfer-coding")]
+    UnsupportedCoding,
     /// A request carries an `Expect` other than `100-continue`. For a request: 417 Expectation
     /// Failed.
     #[error("unsupported expectation")]
@@ -59,6 +64,7 @@ impl CodecError {
             Self::HeadTooLarge | Self::TooManyHeaders => 431,
             Self::UnsupportedVersion => 505,
             Self::ExpectationFailed => 417,
+            Self::UnsupportedCoding => 501,
         }
     }
 }
@@ -78,6 +84,7 @@ mod tests {
             (CodecError::TooManyHeaders, 431),
             (CodecError::UnsupportedVersion, 505),
             (CodecError::ExpectationFailed, 417),
+            (CodecError::UnsupportedCoding, 501),
         ];
         for (error, status) in cases {
             assert_eq!(error.status(), status, "{error}");

@@ -295,12 +295,29 @@ struct FieldSummary {
     keep_alive: bool,
     host: Option<Span>,
     expect_continue: bool,
+    /// A `Transfer-Encoding` field was present.
+    transfer_encoding: bool,
+    /// The last transfer-coding seen so far is `chunked`.
+    chunked_last: bool,
+    /// A transfer-coding other than `chunked` was named.
+    unknown_coding: bool,
+    /// `Connection` carries the `upgrade` option.
+    connection_upgrade: bool,
+    /// The `Upgrade` field's value (RFC 9110 §7.8).
+    upgrade: Option<Span>,
 }
 
 impl FieldSummary {
     /// HTTP/1.1 connections persist unless closed; HTTP/1.0 ones only when asked to.
     fn persistent(&self, version: Version) -> bool {
         !self.close && (version == Version::Http11 || self.keep_alive)
+    }
+
+    /// The protocols named by `Upgrade` when `Connection` also says `upgrade`; HTTP/1.0
+    /// upgrades are ignored (RFC 9110 §7.8).
+    fn upgrade(&self, version: Version) -> Option<Span> {
+        self.upgrade
+            .filter(|span| self.connection_upgrade && version == Version::Http11 && span.len() > 0)
     }
 }
 
@@ -327,6 +344,7 @@ pub struct RequestHead {
     body: BodyKind,
     keep_alive: bool,
     expect_continue: bool,
+    upgrade: Option<Span>,
 }
 
 impl RequestHead {
@@ -396,6 +414,12 @@ impl RequestHead {
         self.expect_continue
     }
 
+    /// The `Upgrade` value (`websocket`) of an HTTP/1.1 request that asks to switch protocols
+    /// (`Connection: upgrade` and `Upgrade` both present).
+    pub fn upgrade(&self) -> Option<&[u8]> {
+        self.upgrade.map(|span| self.head.slice(span))
+    }
+
     /// Bytes the head took off the buffer, including empty lines skipped before it.
     pub fn head_len(&self) -> usize {
         self.head.bytes.len()
@@ -411,6 +435,7 @@ pub struct ResponseHead {
     version: Version,
     body: BodyKind,
     keep_alive: bool,
+    upgrade: Option<Span>,
 }
 
 impl ResponseHead {
@@ -455,6 +480,12 @@ impl ResponseHead {
     /// `CONNECT` (the connection is no longer HTTP after those).
     pub fn keep_alive(&self) -> bool {
         self.keep_alive
+    }
+
+    /// The protocol a `101 Switching Protocols` response switches to (its `Upgrade` value,
+    /// with `Connection: upgrade`).
+    pub fn upgrade(&self) -> Option<&[u8]> {
+        self.upgrade.map(|span| self.head.slice(span))
     }
 
     /// An interim 1xx response after which the final response follows. 101 is not interim: it
@@ -546,6 +577,7 @@ pub fn parse_request(
                     body,
                     keep_alive: summary.persistent(version),
                     expect_continue: summary.expect_continue,
+                    upgrade: summary.upgrade(version),
                 },
             )))
         },
@@ -625,6 +657,7 @@ pub fn parse_response(
                     version,
                     body,
                     keep_alive,
+                    upgrade: summary.upgrade(version),
                 },
             )))
         },
@@ -947,6 +980,11 @@ fn index_fields(
                 // RFC 9110 §10.1.1: a 100-continue expectation on HTTP/1.0 is ignored.
                 summary.expect_continue = version == Version::Http11;
             }
+            7 if name.eq_ignore_ascii_case(b"upgrade") => {
+                if summary.upgrade.is_none() {
+                    summary.upgrade = Some(value_span);
+                }
+            }
             10 if name.eq_ignore_ascii_case(b"connection") => {
                 connection_names_fields |= read_connection(value, &mut summary)?;
             }
@@ -962,15 +1000,7 @@ fn index_fields(
                 if version == Version::Http10 {
                     return Err(CodecError::BadFraming("Transfer-Encoding on HTTP/1.0"));
                 }
-                for coding in value.split(|&b| b == b',') {
-                    if !coding.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                        return Err(CodecError::BadFraming("transfer-coding other than chunked"));
-                    }
-                    if summary.chunked {
-                        return Err(CodecError::BadFraming("chunked applied twice"));
-                    }
-                    summary.chunked = true;
-                }
+                read_transfer_codings(value, &mut summary)?;
             }
             _ => {}
         }
@@ -979,6 +1009,18 @@ fn index_fields(
             value: value_span,
             forwardable,
         });
+    }
+    if summary.transfer_encoding {
+        // RFC 9112 §6.3: unless chunked is the final coding the length is unknown (400);
+        // §6.1: a coding we do not implement before it is 501 Not Implemented.
+        if !summary.chunked_last {
+            return Err(CodecError::BadFraming(
+                "chunked is not the final transfer-coding",
+            ));
+        }
+        if summary.unknown_coding {
+            return Err(CodecError::UnsupportedCoding);
+        }
     }
     if summary.chunked && summary.content_length.is_some() {
         return Err(CodecError::BadFraming(
@@ -991,6 +1033,29 @@ fn index_fields(
         drop_connection_options(head, headers, &mut fields);
     }
     Ok((fields, summary))
+}
+
+/// Reads one `Transfer-Encoding` value into `summary`: which codings, in which order. The
+/// verdict on the whole list waits until every field line has been read.
+fn read_transfer_codings(value: &[u8], summary: &mut FieldSummary) -> Result<(), CodecError> {
+    summary.transfer_encoding = true;
+    for coding in value.split(|&b| b == b',') {
+        let coding = coding.trim_ascii();
+        if coding.is_empty() {
+            return Err(CodecError::BadFraming("empty transfer-coding"));
+        }
+        if coding.eq_ignore_ascii_case(b"chunked") {
+            if summary.chunked {
+                return Err(CodecError::BadFraming("chunked applied twice"));
+            }
+            summary.chunked = true;
+            summary.chunked_last = true;
+        } else {
+            summary.unknown_coding = true;
+            summary.chunked_last = false;
+        }
+    }
+    Ok(())
 }
 
 /// Reads one `Connection` value into `summary`; true when it names fields beyond the static
@@ -1010,6 +1075,8 @@ fn read_connection(value: &[u8], summary: &mut FieldSummary) -> Result<bool, Cod
             summary.close = true;
         } else if option.eq_ignore_ascii_case(b"keep-alive") {
             summary.keep_alive = true;
+        } else if option.eq_ignore_ascii_case(b"upgrade") {
+            summary.connection_upgrade = true;
         } else if !is_hop_by_hop(option) {
             names_fields = true;
         }
@@ -1647,34 +1714,24 @@ mod tests {
         }
         for (field, reason) in [
             (
-                "Transfer-Encoding: gzip, chunked",
-                "transfer-coding other than chunked",
-            ),
-            (
                 "Transfer-Encoding: chunked, gzip",
-                "transfer-coding other than chunked",
+                "chunked is not the final transfer-coding",
             ),
             (
                 "Transfer-Encoding: identity",
-                "transfer-coding other than chunked",
+                "chunked is not the final transfer-coding",
             ),
             (
                 "Transfer-Encoding: chunked;q=1",
-                "transfer-coding other than chunked",
+                "chunked is not the final transfer-coding",
             ),
             (
                 "Transfer-Encoding: xchunked",
-                "transfer-coding other than chunked",
+                "chunked is not the final transfer-coding",
             ),
-            ("Transfer-Encoding:", "transfer-coding other than chunked"),
-            (
-                "Transfer-Encoding: chunked,",
-                "transfer-coding other than chunked",
-            ),
-            (
-                "Transfer-Encoding: ,chunked",
-                "transfer-coding other than chunked",
-            ),
+            ("Transfer-Encoding:", "empty transfer-coding"),
+            ("Transfer-Encoding: chunked,", "empty transfer-coding"),
+            ("Transfer-Encoding: ,chunked", "empty transfer-coding"),
             (
                 "Transfer-Encoding: chunked, chunked",
                 "chunked applied twice",
@@ -1702,6 +1759,43 @@ mod tests {
             request_error(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
             CodecError::BadFraming("Transfer-Encoding on HTTP/1.0")
         );
+        // A coding we do not implement before the final chunked: 501, not 400 (RFC 9112 §6.1).
+        for field in [
+            "Transfer-Encoding: gzip, chunked",
+            "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked",
+            "Transfer-Encoding: identity , Chunked",
+        ] {
+            assert_eq!(
+                request_error(&with_field(field)),
+                CodecError::UnsupportedCoding,
+                "{field}"
+            );
+        }
+    }
+
+    #[test]
+    fn upgrade_needs_both_fields_and_http11() {
+        let asks = complete_request(b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n");
+        assert_eq!(asks.upgrade(), Some(&b"websocket"[..]));
+        // Neither field is forwardable as such: the request path writes them back itself.
+        assert!(asks
+            .forwardable_fields()
+            .all(|(n, _)| !n.eq_ignore_ascii_case(b"upgrade")));
+        let no_connection =
+            complete_request(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n");
+        assert_eq!(no_connection.upgrade(), None);
+        let no_upgrade =
+            complete_request(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\n\r\n");
+        assert_eq!(no_upgrade.upgrade(), None);
+        let http10 = complete_request(
+            b"GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        );
+        assert_eq!(http10.upgrade(), None);
+        let switching = complete_response(
+            Method::Get,
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        );
+        assert_eq!(switching.upgrade(), Some(&b"websocket"[..]));
     }
 
     #[test]
@@ -2105,7 +2199,7 @@ mod tests {
         );
         assert_eq!(
             response_error(b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: gzip\r\n\r\n"),
-            CodecError::BadFraming("transfer-coding other than chunked")
+            CodecError::BadFraming("chunked is not the final transfer-coding")
         );
         assert_eq!(
             response_error(b"HTTP/1.1 200 OK\r\nX : y\r\n\r\n"),
