@@ -13,8 +13,9 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use super::chars::is_token_byte;
 use super::error::CodecError;
-use super::head::{is_token_byte, BodyKind};
+use super::head::BodyKind;
 
 /// Longest chunk-size line, extensions and CRLF included.
 const MAX_CHUNK_SIZE_LINE: usize = 4 * 1024;

@@ -3,24 +3,44 @@
 //!
 //! Bytes enter as a `BytesMut` the engine read into. [`parse_request`] / [`parse_response`]
 //! split a complete head off its front and return a [`RequestHead`] / [`ResponseHead`] that
-//! holds the frozen head bytes plus spans into them (module `head`, one field pass shared by
-//! both roles). The head's [`BodyKind`] then builds a [`BodyDecoder`] (module `body`), which
-//! hands the body out as `Bytes` split off the same buffer, without copying, and stops at the
-//! body's end so pipelined requests stay in the buffer. Bodies leave through the `write_*`
-//! helpers when they are re-framed as chunked. Every rejection is a [`CodecError`] (module
-//! `error`) whose variant tells the request path which status to answer with.
+//! holds the frozen head bytes plus spans into them (modules `request` and `response`, around
+//! one field pass shared by both roles). The head's [`BodyKind`] then builds a [`BodyDecoder`]
+//! (module `body`), which hands the body out as `Bytes` split off the same buffer, without
+//! copying, and stops at the body's end so pipelined requests stay in the buffer. Bodies leave
+//! through the `write_*` helpers when they are re-framed as chunked. Every rejection is a
+//! [`CodecError`] (module `error`) whose variant tells the request path which status to answer
+//! with.
 //!
 //! The codec is strict where a lenient reading could make the proxy and the origin disagree on
 //! where a message ends (RFC 9112 §6.3, §11.2): one unambiguous framing per message, CRLF line
 //! endings only, validated chunk framing, bounded everything.
+//!
+//! The files, by job:
+//! - `head`: what both head parsers share: [`HeadLimits`], [`Version`], [`BodyKind`] and the
+//!   steps around `httparse` (empty lines before the start line, header slots, its errors).
+//! - `request`: [`parse_request`], [`RequestHead`] and [`Method`].
+//! - `response`: [`parse_response`] and [`ResponseHead`].
+//! - `target`: the request-target forms and the authority checks, for the target and `Host`.
+//! - `fields`: the field pass: framing, `Connection`, what may be forwarded ([`is_hop_by_hop`]).
+//! - `chars`: the byte tables of the grammar and `Span`, the byte range heads are indexed by.
+//! - `body`: [`BodyDecoder`] and the chunked `write_*` helpers.
+//! - `error`: [`CodecError`].
+//! - `test_shortcuts` (tests only): the parse-and-unwrap helpers the head tests share.
 
 mod body;
+mod chars;
 mod error;
+mod fields;
 mod head;
+mod request;
+mod response;
+mod target;
+#[cfg(test)]
+mod test_shortcuts;
 
 pub use body::{write_chunk_end, write_chunk_header, write_last_chunk, BodyDecoder, Decoded};
 pub use error::CodecError;
-pub use head::{
-    is_hop_by_hop, parse_request, parse_response, BodyKind, HeadLimits, Method, RequestHead,
-    ResponseHead, Version,
-};
+pub use fields::is_hop_by_hop;
+pub use head::{BodyKind, HeadLimits, Version};
+pub use request::{parse_request, Method, RequestHead};
+pub use response::{parse_response, ResponseHead};
