@@ -1,0 +1,377 @@
+//! The `ringwall` process under test: starting it, watching it and stopping it.
+//!
+//! [`Proxy`] starts the binary on `127.0.0.1:0` from flags or from a TOML configuration (written to
+//! a [`TempFile`]), learns its port from the `listening on` log line, keeps its stderr for the test
+//! and for the report of a failed one, and kills it when dropped; it can also send SIGTERM and wait
+//! for the exit. [`run_ringwall`] runs the binary to completion and returns its [`Run`]: exit
+//! status, stdout and stderr. [`open_fds`], [`rss_kib`] and [`RssSampler`] read `/proc` for the
+//! tests that look for leaks, [`wait_until`] polls a condition against a deadline, and
+//! [`ureq_agent`] is an independent HTTP client to check ringwall with.
+
+use std::cell::RefCell;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use super::wire::{Client, IO_TIMEOUT};
+
+/// How long ringwall may take to start serving.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Polls `done` every 10 ms for at most `timeout`.
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A TOML file under Cargo's per-test temporary directory, removed when dropped.
+pub struct TempFile {
+    pub path: PathBuf,
+}
+
+impl TempFile {
+    pub fn new(name: &str, contents: &str) -> TempFile {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("ringwall-e2e-{}-{n}-{name}", std::process::id()));
+        std::fs::write(&path, contents).expect("write temporary file");
+        TempFile { path }
+    }
+
+    pub fn display(&self) -> String {
+        self.path.display().to_string()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A running `ringwall`; killed and reaped when dropped.
+pub struct Proxy {
+    child: Child,
+    pub addr: SocketAddr,
+    logs: Receiver<String>,
+    log_lines: RefCell<Vec<String>>,
+    exited: Option<ExitStatus>,
+    _config: Option<TempFile>,
+}
+
+fn ringwall_command(args: &[String]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ringwall"));
+    command
+        .args(args)
+        .env_remove("RINGWALL_LOG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    command
+}
+
+impl Proxy {
+    /// Starts ringwall on `127.0.0.1:0` in front of `upstreams` (the `default` group), with
+    /// 2 unpinned workers unless `extra` says otherwise.
+    pub fn start(upstreams: &[SocketAddr], extra: &[&str]) -> Proxy {
+        let mut args: Vec<String> = Vec::new();
+        for upstream in upstreams {
+            args.push("--upstream".into());
+            args.push(upstream.to_string());
+        }
+        Proxy::spawn(args, extra, None)
+    }
+
+    /// Starts ringwall from a TOML configuration (listen address and workers still come from
+    /// the flags, so that the port is chosen by the kernel).
+    pub fn with_config(toml: &str, extra: &[&str]) -> Proxy {
+        let file = TempFile::new("ringwall.toml", toml);
+        let args = vec!["--config".to_string(), file.display()];
+        Proxy::spawn(args, extra, Some(file))
+    }
+
+    fn spawn(mut args: Vec<String>, extra: &[&str], config: Option<TempFile>) -> Proxy {
+        args.extend(["--listen", "127.0.0.1:0"].map(String::from));
+        if !extra.contains(&"--workers") {
+            args.extend(["--workers", "2"].map(String::from));
+        }
+        args.push("--no-pin".into());
+        args.extend(extra.iter().map(ToString::to_string));
+        let mut child = ringwall_command(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ringwall");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, logs) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut proxy = Proxy {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            logs,
+            log_lines: RefCell::new(Vec::new()),
+            exited: None,
+            _config: config,
+        };
+        proxy.addr = proxy.wait_listening(&args);
+        proxy
+    }
+
+    fn wait_listening(&mut self, args: &[String]) -> SocketAddr {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.logs.recv_timeout(left) {
+                Ok(line) => {
+                    let addr = listening_addr(&line);
+                    self.log_lines.borrow_mut().push(line);
+                    if let Some(addr) = addr {
+                        return addr;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => panic!(
+                    "ringwall {args:?} did not log `listening on` within {START_TIMEOUT:?}; stderr:\n{}",
+                    self.logs()
+                ),
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.wait_exit(Duration::from_secs(2));
+                    panic!(
+                        "ringwall {args:?} exited ({status:?}) before listening; stderr:\n{}",
+                        self.logs()
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything ringwall logged so far.
+    pub fn logs(&self) -> String {
+        let mut lines = self.log_lines.borrow_mut();
+        while let Ok(line) = self.logs.try_recv() {
+            lines.push(line);
+        }
+        lines.join("\n")
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends SIGTERM (through `kill(1)`: the tests hold no `unsafe`).
+    pub fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed: {status}");
+    }
+
+    /// Waits at most `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exited {
+                return Some(status);
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.exited = Some(status);
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The number of file descriptors the process has open (entries of `/proc/PID/fd`).
+    pub fn open_fds(&self) -> usize {
+        open_fds(self.pid()).expect("/proc/PID/fd of ringwall")
+    }
+
+    /// The open descriptor count once it has held still for 300 ms (sampled every 25 ms, for
+    /// at most 5 s; the last sample if it never settles).
+    pub fn settled_fds(&self) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut last = self.open_fds();
+        let mut since = Instant::now();
+        while Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(25));
+            let now = self.open_fds();
+            if now != last {
+                last = now;
+                since = Instant::now();
+            } else if since.elapsed() >= Duration::from_millis(300) {
+                break;
+            }
+        }
+        last
+    }
+
+    /// The resident set size of the process in KiB (`VmRSS`).
+    pub fn rss_kib(&self) -> u64 {
+        rss_kib(self.pid()).expect("VmRSS of ringwall")
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if self.exited.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if thread::panicking() {
+            eprintln!("--- ringwall stderr ---\n{}\n---", self.logs());
+        }
+    }
+}
+
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("listening on http://")? + "listening on http://".len()..];
+    let addr: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
+        .collect();
+    addr.parse().ok()
+}
+
+/// Open file descriptors of a process: the entries of `/proc/PID/fd`.
+pub fn open_fds(pid: u32) -> Option<usize> {
+    Some(std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// `VmRSS` of a process, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Samples a process's RSS every 20 ms on a thread until stopped; reports the peak.
+pub struct RssSampler {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RssSampler {
+    pub fn start(pid: u32) -> RssSampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(0));
+        let thread = {
+            let (stop, peak) = (stop.clone(), peak.clone());
+            thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    if let Some(rss) = rss_kib(pid) {
+                        peak.fetch_max(rss, Ordering::SeqCst);
+                    }
+                    thread::sleep(Duration::from_millis(20));
+                }
+            })
+        };
+        RssSampler {
+            stop,
+            peak,
+            thread: Some(thread),
+        }
+    }
+
+    /// The highest RSS seen so far, in KiB.
+    pub fn peak_kib(&self) -> u64 {
+        self.peak.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for RssSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The outcome of a `ringwall` run that is expected to exit by itself.
+pub struct Run {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `ringwall args…` to completion (killed after 10 s).
+pub fn run_ringwall(args: &[&str]) -> Run {
+    let args: Vec<String> = args.iter().map(ToString::to_string).collect();
+    let mut child = ringwall_command(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ringwall");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ringwall {args:?} did not exit within 10 s");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Run {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// A ureq agent with timeouts, no proxy from the environment, and 4xx/5xx as plain responses.
+pub fn ureq_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(IO_TIMEOUT))
+        .http_status_as_error(false)
+        .proxy(None)
+        .build()
+        .into()
+}
