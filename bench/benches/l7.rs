@@ -9,7 +9,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use ringwall::l7::Upstreams;
+use ringwall::l7::{TcpDialer, Upstreams};
 use ringwall_bench::{
     find_route, request_head, route_table, upstream_config, ROUTE_BY_HEADER, ROUTE_EARLY,
     ROUTE_LATE, ROUTE_NONE,
@@ -26,14 +26,14 @@ fn route_match(c: &mut Criterion) {
     ] {
         let head = request_head(request);
         group.bench_function(name, |b| {
-            b.iter(|| find_route(&table, black_box(&head)).map(|route| route.upstream));
+            b.iter(|| find_route(&table, black_box(&head)).map(|route| route.name.len()));
         });
     }
     group.finish();
 }
 
 fn upstream_pick(c: &mut Criterion) {
-    let upstreams = Upstreams::new(&upstream_config(), 0);
+    let upstreams = Upstreams::new(&upstream_config(), 0, TcpDialer);
     let mut group = c.benchmark_group("upstream_pick");
     group.bench_function("round_robin_8", |b| {
         b.iter(|| upstreams.pick(black_box(0)));

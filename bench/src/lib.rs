@@ -313,7 +313,7 @@ pub fn route_config() -> Config {
 
 /// The [`ROUTE_COUNT`] routes, compiled as a worker compiles them.
 pub fn route_table() -> RouteTable {
-    RouteTable::new(&route_config().routes)
+    RouteTable::new(&route_config())
 }
 
 /// Matches the first route (`www-static`).
@@ -372,7 +372,7 @@ pub fn upstream_config() -> Config {
 #[cfg(test)]
 mod tests {
     use ringwall::http1::{parse_response, Method};
-    use ringwall::l7::Upstreams;
+    use ringwall::l7::{TcpDialer, Upstreams};
 
     use super::*;
 
@@ -446,7 +446,7 @@ mod tests {
     fn upstreams_build_without_a_runtime_and_pick_round_robin() {
         let config = upstream_config();
         assert_eq!(config.upstreams[0].servers.len(), UPSTREAM_SERVERS);
-        let upstreams = Upstreams::new(&config, 0);
+        let upstreams = Upstreams::new(&config, 0, TcpDialer);
         let picks: Vec<usize> = (0..UPSTREAM_SERVERS * 2)
             .map(|_| upstreams.pick(0))
             .collect();

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{parse_body_limit, parse_duration, parse_size, BodyLimit, IoDriver};
+use crate::config::{
+    parse_body_limit, parse_duration, parse_size, BodyLimit, EscapedSlashesMode, IoDriver,
+};
 
 /// ringwall: a thread-per-core HTTP/1.1 reverse proxy.
 ///
@@ -64,6 +66,11 @@ pub struct Cli {
     #[arg(long, value_name = "N", global = true)]
     pub ring_entries: Option<u32>,
 
+    /// Share the listening addresses with another process that already listens there
+    /// (`SO_REUSEPORT`); without it such an address stops the start.
+    #[arg(long, global = true)]
+    pub share_listen: bool,
+
     /// Time for the whole request head to arrive, else 408 [default: 10s].
     #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
     pub client_header_timeout: Option<Duration>,
@@ -96,6 +103,20 @@ pub struct Cli {
     /// On SIGINT/SIGTERM, time for in-flight requests to finish [default: 10s].
     #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
     pub drain_timeout: Option<Duration>,
+
+    /// After refusing a request, how long ringwall reads and discards what the client still
+    /// sends before closing [default: 30s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
+    pub lingering_time: Option<Duration>,
+
+    /// The longest wait for more bytes while lingering [default: 5s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
+    pub lingering_timeout: Option<Duration>,
+
+    /// Close an upgraded connection (WebSocket) after this long with no byte either way
+    /// [default: 1h].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
+    pub tunnel_idle_timeout: Option<Duration>,
 
     /// Largest request head, else 431 [default: 32KiB].
     #[arg(long, value_name = "SIZE", value_parser = parse_size, global = true)]
@@ -137,6 +158,45 @@ pub struct Cli {
     #[arg(long, value_name = "N", global = true)]
     pub upstream_max_idle: Option<usize>,
 
+    /// Merge repeated slashes in request paths before routing.
+    #[arg(long, global = true)]
+    pub merge_slashes: bool,
+
+    /// What %2F in a request path means: keep it, reject the request (400), or decode it to
+    /// "/" [default: keep].
+    #[arg(long, value_name = "MODE", value_enum, global = true)]
+    pub escaped_slashes: Option<EscapedSlashesMode>,
+
+    /// Do not send X-Forwarded-For, X-Forwarded-Proto and X-Forwarded-Host upstream.
+    #[arg(long, global = true)]
+    pub no_x_forwarded: bool,
+
+    /// Send a Forwarded field (RFC 7239) upstream.
+    #[arg(long, global = true)]
+    pub forwarded: bool,
+
+    /// Do not add ringwall to Via on requests and responses.
+    #[arg(long, global = true)]
+    pub no_via: bool,
+
+    /// An address or CIDR block of a proxy in front of ringwall whose X-Forwarded-For is kept
+    /// and from which the real client address is taken (repeatable; replaces the file's list).
+    #[arg(long, value_name = "CIDR", global = true)]
+    pub trusted_proxy: Vec<String>,
+
+    /// Pass a valid incoming X-Request-Id, or make one, to the origin and back.
+    #[arg(long, global = true)]
+    pub request_id: bool,
+
+    /// Set a field on every request sent upstream, "Name: value" (repeatable); the value may
+    /// use `${client_addr}`, `${host}`, `${request_id}`, `${scheme}` and the like.
+    #[arg(long, value_name = "FIELD", value_parser = parse_field_flag, global = true)]
+    pub request_header: Vec<String>,
+
+    /// Set a field on every response sent to clients, "Name: value" (repeatable).
+    #[arg(long, value_name = "FIELD", value_parser = parse_field_flag, global = true)]
+    pub response_header: Vec<String>,
+
     /// Log verbosity [default: info].
     #[arg(
         long,
@@ -154,6 +214,16 @@ pub enum Command {
     /// Validate a config file and exit: prints "<file>: ok (N routes, M upstream groups,
     /// K listeners)" and exits 0, or prints the error and exits 1.
     Check,
+}
+
+/// `"Name: value"`: a name, a colon, a value (which may be empty).
+fn parse_field_flag(text: &str) -> Result<String, String> {
+    match text.split_once(':') {
+        Some((name, _)) if !name.trim().is_empty() => Ok(text.to_owned()),
+        _ => Err(format!(
+            "expected \"Name: value\", like \"X-Env: production\" (got {text:?})"
+        )),
+    }
 }
 
 impl Cli {
@@ -326,6 +396,34 @@ mod tests {
     }
 
     #[test]
+    fn request_path_flags() {
+        let cli = parse(&[
+            "--request-header",
+            "X-Env: prod",
+            "--response-header",
+            "Strict-Transport-Security: max-age=600",
+            "--trusted-proxy",
+            "10.0.0.0/8",
+            "--no-via",
+            "--escaped-slashes",
+            "reject",
+            "--share-listen",
+        ]);
+        assert_eq!(cli.request_header, ["X-Env: prod"]);
+        assert_eq!(
+            cli.response_header,
+            ["Strict-Transport-Security: max-age=600"]
+        );
+        assert_eq!(cli.trusted_proxy, ["10.0.0.0/8"]);
+        assert!(cli.no_via && cli.share_listen && !cli.forwarded);
+        assert_eq!(cli.escaped_slashes, Some(EscapedSlashesMode::Reject));
+        let error = Cli::try_parse_from(["ringwall", "--request-header", "novalue"])
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("--request-header"), "{error}");
+    }
+
+    #[test]
     fn log_level_flag() {
         assert_eq!(
             parse(&["--log-level", "debug"]).log_level.as_deref(),
@@ -358,6 +456,19 @@ mod tests {
             "--max-uri",
             "--max-body",
             "--upstream-max-idle",
+            "--share-listen",
+            "--lingering-time",
+            "--lingering-timeout",
+            "--tunnel-idle-timeout",
+            "--merge-slashes",
+            "--escaped-slashes",
+            "--no-x-forwarded",
+            "--forwarded",
+            "--no-via",
+            "--trusted-proxy",
+            "--request-id",
+            "--request-header",
+            "--response-header",
             "--log-level",
             "RINGWALL_LOG",
             "check",

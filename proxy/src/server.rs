@@ -13,7 +13,7 @@ use ringwall_runtime::{
 };
 
 use crate::config::{Config, IoDriver};
-use crate::l7::{serve, ClientLimit, Worker};
+use crate::l7::{serve, ClientLimit, TcpDialer, Worker};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -37,7 +37,9 @@ pub fn run(
         ringwall_runtime::raise_open_files_limit(),
     );
     let client_limit = ClientLimit::new(config.limits.max_connections_per_ip);
-    let (listeners, bound) = bind_listeners(&config.listen, workers, false).map_err(ServerError::Bind)?;
+    let (listeners, bound) =
+        bind_listeners(&config.listen_addrs(), workers, config.engine.share_listen)
+            .map_err(ServerError::Bind)?;
     let options = EngineOptions {
         workers,
         pin: config.engine.pin,
@@ -57,9 +59,10 @@ pub fn run(
                 ctx.id,
                 ctx.drain.clone(),
                 client_limit.clone(),
+                TcpDialer,
             ));
             monoio::spawn(worker.clone().sweep_idle_upstreams());
-            move |stream, peer, _listener| serve(worker.clone(), stream, peer)
+            move |stream, peer, listener| serve(worker.clone(), stream, peer, listener)
         },
     )?;
     Ok(())

@@ -116,3 +116,26 @@ fn a_request_outliving_the_drain_timeout_does_not_keep_ringwall_alive() {
     }
     assert!(signalled.elapsed() < Duration::from_secs(4));
 }
+
+#[test]
+fn sighup_is_logged_and_ringwall_keeps_serving() {
+    let origin = Origin::start(|req, conn| echo("origin", req, conn));
+    let mut proxy = Proxy::start(&[origin.addr], &[]);
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &proxy.pid().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    assert!(
+        common::wait_until(Duration::from_secs(3), || proxy.logs().contains("SIGHUP")),
+        "no log line for SIGHUP:\n{}",
+        proxy.logs()
+    );
+    assert_eq!(
+        proxy.wait_exit(Duration::from_millis(300)),
+        None,
+        "SIGHUP ended ringwall"
+    );
+    let response = proxy.client().request(get("/after-hup", "a.test"));
+    assert_eq!(response.status, 200);
+}

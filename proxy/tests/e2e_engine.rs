@@ -46,3 +46,37 @@ fn the_epoll_fallback_driver_serves() {
 fn the_automatic_choice_serves_and_is_logged() {
     serves_on("auto", "I/O driver: ");
 }
+
+#[test]
+fn a_second_ringwall_on_a_held_address_is_refused_unless_sharing_is_asked_for() {
+    let origin = Origin::echo("engine");
+    let first = Proxy::start(&[origin.addr], &[]);
+    let held = first.addr.to_string();
+    let upstream = origin.addr.to_string();
+    let run = common::run_ringwall(&[
+        "--upstream",
+        &upstream,
+        "--listen",
+        &held,
+        "--workers",
+        "1",
+        "--no-pin",
+    ]);
+    assert!(!run.status.success(), "the second ringwall started");
+    assert!(
+        run.stderr.contains(&format!("cannot listen on {held}"))
+            && run.stderr.contains("already listens there")
+            && run.stderr.contains("--share-listen"),
+        "{}",
+        run.stderr
+    );
+    // On purpose, the address is shared.
+    let shared = Proxy::start(&[origin.addr], &["--listen", &held, "--share-listen"]);
+    let line = format!("listening on http://{held}");
+    assert!(
+        common::wait_until(Duration::from_secs(3), || shared.logs().contains(&line)),
+        "{}",
+        shared.logs()
+    );
+    assert_eq!(first.client().request(get("/", "a.test")).status, 200);
+}

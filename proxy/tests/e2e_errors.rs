@@ -323,3 +323,26 @@ fn an_origin_that_never_answers_is_504() {
         "504 after {waited:?} with a 1 s upstream-response-timeout"
     );
 }
+
+#[test]
+fn an_error_answer_closes_the_connection_when_the_client_asked_for_that() {
+    let proxy = Proxy::start(&[closed_port()], &["--upstream-connect-timeout", "1s"]);
+    for request in [
+        "GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+        "GET / HTTP/1.0\r\n\r\n",
+        "GET / HTTP/1.0\r\nConnection: close, keep-alive\r\n\r\n",
+    ] {
+        let mut client = proxy.client();
+        let response = client.request(request);
+        assert_eq!(response.status, 502, "{request:?}");
+        assert_eq!(response.header("connection"), Some("close"), "{request:?}");
+        client
+            .expect_closed(Duration::from_secs(3))
+            .unwrap_or_else(|e| panic!("{request:?}: {e}"));
+    }
+    // A keep-alive client keeps its connection after an origin's failure.
+    let mut client = proxy.client();
+    let response = client.request("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    assert_eq!(response.header("connection"), Some("keep-alive"));
+    assert_eq!(client.request(get("/", "a.test")).status, 502);
+}

@@ -721,3 +721,32 @@ fn failing_origins_in_a_loop_leak_no_descriptors() {
     assert!(wrong.is_empty(), "{wrong:#?}");
     assert_nothing_leaked(&bench, baseline, 0);
 }
+
+#[test]
+fn a_dead_server_is_the_first_choice_of_only_its_share_of_requests() {
+    // One worker, so one round robin. Before the fix the retry moved the cursor a second time
+    // and every request started on the dead server; now half of them do.
+    let dead = closed_port();
+    let live = Origin::echo("live");
+    let proxy = Proxy::start(&[dead, live.addr], &["--workers", "1"]);
+    let requests = 10;
+    for i in 0..requests {
+        let response = proxy.client().request(get(&format!("/rr/{i}"), "rr.test"));
+        assert_eq!(response.status, 200, "{}", response.head.raw);
+    }
+    let dead = dead.to_string();
+    assert!(wait_until(Duration::from_secs(2), || proxy
+        .logs()
+        .contains(&dead)));
+    let attempts = proxy
+        .logs()
+        .lines()
+        .filter(|line| line.contains("cannot connect") && line.contains(&dead))
+        .count();
+    assert_eq!(
+        attempts,
+        requests / 2,
+        "connects to the dead server for {requests} requests:\n{}",
+        proxy.logs()
+    );
+}

@@ -470,15 +470,20 @@ fn hop_by_hop_request_fields_are_not_forwarded() {
     );
     assert_eq!(seen.get("x-end-to-end"), Some("yes"));
 
-    // An upgrade ringwall does not take part in is a plain request upstream (RFC 9110 §7.8).
+    // An upgrade request is passed on as one (RFC 9110 §7.8): ringwall writes its own
+    // `Connection: upgrade` and `Upgrade`. An origin that answers 200 instead of 101 is
+    // answered as usual, and the connection stays HTTP.
     let response = client.request(
-        "GET /hop-upgrade HTTP/1.1\r\nHost: hop.test\r\nConnection: Upgrade\r\n\
-         Upgrade: example/1\r\n\r\n",
+        "GET /hop-upgrade HTTP/1.1\r\nHost: hop.test\r\nConnection: Upgrade, X-Secret-Hop\r\n\
+         X-Secret-Hop: 1\r\nUpgrade: example/1\r\n\r\n",
     );
     assert_eq!(response.status, 200);
     let (seen, _) = response.echoed();
-    assert!(!seen.has("upgrade"), "Upgrade was forwarded: {}", seen.raw);
-    assert!(!seen.has_token("connection", "upgrade"), "{}", seen.raw);
+    assert_eq!(seen.all("upgrade"), ["example/1"], "{}", seen.raw);
+    assert_eq!(seen.all("connection"), ["upgrade"], "{}", seen.raw);
+    assert!(!seen.has("x-secret-hop"), "{}", seen.raw);
+    let response = client.request(get("/after-upgrade", "hop.test"));
+    assert_eq!(response.status, 200);
 }
 
 #[test]
@@ -509,19 +514,15 @@ fn forwarding_fields_are_added_and_host_is_kept() {
     let origin = scripted();
     let proxy = proxy_for(&origin);
     let mut client = proxy.client();
+    // From a client that is not a trusted proxy, the forwarding fields it sent are replaced.
     let response = client.request(
         "GET /fwd HTTP/1.1\r\nHost: app.example:8080\r\nX-Forwarded-For: 10.1.2.3\r\n\
-         X-Forwarded-Proto: https\r\n\r\n",
+         X-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example\r\n\r\n",
     );
     assert_eq!(response.status, 200);
     let (seen, _) = response.echoed();
     assert_eq!(seen.all("host"), ["app.example:8080"]);
-    assert_eq!(
-        seen.all("x-forwarded-for").join(", "),
-        "10.1.2.3, 127.0.0.1",
-        "{}",
-        seen.raw
-    );
+    assert_eq!(seen.all("x-forwarded-for"), ["127.0.0.1"], "{}", seen.raw);
     assert_eq!(seen.all("x-forwarded-proto"), ["http"], "{}", seen.raw);
     assert_eq!(seen.all("x-forwarded-host"), ["app.example:8080"]);
     assert_eq!(seen.all("via"), ["1.1 ringwall"], "{}", seen.raw);
@@ -531,6 +532,66 @@ fn forwarding_fields_are_added_and_host_is_kept() {
         "no Via on the response: {}",
         response.head.raw
     );
+}
+
+#[test]
+fn a_trusted_proxys_chain_is_kept_whole_and_names_the_real_client() {
+    let origin = scripted();
+    let proxy = Proxy::start(
+        &[origin.addr],
+        &[
+            "--trusted-proxy",
+            "127.0.0.0/8",
+            "--request-header",
+            "X-Real-IP: ${client_addr}",
+        ],
+    );
+    let mut client = proxy.client();
+    // Several field lines of one list are one list (RFC 9110 §5.3): none may be lost.
+    let response = client.request(
+        "GET /fwd HTTP/1.1\r\nHost: app.example\r\nX-Forwarded-For: 203.0.113.7, 10.0.0.1\r\n\
+         X-Forwarded-For: 10.0.0.2\r\nX-Forwarded-Proto: https\r\nVia: 1.1 edge-a\r\n\
+         Via: 1.0 edge-b\r\n\r\n",
+    );
+    assert_eq!(response.status, 200);
+    let (seen, _) = response.echoed();
+    assert_eq!(
+        seen.all("x-forwarded-for"),
+        ["203.0.113.7, 10.0.0.1, 10.0.0.2, 127.0.0.1"],
+        "{}",
+        seen.raw
+    );
+    assert_eq!(seen.all("x-forwarded-proto"), ["https"], "{}", seen.raw);
+    assert_eq!(
+        seen.all("via"),
+        ["1.1 edge-a, 1.0 edge-b, 1.1 ringwall"],
+        "{}",
+        seen.raw
+    );
+    // 10.0.0.x are not trusted here: the nearest untrusted hop is the client.
+    assert_eq!(seen.all("x-real-ip"), ["10.0.0.2"], "{}", seen.raw);
+}
+
+#[test]
+fn via_and_x_forwarded_can_be_turned_off_and_forwarded_on() {
+    let origin = scripted();
+    let proxy = Proxy::start(
+        &[origin.addr],
+        &["--no-via", "--no-x-forwarded", "--forwarded"],
+    );
+    let mut client = proxy.client();
+    let response = client.request(get("/fwd", "app.example"));
+    assert_eq!(response.status, 200);
+    let (seen, _) = response.echoed();
+    assert!(!seen.has("via"), "{}", seen.raw);
+    assert!(!seen.has("x-forwarded-for"), "{}", seen.raw);
+    assert_eq!(
+        seen.all("forwarded"),
+        ["for=127.0.0.1;host=\"app.example\";proto=http"],
+        "{}",
+        seen.raw
+    );
+    assert!(!response.head.has("via"), "{}", response.head.raw);
 }
 
 #[test]

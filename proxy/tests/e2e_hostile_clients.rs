@@ -719,3 +719,36 @@ fn an_idle_keep_alive_connection_is_closed_after_the_timeout() {
         String::from_utf8_lossy(&got)
     );
 }
+
+#[test]
+fn an_oversized_upload_from_a_fast_sender_gets_its_413_not_a_reset() {
+    let origin = Origin::echo("origin");
+    let proxy = Proxy::start(&[origin.addr], &["--max-body", "1KiB", "--workers", "1"]);
+    let mut stream = TcpStream::connect(proxy.addr).expect("connect");
+    stream
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"POST /up HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .unwrap();
+    // 8 MiB as fast as the socket takes it, reading nothing: ringwall refuses after 1 KiB and
+    // must keep reading what follows (lingering) instead of closing into a reset, which
+    // would destroy the 413 waiting in this socket's receive queue.
+    let chunk = format!("4000\r\n{}\r\n", "z".repeat(0x4000));
+    let chunks = 512;
+    let mut sent = 0;
+    while sent < chunks && stream.write_all(chunk.as_bytes()).is_ok() {
+        sent += 1;
+    }
+    assert_eq!(sent, chunks, "ringwall stopped reading after {sent} chunks");
+    stream.write_all(b"0\r\n\r\n").unwrap();
+    stream.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = Vec::new();
+    let read = stream.read_to_end(&mut answer);
+    assert!(read.is_ok(), "reading the answer: {read:?}");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 413 "), "{text}");
+}

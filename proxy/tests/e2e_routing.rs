@@ -195,3 +195,22 @@ fn servers_of_a_group_take_turns() {
     assert_eq!(a.requests(), 3, "{order:?}");
     assert_eq!(b.requests(), 3, "{order:?}");
 }
+
+#[test]
+fn a_host_with_a_trailing_dot_is_the_same_host() {
+    let exact = Origin::echo("exact");
+    let other = Origin::echo("other");
+    let toml = format!(
+        "[[upstream]]\nname = \"exact\"\nservers = [\"{}\"]\n\n[[upstream]]\nname = \"other\"\nservers = [\"{}\"]\n\n\
+         [[route]]\nhosts = [\"shop.example\", \"*.cdn.example\"]\nupstream = \"exact\"\n\n[[route]]\nupstream = \"other\"\n",
+        exact.addr, other.addr
+    );
+    let proxy = Proxy::with_config(&toml, &[]);
+    let mut client = proxy.client();
+    for host in ["shop.example.", "SHOP.example.:8080", "img.cdn.example."] {
+        let response = client.request(get("/", host));
+        assert_eq!(response.header("x-origin"), Some("exact"), "Host: {host}");
+    }
+    let response = client.request(get("/", "shop.example.org"));
+    assert_eq!(response.header("x-origin"), Some("other"));
+}

@@ -9,7 +9,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::io;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
@@ -154,61 +154,53 @@ impl Drop for MemoryStream {
 }
 
 impl AsyncReadRent for MemoryStream {
-    fn read<T: IoBufMut>(&mut self, mut buf: T) -> impl Future<Output = BufResult<usize, T>> {
-        async move {
-            let (ptr, len) = (buf.write_ptr(), buf.bytes_total());
-            let result = self.read_into(ptr, len).await;
-            if let Ok(n) = result {
-                // SAFETY: `read_into` initialised the first `n` bytes behind `write_ptr`.
-                #[allow(unsafe_code)]
-                unsafe {
-                    buf.set_init(n);
-                }
+    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        let (ptr, len) = (buf.write_ptr(), buf.bytes_total());
+        let result = self.read_into(ptr, len).await;
+        if let Ok(n) = result {
+            // SAFETY: `read_into` initialised the first `n` bytes behind `write_ptr`.
+            #[allow(unsafe_code)]
+            unsafe {
+                buf.set_init(n);
             }
-            (result, buf)
         }
+        (result, buf)
     }
 
-    fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> impl Future<Output = BufResult<usize, T>> {
-        async move {
-            // SAFETY: the first iovec of `buf`, which lives until the read completes.
+    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
+        // SAFETY: the first iovec of `buf`, which lives until the read completes.
+        #[allow(unsafe_code)]
+        let first = unsafe { RawBuf::new_from_iovec_mut(&mut buf) };
+        let Some(mut raw) = first else {
+            return (Ok(0), buf);
+        };
+        let result = self.read_into(raw.write_ptr(), raw.bytes_total()).await;
+        if let Ok(n) = result {
+            // SAFETY: `read_into` initialised the first `n` bytes of the first iovec.
             #[allow(unsafe_code)]
-            let first = unsafe { RawBuf::new_from_iovec_mut(&mut buf) };
-            let Some(mut raw) = first else {
-                return (Ok(0), buf);
-            };
-            let result = self.read_into(raw.write_ptr(), raw.bytes_total()).await;
-            if let Ok(n) = result {
-                // SAFETY: `read_into` initialised the first `n` bytes of the first iovec.
-                #[allow(unsafe_code)]
-                unsafe {
-                    buf.set_init(n);
-                }
+            unsafe {
+                buf.set_init(n);
             }
-            (result, buf)
         }
+        (result, buf)
     }
 }
 
 impl AsyncWriteRent for MemoryStream {
-    fn write<T: IoBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
-        async move {
-            let result = self.write_from(buf.read_ptr(), buf.bytes_init()).await;
-            (result, buf)
-        }
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        let result = self.write_from(buf.read_ptr(), buf.bytes_init()).await;
+        (result, buf)
     }
 
-    fn writev<T: IoVecBuf>(&mut self, buf: T) -> impl Future<Output = BufResult<usize, T>> {
-        async move {
-            // SAFETY: the first iovec of `buf`, which lives until the write completes.
-            #[allow(unsafe_code)]
-            let first = unsafe { RawBuf::new_from_iovec(&buf) };
-            let Some(raw) = first else {
-                return (Ok(0), buf);
-            };
-            let result = self.write_from(raw.read_ptr(), raw.bytes_init()).await;
-            (result, buf)
-        }
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        // SAFETY: the first iovec of `buf`, which lives until the write completes.
+        #[allow(unsafe_code)]
+        let first = unsafe { RawBuf::new_from_iovec(&buf) };
+        let Some(raw) = first else {
+            return (Ok(0), buf);
+        };
+        let result = self.write_from(raw.read_ptr(), raw.bytes_init()).await;
+        (result, buf)
     }
 
     async fn flush(&mut self) -> io::Result<()> {
@@ -242,7 +234,7 @@ mod tests {
     use super::*;
     use monoio::io::{AsyncReadRentExt, AsyncWriteRentExt};
 
-    fn run<F: Future>(future: F) -> F::Output {
+    fn run<F: std::future::Future>(future: F) -> F::Output {
         monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
             .enable_timer()
             .build()

@@ -7,20 +7,23 @@
 //! [`FileConfig`] into a [`super::Config`]. Command-line flags are applied to a `FileConfig`
 //! before validation, so a flag and the file key it overrides are checked by the same code.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::units::{deserialize_duration, BodyLimit, ByteSize};
-use super::IoDriver;
+use super::units::{deserialize_duration, deserialize_some_duration, BodyLimit, ByteSize};
+use super::{EscapedSlashesMode, IoDriver, ListenerProtocol};
 
 /// The whole file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct FileConfig {
-    /// Addresses to accept client connections on, `host:port`.
-    /// Default: `["127.0.0.1:8080"]`.
-    pub listen: Vec<String>,
+    /// Addresses to accept plain HTTP connections on, `host:port`. Default: `None`, meaning
+    /// `["127.0.0.1:8080"]` when there is no `[[listener]]` either.
+    pub listen: Option<Vec<String>>,
+    /// `[[listener]]` entries, after those of `listen`. Default: none.
+    pub listener: Vec<ListenerFile>,
     /// Log verbosity: `error`, `warn`, `info`, `debug` or `trace`. Default: `"info"`.
     pub log_level: String,
     /// `[engine]`: workers and the I/O driver.
@@ -29,6 +32,8 @@ pub(crate) struct FileConfig {
     pub timeouts: TimeoutsFile,
     /// `[limits]`.
     pub limits: LimitsFile,
+    /// `[http]`: how requests are normalized and which filters every route gets.
+    pub http: HttpFile,
     /// `[[upstream]]` groups. Default: none.
     pub upstream: Vec<UpstreamFile>,
     /// `[[route]]`s, matched in order. Default: none.
@@ -38,15 +43,32 @@ pub(crate) struct FileConfig {
 impl Default for FileConfig {
     fn default() -> Self {
         FileConfig {
-            listen: vec!["127.0.0.1:8080".to_owned()],
+            listen: None,
+            listener: Vec::new(),
             log_level: "info".to_owned(),
             engine: EngineFile::default(),
             timeouts: TimeoutsFile::default(),
             limits: LimitsFile::default(),
+            http: HttpFile::default(),
             upstream: Vec::new(),
             route: Vec::new(),
         }
     }
+}
+
+/// One `[[listener]]`. `address` is required.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListenerFile {
+    /// Name for logs. Default: `None`, meaning `"listener-<index>"` (0-based over all
+    /// listeners, those of `listen` first).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// `host:port` to accept connections on. Required.
+    pub address: String,
+    /// What the connections speak. Default: `http`.
+    #[serde(default)]
+    pub protocol: ListenerProtocol,
 }
 
 /// `[engine]`.
@@ -62,6 +84,9 @@ pub(crate) struct EngineFile {
     pub io_driver: IoDriver,
     /// Submission queue entries per ring (uring drivers), `256..=32768`. Default: `1024`.
     pub ring_entries: u32,
+    /// Share listening addresses with another process on purpose (`SO_REUSEPORT`); otherwise
+    /// an address something already listens on stops the start. Default: `false`.
+    pub share_listen: bool,
 }
 
 impl Default for EngineFile {
@@ -71,6 +96,7 @@ impl Default for EngineFile {
             pin: true,
             io_driver: IoDriver::Auto,
             ring_entries: 1024,
+            share_listen: false,
         }
     }
 }
@@ -103,6 +129,19 @@ pub(crate) struct TimeoutsFile {
     /// On SIGINT/SIGTERM, in-flight requests get this long to finish. Default: `10s`.
     #[serde(deserialize_with = "deserialize_duration")]
     pub drain: Duration,
+    /// After a refusal, how long ringwall goes on reading (and discarding) what the client
+    /// still sends, so the refusal is not lost to a reset (nginx `lingering_time`).
+    /// Default: `30s`.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub lingering_time: Duration,
+    /// The longest wait for more bytes while lingering (nginx `lingering_timeout`).
+    /// Default: `5s`.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub lingering_timeout: Duration,
+    /// An upgraded connection (WebSocket) is closed after this long with no byte either way
+    /// (HAProxy's `timeout tunnel`). Default: `1h`.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub tunnel_idle: Duration,
 }
 
 // Duration::from_mins needs Rust 1.91; the workspace's rust-version is 1.85.
@@ -118,6 +157,9 @@ impl Default for TimeoutsFile {
             upstream_response: Duration::from_secs(60),
             upstream_idle: Duration::from_secs(60),
             drain: Duration::from_secs(10),
+            lingering_time: Duration::from_secs(30),
+            lingering_timeout: Duration::from_secs(5),
+            tunnel_idle: Duration::from_secs(3600),
         }
     }
 }
@@ -163,6 +205,119 @@ impl Default for LimitsFile {
     }
 }
 
+/// `[http]`: request normalization and the filters every route gets unless it says otherwise.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct HttpFile {
+    /// Merge repeated `/` in request paths before routing. Default: `false`.
+    pub merge_slashes: bool,
+    /// `%2F` in a path: `keep`, `reject` (400) or `decode`. Default: `keep`.
+    pub escaped_slashes: EscapedSlashesMode,
+    /// Send `X-Forwarded-For`, `-Proto` and `-Host` upstream. Default: `true`.
+    pub x_forwarded: bool,
+    /// Send `Forwarded` (RFC 7239) upstream. Default: `false`.
+    pub forwarded: bool,
+    /// Add ringwall to `Via` on requests and responses. Default: `true`.
+    pub via: bool,
+    /// Addresses or CIDR blocks of proxies in front of ringwall whose `X-Forwarded-For` and
+    /// `Forwarded` are kept and from which the real client address is taken. Default: none.
+    pub trusted_proxies: Vec<String>,
+    /// Pass a valid incoming request id, or make one, to the origin and back. Default: `false`.
+    pub request_id: bool,
+    /// The field that carries the request id. Default: `"X-Request-Id"`.
+    pub request_id_header: String,
+    /// Edits of the request sent upstream, on every route (before the route's own).
+    pub request_headers: HeaderEditsFile,
+    /// Edits of the response sent to the client, on every route (before the route's own).
+    pub response_headers: HeaderEditsFile,
+}
+
+impl Default for HttpFile {
+    fn default() -> Self {
+        HttpFile {
+            merge_slashes: false,
+            escaped_slashes: EscapedSlashesMode::Keep,
+            x_forwarded: true,
+            forwarded: false,
+            via: true,
+            trusted_proxies: Vec::new(),
+            request_id: false,
+            request_id_header: "X-Request-Id".to_owned(),
+            request_headers: HeaderEditsFile::default(),
+            response_headers: HeaderEditsFile::default(),
+        }
+    }
+}
+
+/// `request_headers` / `response_headers`: applied in the order remove, set, add.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct HeaderEditsFile {
+    /// Fields removed. Default: none.
+    pub remove: Vec<String>,
+    /// Fields replaced (or added when absent), by name. Default: none.
+    pub set: BTreeMap<String, String>,
+    /// Fields added beside any of the same name, by name. Default: none.
+    pub add: BTreeMap<String, String>,
+}
+
+/// `[[route]].return`: a response of the route's own.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReturnFile {
+    /// `200..=599`. Required.
+    pub status: u16,
+    /// The body. Default: `""`.
+    #[serde(default)]
+    pub body: String,
+    /// `Location` (required for 301, 302, 303, 307 and 308). Default: none.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// Default: `"text/plain; charset=utf-8"` when there is a body.
+    #[serde(default)]
+    pub content_type: Option<String>,
+}
+
+/// `[[route]].replace_prefix`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReplacePrefixFile {
+    pub from: String,
+    pub to: String,
+}
+
+/// `[[route]].regex_rewrite`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegexRewriteFile {
+    /// A `regex` crate pattern matched against the path.
+    pub pattern: String,
+    /// The replacement; `$1`, `${name}` refer to capture groups.
+    pub replace: String,
+}
+
+/// `[[route]].timeouts`: the timeouts that apply once a request is routed.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RouteTimeoutsFile {
+    #[serde(deserialize_with = "deserialize_some_duration")]
+    pub client_body: Option<Duration>,
+    #[serde(deserialize_with = "deserialize_some_duration")]
+    pub client_send: Option<Duration>,
+    #[serde(deserialize_with = "deserialize_some_duration")]
+    pub upstream_connect: Option<Duration>,
+    #[serde(deserialize_with = "deserialize_some_duration")]
+    pub upstream_response: Option<Duration>,
+}
+
+/// `[[route]].limits`: the limits that apply once a request is routed.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RouteLimitsFile {
+    pub max_body: Option<BodyLimit>,
+    pub min_body_rate: Option<ByteSize>,
+}
+
 /// One `[[upstream]]` group. `name` and `servers` are required.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -181,7 +336,7 @@ pub(crate) fn default_max_idle_per_server() -> usize {
     64
 }
 
-/// One `[[route]]`. Only `upstream` is required.
+/// One `[[route]]`. Exactly one of `upstream` and `return` is required.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RouteFile {
@@ -199,12 +354,76 @@ pub(crate) struct RouteFile {
     pub methods: Option<Vec<String>>,
     /// Headers that must be present with exactly these values. Default: none.
     #[serde(default)]
-    pub headers: std::collections::BTreeMap<String, String>,
-    /// The `[[upstream]]` group to forward to. Required.
-    pub upstream: String,
+    pub headers: BTreeMap<String, String>,
+    /// The `[[upstream]]` group to forward to.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// A response of the route's own instead of forwarding.
+    #[serde(default, rename = "return")]
+    pub return_response: Option<ReturnFile>,
     /// Host header sent upstream. Default: `None`, meaning the client's Host is kept.
     #[serde(default)]
     pub host_rewrite: Option<String>,
+    /// Remove this prefix from the path sent upstream. Default: none.
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
+    /// Replace a prefix of the path sent upstream. Default: none.
+    #[serde(default)]
+    pub replace_prefix: Option<ReplacePrefixFile>,
+    /// Rewrite the path sent upstream with a regular expression. Default: none.
+    #[serde(default)]
+    pub regex_rewrite: Option<RegexRewriteFile>,
+    /// Overrides `[http].x_forwarded`.
+    #[serde(default)]
+    pub x_forwarded: Option<bool>,
+    /// Overrides `[http].forwarded`.
+    #[serde(default)]
+    pub forwarded: Option<bool>,
+    /// Overrides `[http].via`.
+    #[serde(default)]
+    pub via: Option<bool>,
+    /// Overrides `[http].request_id`.
+    #[serde(default)]
+    pub request_id: Option<bool>,
+    /// Edits of the request sent upstream, after `[http].request_headers`.
+    #[serde(default)]
+    pub request_headers: HeaderEditsFile,
+    /// Edits of the response sent to the client, after `[http].response_headers`.
+    #[serde(default)]
+    pub response_headers: HeaderEditsFile,
+    /// Overrides of `[timeouts]` for this route.
+    #[serde(default)]
+    pub timeouts: RouteTimeoutsFile,
+    /// Overrides of `[limits]` for this route.
+    #[serde(default)]
+    pub limits: RouteLimitsFile,
+}
+
+impl RouteFile {
+    /// A route matching everything and forwarding to `upstream`, with every default.
+    pub(crate) fn catch_all(name: String, upstream: String) -> Self {
+        RouteFile {
+            name: Some(name),
+            hosts: None,
+            path_prefix: default_path_prefix(),
+            methods: None,
+            headers: BTreeMap::new(),
+            upstream: Some(upstream),
+            return_response: None,
+            host_rewrite: None,
+            strip_prefix: None,
+            replace_prefix: None,
+            regex_rewrite: None,
+            x_forwarded: None,
+            forwarded: None,
+            via: None,
+            request_id: None,
+            request_headers: HeaderEditsFile::default(),
+            response_headers: HeaderEditsFile::default(),
+            timeouts: RouteTimeoutsFile::default(),
+            limits: RouteLimitsFile::default(),
+        }
+    }
 }
 
 /// Default of `[[route]].path_prefix`.

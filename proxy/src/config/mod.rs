@@ -17,6 +17,7 @@
 
 mod error;
 mod file;
+mod policy;
 mod units;
 mod validate;
 
@@ -34,6 +35,10 @@ use serde::Deserialize;
 use crate::cli::Cli;
 
 pub use error::{ConfigError, Location};
+pub use policy::{
+    parse_cidr, Cidr, EditOp, Forwarding, HeaderEdit, Http, PathRewrite, RegexRewrite, RoutePolicy,
+    RouteTimeouts, StaticResponse, Template, TemplatePart, Variable,
+};
 pub use units::{parse_body_limit, parse_duration, parse_size, BodyLimit, MAX_DURATION};
 
 use error::{path, Locator};
@@ -48,17 +53,61 @@ pub const DEFAULT_UPSTREAM: &str = "default";
 pub struct Config {
     /// The file this was loaded from; `None` when built from flags or text alone.
     pub source: Option<PathBuf>,
-    /// Addresses to accept client connections on. Non-empty, no duplicates.
-    pub listen: Vec<SocketAddr>,
+    /// Where client connections are accepted: those of `listen` first, then the
+    /// `[[listener]]`s. Non-empty, no duplicate addresses.
+    pub listeners: Vec<Listener>,
     pub engine: EngineConfig,
     pub timeouts: Timeouts,
     pub limits: Limits,
+    /// `[http]`: what applies to every request before routing.
+    pub http: Http,
     /// Upstream groups, in file order (a group added by `--upstream` comes last).
     pub upstreams: Vec<UpstreamGroup>,
     /// Routes in match order: the first route that matches a request wins.
     pub routes: Vec<Route>,
     /// One of `error`, `warn`, `info`, `debug`, `trace`.
     pub log_level: String,
+}
+
+/// One listening address and what its connections speak.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    /// Unique among listeners (`listener-<index>` when none is given).
+    pub name: String,
+    pub addr: SocketAddr,
+    pub protocol: ListenerProtocol,
+}
+
+/// What a listener's connections speak. Only plain HTTP/1.x so far; TLS and TCP listeners
+/// are kinds to come.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerProtocol {
+    /// HTTP/1.0 and HTTP/1.1 in plain text.
+    #[default]
+    Http,
+}
+
+impl ListenerProtocol {
+    /// The URI scheme of requests that arrive this way (`X-Forwarded-Proto`, `${scheme}`).
+    pub fn scheme(self) -> &'static str {
+        match self {
+            ListenerProtocol::Http => "http",
+        }
+    }
+}
+
+/// `[http].escaped_slashes`: what `%2F` in a request path means.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum EscapedSlashesMode {
+    /// Leave it encoded (data inside a segment).
+    #[default]
+    Keep,
+    /// Refuse the request with 400.
+    Reject,
+    /// Decode it to `/` before dot segments are removed.
+    Decode,
 }
 
 /// `[engine]`.
@@ -71,6 +120,8 @@ pub struct EngineConfig {
     pub io_driver: IoDriver,
     /// Submission queue entries per ring (uring drivers), `256..=32768`.
     pub ring_entries: u32,
+    /// Share listening addresses with other processes on purpose (`SO_REUSEPORT`).
+    pub share_listen: bool,
 }
 
 /// The I/O driver each worker runs.
@@ -128,6 +179,12 @@ pub struct Timeouts {
     pub upstream_idle: Duration,
     /// Grace period for in-flight requests on SIGINT/SIGTERM.
     pub drain: Duration,
+    /// How long a refused client's further bytes are read and discarded before the close.
+    pub lingering_time: Duration,
+    /// The longest wait for more of those bytes.
+    pub lingering_timeout: Duration,
+    /// An upgraded connection with no byte either way for this long is closed.
+    pub tunnel_idle: Duration,
 }
 
 /// `[limits]`, in bytes except `max_headers`.
@@ -176,10 +233,33 @@ pub struct Route {
     /// Each header must be present with exactly this value. Names lowercase and unique,
     /// sorted by name.
     pub headers: Vec<(String, String)>,
-    /// Index into [`Config::upstreams`].
-    pub upstream: usize,
-    /// Host header to send upstream instead of the client's.
-    pub host_rewrite: Option<String>,
+    /// Forward, or answer with a response of its own.
+    pub action: RouteAction,
+    /// Rewrites, forwarding fields, header edits, timeouts and limits, all resolved.
+    pub policy: RoutePolicy,
+}
+
+/// What a route does with the requests it matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteAction {
+    Forward {
+        /// Index into [`Config::upstreams`].
+        upstream: usize,
+        /// Host header to send upstream instead of the client's.
+        host_rewrite: Option<String>,
+    },
+    /// `return`: ringwall answers itself.
+    Return(StaticResponse),
+}
+
+impl Route {
+    /// The upstream group a forwarding route sends to.
+    pub fn upstream(&self) -> Option<usize> {
+        match self.action {
+            RouteAction::Forward { upstream, .. } => Some(upstream),
+            RouteAction::Return(_) => None,
+        }
+    }
 }
 
 /// A route's host condition.
@@ -193,28 +273,32 @@ pub enum HostPattern {
 }
 
 impl HostPattern {
-    /// Whether a request's Host header value matches: case-insensitive, port ignored, a
-    /// trailing dot ignored.
-    pub fn matches(&self, host_header: &str) -> bool {
-        let host = strip_port(host_header.trim());
-        let host = host.strip_suffix('.').unwrap_or(host);
+    /// Whether a request's host (a Host field value or a target's authority) matches:
+    /// case-insensitive, port ignored, a trailing dot ignored. The router's one host matcher.
+    pub fn matches(&self, host: &[u8]) -> bool {
+        let host = strip_port(host.trim_ascii());
+        let host = host.strip_suffix(b".").unwrap_or(host);
         match self {
-            HostPattern::Exact(exact) => host.eq_ignore_ascii_case(exact),
+            HostPattern::Exact(exact) => host.eq_ignore_ascii_case(exact.as_bytes()),
             HostPattern::Suffix(suffix) => {
+                let suffix = suffix.as_bytes();
                 host.len() > suffix.len()
-                    && host.is_char_boundary(host.len() - suffix.len())
                     && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
             }
         }
     }
 }
 
-fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.find(']').map_or(host, |end| &host[..=end]);
+/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
+pub(crate) fn strip_port(host: &[u8]) -> &[u8] {
+    if host.first() == Some(&b'[') {
+        return match host.iter().position(|&b| b == b']') {
+            Some(end) => &host[..=end],
+            None => host,
+        };
     }
-    match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+    match host.iter().rposition(|&b| b == b':') {
+        Some(colon) if host[colon + 1..].iter().all(u8::is_ascii_digit) => &host[..colon],
         _ => host,
     }
 }
@@ -254,8 +338,13 @@ impl Config {
             "{source}: ok ({} routes, {} upstream groups, {} listeners)",
             self.routes.len(),
             self.upstreams.len(),
-            self.listen.len()
+            self.listeners.len()
         )
+    }
+
+    /// The listening addresses, in listener order.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().map(|l| l.addr).collect()
     }
 
     /// The index of the upstream group called `name`.
@@ -325,7 +414,9 @@ fn apply_flags(
     locator: &mut Locator<'_>,
 ) {
     if !cli.listen.is_empty() {
-        file.listen.clone_from(&cli.listen);
+        // `--listen` replaces every listener of the file with plain HTTP ones.
+        file.listen = Some(cli.listen.clone());
+        file.listener.clear();
         locator.set_by_flag(path(&["listen"]), "--listen");
     }
     if let Some(level) = &cli.log_level {
@@ -335,6 +426,7 @@ fn apply_flags(
     apply_engine_flags(&mut file.engine, cli, locator);
     apply_timeout_flags(&mut file.timeouts, cli, locator);
     apply_limit_flags(&mut file.limits, cli, locator);
+    apply_http_flags(&mut file.http, cli, locator);
 
     let servers = if cli.upstream.is_empty() {
         demo_servers.map(|servers| {
@@ -369,6 +461,9 @@ fn apply_engine_flags(engine: &mut file::EngineFile, cli: &Cli, locator: &mut Lo
     }
     if let Some(driver) = cli.io_driver {
         engine.io_driver = driver;
+    }
+    if cli.share_listen {
+        engine.share_listen = true;
     }
     if let Some(entries) = cli.ring_entries {
         engine.ring_entries = entries;
@@ -422,6 +517,24 @@ fn apply_timeout_flags(timeouts: &mut file::TimeoutsFile, cli: &Cli, locator: &m
             &mut t.upstream_idle,
         ),
         ("--drain-timeout", "drain", cli.drain_timeout, &mut t.drain),
+        (
+            "--lingering-time",
+            "lingering_time",
+            cli.lingering_time,
+            &mut t.lingering_time,
+        ),
+        (
+            "--lingering-timeout",
+            "lingering_timeout",
+            cli.lingering_timeout,
+            &mut t.lingering_timeout,
+        ),
+        (
+            "--tunnel-idle-timeout",
+            "tunnel_idle",
+            cli.tunnel_idle_timeout,
+            &mut t.tunnel_idle,
+        ),
     ] {
         if let Some(value) = value {
             *slot = value;
@@ -480,6 +593,57 @@ fn apply_limit_flags(limits: &mut file::LimitsFile, cli: &Cli, locator: &mut Loc
     }
 }
 
+fn apply_http_flags(http: &mut file::HttpFile, cli: &Cli, locator: &mut Locator<'_>) {
+    if cli.merge_slashes {
+        http.merge_slashes = true;
+    }
+    if let Some(mode) = cli.escaped_slashes {
+        http.escaped_slashes = mode;
+    }
+    if cli.no_x_forwarded {
+        http.x_forwarded = false;
+    }
+    if cli.forwarded {
+        http.forwarded = true;
+    }
+    if cli.no_via {
+        http.via = false;
+    }
+    if !cli.trusted_proxy.is_empty() {
+        http.trusted_proxies.clone_from(&cli.trusted_proxy);
+        locator.set_by_flag(path(&["http", "trusted_proxies"]), "--trusted-proxy");
+    }
+    if cli.request_id {
+        http.request_id = true;
+    }
+    for (flag, key, given, edits) in [
+        (
+            "--request-header",
+            "request_headers",
+            &cli.request_header,
+            &mut http.request_headers,
+        ),
+        (
+            "--response-header",
+            "response_headers",
+            &cli.response_header,
+            &mut http.response_headers,
+        ),
+    ] {
+        for field in given {
+            // clap has checked the "Name: value" shape.
+            if let Some((name, value)) = field.split_once(':') {
+                edits
+                    .set
+                    .insert(name.trim().to_owned(), value.trim().to_owned());
+            }
+        }
+        if !given.is_empty() {
+            locator.set_by_flag(path(&["http", key]), flag);
+        }
+    }
+}
+
 /// Builds or replaces the servers of the upstream group `default`, and appends a catch-all
 /// route `default` after the file's routes when none sends there. Returns the group's index
 /// and the appended route's index.
@@ -499,7 +663,11 @@ fn add_default_upstream(file: &mut FileConfig, servers: Vec<String>) -> (usize, 
         });
         file.upstream.len() - 1
     };
-    if file.route.iter().any(|r| r.upstream == DEFAULT_UPSTREAM) {
+    if file
+        .route
+        .iter()
+        .any(|r| r.upstream.as_deref() == Some(DEFAULT_UPSTREAM))
+    {
         return (group, None);
     }
     // A route of the file may already be called "default" (and send elsewhere).
@@ -517,14 +685,7 @@ fn add_default_upstream(file: &mut FileConfig, servers: Vec<String>) -> (usize, 
         name = format!("{DEFAULT_UPSTREAM}-{suffix}");
         suffix += 1;
     }
-    file.route.push(RouteFile {
-        name: Some(name),
-        hosts: None,
-        path_prefix: file::default_path_prefix(),
-        methods: None,
-        headers: std::collections::BTreeMap::new(),
-        upstream: DEFAULT_UPSTREAM.to_owned(),
-        host_rewrite: None,
-    });
+    file.route
+        .push(RouteFile::catch_all(name, DEFAULT_UPSTREAM.to_owned()));
     (group, Some(file.route.len() - 1))
 }

@@ -76,7 +76,7 @@ impl Drop for TempFile {
 fn every_default() {
     let config = parse(MINIMAL);
     assert_eq!(config.source.as_deref(), Some(Path::new("ringwall.toml")));
-    assert_eq!(config.listen, [addr("127.0.0.1:8080")]);
+    assert_eq!(config.listen_addrs(), [addr("127.0.0.1:8080")]);
     assert_eq!(config.log_level, "info");
 
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
@@ -113,17 +113,23 @@ fn every_default() {
             max_idle_per_server: 64,
         }]
     );
+    let routes = &config.routes;
+    assert_eq!(routes.len(), 1);
+    let route = &routes[0];
+    assert_eq!(route.name, "route-0");
+    assert!(route.hosts.is_empty() && route.methods.is_empty() && route.headers.is_empty());
+    assert_eq!(route.path_prefix, "/");
     assert_eq!(
-        config.routes,
-        [Route {
-            name: "route-0".into(),
-            hosts: vec![],
-            path_prefix: "/".into(),
-            methods: vec![],
-            headers: vec![],
+        route.action,
+        RouteAction::Forward {
             upstream: 0,
-            host_rewrite: None,
-        }]
+            host_rewrite: None
+        }
+    );
+    assert_eq!(route.policy.rewrite, None);
+    assert_eq!(
+        route.policy.timeouts.upstream_response,
+        config.timeouts.upstream_response
     );
 }
 
@@ -177,7 +183,10 @@ host_rewrite = "app.internal"
 upstream = "static"
 "#,
     );
-    assert_eq!(config.listen, [addr("127.0.0.1:8080"), addr("[::1]:8443")]);
+    assert_eq!(
+        config.listen_addrs(),
+        [addr("127.0.0.1:8080"), addr("[::1]:8443")]
+    );
     assert_eq!(config.log_level, "debug");
     assert_eq!(
         config.engine,
@@ -185,7 +194,8 @@ upstream = "static"
             workers: 2,
             pin: false,
             io_driver: IoDriver::UringCoop,
-            ring_entries: 4096
+            ring_entries: 4096,
+            share_listen: false,
         }
     );
     assert_eq!(
@@ -199,6 +209,9 @@ upstream = "static"
             upstream_response: Duration::from_secs(90),
             upstream_idle: Duration::from_secs(45),
             drain: Duration::from_secs(3),
+            lingering_time: Duration::from_secs(30),
+            lingering_timeout: Duration::from_secs(5),
+            tunnel_idle: Duration::from_secs(3600),
         }
     );
     assert_eq!(
@@ -238,10 +251,15 @@ upstream = "static"
             ("x-api-version".into(), "2".into())
         ]
     );
-    assert_eq!(api.upstream, 0);
-    assert_eq!(api.host_rewrite.as_deref(), Some("app.internal"));
+    assert_eq!(
+        api.action,
+        RouteAction::Forward {
+            upstream: 0,
+            host_rewrite: Some("app.internal".into())
+        }
+    );
     assert_eq!(config.routes[1].name, "route-1");
-    assert_eq!(config.routes[1].upstream, 1);
+    assert_eq!(config.routes[1].upstream(), Some(1));
     assert_eq!(config.upstream_index("static"), Some(1));
 }
 
@@ -258,7 +276,7 @@ fn defaults_with_upstreams() {
     let servers = vec![addr("127.0.0.1:9001"), addr("[::1]:9002")];
     let config = Config::defaults_with_upstreams(servers.clone());
     assert_eq!(config.source, None);
-    assert_eq!(config.listen, [addr("127.0.0.1:8080")]);
+    assert_eq!(config.listen_addrs(), [addr("127.0.0.1:8080")]);
     assert_eq!(config.upstreams.len(), 1);
     assert_eq!(config.upstreams[0].name, "default");
     assert_eq!(config.upstreams[0].servers, servers);
@@ -805,7 +823,7 @@ fn flags_override_the_file() {
     .unwrap();
     assert_eq!(config.source.as_deref(), Some(file.0.as_path()));
     assert_eq!(
-        config.listen,
+        config.listen_addrs(),
         [addr("127.0.0.1:7001"), addr("127.0.0.1:7002")]
     );
     assert_eq!(config.log_level, "trace");
@@ -815,7 +833,8 @@ fn flags_override_the_file() {
             workers: 5,
             pin: false,
             io_driver: IoDriver::UringPlain,
-            ring_entries: 512
+            ring_entries: 512,
+            share_listen: false,
         }
     );
     assert_eq!(
@@ -829,6 +848,9 @@ fn flags_override_the_file() {
             upstream_response: Duration::from_secs(4),
             upstream_idle: Duration::from_secs(5),
             drain: Duration::from_secs(6),
+            lingering_time: Duration::from_secs(30),
+            lingering_timeout: Duration::from_secs(5),
+            tunnel_idle: Duration::from_secs(3600),
         }
     );
     assert_eq!(
@@ -949,7 +971,7 @@ fn nothing_to_proxy_without_file_or_upstream() {
 fn upstream_flag_alone_builds_group_and_catch_all_route() {
     let config = load(&cli(&["-u", "127.0.0.1:9001", "-u", "127.0.0.1:9002"])).unwrap();
     assert_eq!(config.source, None);
-    assert_eq!(config.listen, [addr("127.0.0.1:8080")]);
+    assert_eq!(config.listen_addrs(), [addr("127.0.0.1:8080")]);
     assert_eq!(
         config.upstreams,
         [UpstreamGroup {
@@ -958,17 +980,23 @@ fn upstream_flag_alone_builds_group_and_catch_all_route() {
             max_idle_per_server: 64,
         }]
     );
+    let routes = &config.routes;
+    assert_eq!(routes.len(), 1);
+    let route = &routes[0];
+    assert_eq!(route.name, "default");
+    assert!(route.hosts.is_empty() && route.methods.is_empty() && route.headers.is_empty());
+    assert_eq!(route.path_prefix, "/");
     assert_eq!(
-        config.routes,
-        [Route {
-            name: "default".into(),
-            hosts: vec![],
-            path_prefix: "/".into(),
-            methods: vec![],
-            headers: vec![],
+        route.action,
+        RouteAction::Forward {
             upstream: 0,
-            host_rewrite: None,
-        }]
+            host_rewrite: None
+        }
+    );
+    assert_eq!(route.policy.rewrite, None);
+    assert_eq!(
+        route.policy.timeouts.upstream_response,
+        config.timeouts.upstream_response
     );
     assert_eq!(
         config.summary(),
@@ -995,7 +1023,7 @@ fn upstream_flag_appends_catch_all_after_file_routes() {
     assert!(config.upstreams.iter().all(|u| u.max_idle_per_server == 2));
     let names: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["route-0", "default"]);
-    assert_eq!(config.routes[1].upstream, 1);
+    assert_eq!(config.routes[1].upstream(), Some(1));
 }
 
 #[test]
@@ -1039,7 +1067,7 @@ upstream = "app"
     let config = load(&cli(&["-c", file.arg(), "-u", "127.0.0.1:9300"])).unwrap();
     let names: Vec<&str> = config.routes.iter().map(|r| r.name.as_str()).collect();
     assert_eq!(names, ["default", "default-2"]);
-    assert_eq!(config.routes[1].upstream, 1);
+    assert_eq!(config.routes[1].upstream(), Some(1));
 }
 
 #[test]
@@ -1053,7 +1081,7 @@ fn upstream_flag_lets_a_file_without_routes_load() {
         .to_string()
         .contains("no routes"));
     let config = load(&cli(&["-c", file.arg(), "-u", "localhost:9400"])).unwrap();
-    assert_eq!(config.listen, [addr("127.0.0.1:7100")]);
+    assert_eq!(config.listen_addrs(), [addr("127.0.0.1:7100")]);
     assert_eq!(config.engine.workers, 1);
     assert_eq!(config.routes.len(), 1);
 }
@@ -1068,7 +1096,7 @@ fn demo() {
     .unwrap();
     assert_eq!(config.upstreams[0].servers, demo);
     assert_eq!(config.engine.workers, 1);
-    assert_eq!(config.listen, [addr("127.0.0.1:7200")]);
+    assert_eq!(config.listen_addrs(), [addr("127.0.0.1:7200")]);
     // --upstream wins over the demo origins.
     let config = load_demo(&cli(&["--demo", "-u", "127.0.0.1:9600"]), demo).unwrap();
     assert_eq!(config.upstreams[0].servers, [addr("127.0.0.1:9600")]);
@@ -1198,22 +1226,22 @@ fn host_patterns_parse() {
 #[test]
 fn host_patterns_match() {
     let exact = HostPattern::Exact("api.example.com".into());
-    assert!(exact.matches("api.example.com"));
-    assert!(exact.matches("API.Example.com:8443"));
-    assert!(exact.matches("api.example.com."));
-    assert!(!exact.matches("www.api.example.com"));
-    assert!(!exact.matches("api.example.co"));
+    assert!(exact.matches(b"api.example.com"));
+    assert!(exact.matches(b"API.Example.com:8443"));
+    assert!(exact.matches(b"api.example.com."));
+    assert!(!exact.matches(b"www.api.example.com"));
+    assert!(!exact.matches(b"api.example.co"));
 
     let suffix = HostPattern::Suffix(".example.org".into());
-    assert!(suffix.matches("a.example.org"));
-    assert!(suffix.matches("a.b.EXAMPLE.org:80"));
-    assert!(!suffix.matches("example.org"));
-    assert!(!suffix.matches("badexample.org"));
-    assert!(!suffix.matches(".example.org"));
+    assert!(suffix.matches(b"a.example.org"));
+    assert!(suffix.matches(b"a.b.EXAMPLE.org:80"));
+    assert!(!suffix.matches(b"example.org"));
+    assert!(!suffix.matches(b"badexample.org"));
+    assert!(!suffix.matches(b".example.org"));
 
     let v6 = HostPattern::Exact("[::1]".into());
-    assert!(v6.matches("[::1]:8080"));
-    assert!(v6.matches("[::1]"));
+    assert!(v6.matches(b"[::1]:8080"));
+    assert!(v6.matches(b"[::1]"));
 }
 
 // ---- field paths -----------------------------------------------------------------------------
@@ -1284,9 +1312,23 @@ fn the_full_example_in_the_docs_is_valid() {
     let start = section.find("```toml\n").expect("a toml block") + "```toml\n".len();
     let end = start + section[start..].find("```").expect("the block ends");
     let config = parse(&section[start..end]);
-    assert_eq!(config.routes.len(), 4);
+    assert_eq!(config.routes.len(), 7);
     assert_eq!(config.upstreams.len(), 3);
     assert_eq!(config.limits.max_body, Some(25 << 20));
+    let route = |name: &str| config.routes.iter().find(|r| r.name == name).unwrap();
+    assert!(matches!(route("health").action, RouteAction::Return(_)));
+    assert_eq!(route("uploads").policy.max_body, Some(2 << 30));
+    assert_eq!(route("web").policy.max_body, Some(25 << 20));
+    assert_eq!(
+        route("uploads").policy.timeouts.client_body,
+        Duration::from_secs(300)
+    );
+    assert!(!route("web").policy.forwarding.via && route("api").policy.forwarding.via);
+    assert_eq!(
+        route("api").policy.request_id.as_deref(),
+        Some("X-Request-Id")
+    );
+    assert_eq!(config.http.trusted_proxies.len(), 1);
 }
 
 #[test]
@@ -1309,4 +1351,262 @@ fn connection_limits_and_body_rate() {
     .to_string();
     assert!(err.contains("limits.max_connections_per_worker"), "{err}");
     assert!(err.contains(":2:"), "{err}");
+}
+
+// ---- listeners, [http] and what a route does ------------------------------------------------
+
+/// Asserts `text` fails on line `line` (any column) at `field` with `message`.
+#[track_caller]
+fn assert_error_on_line(text: &str, line: usize, field: &str, message: &str) {
+    let e = error(text);
+    let prefix = format!("ringwall.toml:{line}:");
+    assert!(e.starts_with(&prefix), "expected {prefix:?}…, got {e:?}");
+    assert!(
+        e.contains(&format!(": {field}: ")),
+        "expected {field:?} in {e:?}"
+    );
+    assert!(e.contains(message), "expected {message:?} in {e:?}");
+}
+
+#[test]
+fn listeners_from_listen_and_listener_entries() {
+    let config = parse(&format!(
+        "listen = [\"127.0.0.1:7001\"]\n\n[[listener]]\nname = \"public\"\naddress = \"127.0.0.1:7002\"\nprotocol = \"http\"\n\n[[listener]]\naddress = \"[::1]:7003\"\n\n{MINIMAL}"
+    ));
+    let names: Vec<&str> = config.listeners.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, ["listener-0", "public", "listener-2"]);
+    assert_eq!(
+        config.listen_addrs(),
+        [
+            addr("127.0.0.1:7001"),
+            addr("127.0.0.1:7002"),
+            addr("[::1]:7003")
+        ]
+    );
+    assert!(config
+        .listeners
+        .iter()
+        .all(|l| l.protocol == ListenerProtocol::Http && l.protocol.scheme() == "http"));
+    // A [[listener]] alone replaces the default address.
+    let config = parse(&format!(
+        "[[listener]]\naddress = \"127.0.0.1:7004\"\n\n{MINIMAL}"
+    ));
+    assert_eq!(config.listen_addrs(), [addr("127.0.0.1:7004")]);
+    assert_eq!(
+        parse(MINIMAL).summary(),
+        "ringwall.toml: ok (1 routes, 1 upstream groups, 1 listeners)"
+    );
+}
+
+#[test]
+fn listener_errors() {
+    assert_error_on_line(
+        &format!("[[listener]]\naddress = \"127.0.0.1:7002\"\nprotocol = \"tls\"\n\n{MINIMAL}"),
+        3,
+        "listener[0].protocol",
+        "unknown variant `tls`, expected `http`",
+    );
+    assert_error_on_line(
+        &format!("listen = [\"127.0.0.1:7002\"]\n[[listener]]\naddress = \"127.0.0.1:7002\"\n\n{MINIMAL}"),
+        3,
+        "listener[0].address",
+        "duplicate address \"127.0.0.1:7002\" (127.0.0.1:7002, also listen[0])",
+    );
+    assert_error_on_line(
+        &format!("[[listener]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\n[[listener]]\nname = \"a\"\naddress = \"127.0.0.1:2\"\n\n{MINIMAL}"),
+        5,
+        "listener[1].name",
+        "duplicate listener name \"a\"",
+    );
+    assert_error_on_line(
+        &format!("[[listener]]\nport = 80\n\n{MINIMAL}"),
+        2,
+        "listener[0].port",
+        "unknown field `port`",
+    );
+}
+
+/// One upstream group `app` and then `route`, whose first line is line 5.
+fn with_route(route: &str) -> String {
+    format!("[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:9001\"]\n\n[[route]]\n{route}")
+}
+
+#[test]
+fn a_route_forwards_or_returns() {
+    let config = parse(&with_route(
+        "return = { status = 301, location = \"https://x.test${request_uri}\" }\n",
+    ));
+    let RouteAction::Return(response) = &config.routes[0].action else {
+        panic!("not a return route");
+    };
+    assert_eq!(response.status, 301);
+    assert_eq!(config.routes[0].upstream(), None);
+    assert_error_on_line(
+        &with_route("upstream = \"app\"\nreturn = { status = 200 }\n"),
+        7,
+        "route[0].return",
+        "not both",
+    );
+    assert_error_on_line(
+        &with_route("path_prefix = \"/\"\n"),
+        5,
+        "route[0]",
+        "missing field `upstream`",
+    );
+    assert_error_on_line(
+        &with_route("return = { status = 302 }\n"),
+        6,
+        "route[0].return.location",
+        "a 302 redirect needs a location",
+    );
+    assert_error_on_line(
+        &with_route("return = { status = 99 }\n"),
+        6,
+        "route[0].return.status",
+        "between 200 and 599",
+    );
+    assert_error_on_line(
+        &with_route("return = { status = 200, body = \"${nope}\" }\n"),
+        6,
+        "route[0].return.body",
+        "unknown variable \"${nope}\"",
+    );
+    assert_error_on_line(
+        &with_route("return = { status = 200 }\nhost_rewrite = \"a\"\n"),
+        7,
+        "route[0].host_rewrite",
+        "only a route that forwards",
+    );
+}
+
+#[test]
+fn rewrites_header_edits_timeouts_and_limits_per_route() {
+    let config = parse(&with_route(
+        "upstream = \"app\"\nstrip_prefix = \"/api\"\nrequest_headers = { set = { \"X-A\" = \"${host}\" }, remove = [\"X-B\"] }\ntimeouts = { upstream_response = \"2s\" }\nlimits = { max_body = \"1KiB\" }\nvia = false\n",
+    ));
+    let policy = &config.routes[0].policy;
+    assert_eq!(
+        policy.rewrite,
+        Some(PathRewrite::StripPrefix("/api".into()))
+    );
+    assert_eq!(policy.request_headers.len(), 2);
+    assert_eq!(policy.timeouts.upstream_response, Duration::from_secs(2));
+    assert_eq!(policy.timeouts.client_body, config.timeouts.client_body);
+    assert_eq!(policy.max_body, Some(1024));
+    assert!(!policy.forwarding.via && policy.forwarding.x_forwarded);
+    assert_error_on_line(
+        &with_route("upstream = \"app\"\nstrip_prefix = \"/a\"\nreplace_prefix = { from = \"/b\", to = \"/c\" }\n"),
+        5,
+        "route[0]",
+        "at most one of strip_prefix, replace_prefix and regex_rewrite",
+    );
+    assert_error_on_line(
+        &with_route("upstream = \"app\"\nregex_rewrite = { pattern = \"(\", replace = \"/\" }\n"),
+        7,
+        "route[0].regex_rewrite.pattern",
+        "invalid regular expression",
+    );
+    assert_error_on_line(
+        &with_route("upstream = \"app\"\nstrip_prefix = \"api\"\n"),
+        7,
+        "route[0].strip_prefix",
+        "must start with \"/\"",
+    );
+    assert_error_on_line(
+        &with_route(
+            "upstream = \"app\"\nrequest_headers = { set = { \"Content-Length\" = \"5\" } }\n",
+        ),
+        7,
+        "route[0].request_headers.set.Content-Length",
+        "written by ringwall itself",
+    );
+    assert_error_on_line(
+        &with_route("upstream = \"app\"\nresponse_headers = { add = { \"X-A\" = \"a\\nb\" } }\n"),
+        7,
+        "route[0].response_headers.add.X-A",
+        "visible ASCII",
+    );
+    assert_error_on_line(
+        &with_route("upstream = \"app\"\ntimeouts = { upstream_response = \"0s\" }\n"),
+        7,
+        "route[0].timeouts.upstream_response",
+        "must be greater than 0",
+    );
+    assert_error_on_line(
+        &with_route("upstream = \"app\"\ntimeouts = { client_header = \"1s\" }\n"),
+        7,
+        "route[0].timeouts.client_header",
+        "unknown field `client_header`",
+    );
+}
+
+#[test]
+fn http_section_and_its_flags() {
+    let config = parse(&format!(
+        "[http]\nmerge_slashes = true\nescaped_slashes = \"reject\"\ntrusted_proxies = [\"10.0.0.0/8\", \"::1\"]\nrequest_id = true\nrequest_id_header = \"X-Trace\"\nresponse_headers = {{ set = {{ \"X-Edge\" = \"1\" }} }}\n\n{MINIMAL}"
+    ));
+    assert!(config.http.path.merge_slashes);
+    assert_eq!(
+        config.http.path.escaped_slashes,
+        crate::http1::EscapedSlashes::Reject
+    );
+    assert_eq!(config.http.trusted_proxies.len(), 2);
+    let policy = &config.routes[0].policy;
+    assert_eq!(policy.request_id.as_deref(), Some("X-Trace"));
+    assert_eq!(policy.response_headers.len(), 1);
+    assert_error_on_line(
+        &format!("[http]\ntrusted_proxies = [\"10.0.0.0/40\"]\n\n{MINIMAL}"),
+        2,
+        "http.trusted_proxies[0]",
+        "invalid prefix length",
+    );
+    assert_error_on_line(
+        &format!("[http]\nescaped_slashes = \"maybe\"\n\n{MINIMAL}"),
+        2,
+        "http.escaped_slashes",
+        "unknown variant `maybe`",
+    );
+    let config = load(&cli(&[
+        "-u",
+        "127.0.0.1:9001",
+        "--trusted-proxy",
+        "192.0.2.0/24",
+        "--request-header",
+        "X-Real-IP: ${client_addr}",
+        "--response-header",
+        "X-Edge: yes",
+        "--no-via",
+        "--forwarded",
+        "--request-id",
+        "--merge-slashes",
+        "--share-listen",
+        "--tunnel-idle-timeout",
+        "5m",
+    ]))
+    .unwrap();
+    let policy = &config.routes[0].policy;
+    assert_eq!(policy.request_headers[0].name, "X-Real-IP");
+    assert_eq!(policy.response_headers[0].name, "X-Edge");
+    assert!(!policy.forwarding.via && policy.forwarding.forwarded);
+    assert!(policy.request_id.is_some() && config.http.path.merge_slashes);
+    assert!(config.engine.share_listen);
+    assert_eq!(config.timeouts.tunnel_idle, Duration::from_secs(300));
+    let e = load(&cli(&[
+        "-u",
+        "127.0.0.1:9001",
+        "--request-header",
+        "X-A: ${what}",
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("--request-header: "), "{e}");
+    assert!(e.contains("unknown variable"), "{e}");
+}
+
+#[test]
+fn ports_are_stripped_for_host_matching() {
+    assert_eq!(strip_port(b"a.com:80"), b"a.com");
+    assert_eq!(strip_port(b"a.com"), b"a.com");
+    assert_eq!(strip_port(b"[::1]:80"), b"[::1]");
+    assert_eq!(strip_port(b"[::1]"), b"[::1]");
 }

@@ -164,6 +164,14 @@ pub fn deserialize_duration<'de, D: Deserializer<'de>>(
     deserializer.deserialize_str(DurationVisitor)
 }
 
+/// serde `deserialize_with` for optional duration fields (with `#[serde(default)]`): present
+/// means `Some`, absent means `None`.
+pub fn deserialize_some_duration<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Duration>, D::Error> {
+    deserialize_duration(deserializer).map(Some)
+}
+
 /// Formats a byte count the way the docs write it (`32KiB`, `1MiB`, `1000`), for messages.
 pub fn format_size(bytes: u64) -> String {
     for (unit, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {

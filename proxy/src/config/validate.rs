@@ -13,9 +13,16 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::error::{path, FieldPath, Problem};
-use super::file::{EngineFile, FileConfig, LimitsFile, RouteFile, TimeoutsFile, UpstreamFile};
+use super::file::{
+    EngineFile, FileConfig, HttpFile, LimitsFile, ListenerFile, RouteFile, TimeoutsFile,
+    UpstreamFile,
+};
+use super::policy::{check_http, check_return, check_route_policy, is_token, Http};
 use super::units::{format_size, MAX_DURATION};
-use super::{Config, EngineConfig, HostPattern, Limits, Route, Timeouts, UpstreamGroup};
+use super::{
+    Config, EngineConfig, HostPattern, Limits, Listener, ListenerProtocol, Route, RouteAction,
+    Timeouts, UpstreamGroup,
+};
 
 /// The accepted log levels, least verbose first.
 pub(crate) const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
@@ -33,14 +40,23 @@ pub(crate) fn default_route_name(index: usize) -> String {
     format!("route-{index}")
 }
 
+/// Where clients connect when the file names no listener.
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
 pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Config> {
-    let listen = check_listen(&file.listen)?;
+    let listeners = check_listeners(file.listen.as_deref(), &file.listener)?;
     let log_level = check_log_level(&file.log_level)?;
     let engine = check_engine(&file.engine)?;
     let timeouts = check_timeouts(&file.timeouts)?;
     let limits = check_limits(&file.limits)?;
+    let http = check_http(&file.http, &path(&["http"]))?;
     let upstreams = check_upstreams(&file.upstream)?;
-    let routes = check_routes(&file.route, &upstreams)?;
+    let settings = RouteSettings {
+        http: (&file.http, &http),
+        timeouts: &timeouts,
+        limits: &limits,
+    };
+    let routes = check_routes(&file.route, &upstreams, &settings)?;
     if routes.is_empty() {
         return Err(Problem::new(
             path(&["route"]),
@@ -49,33 +65,85 @@ pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Co
     }
     Ok(Config {
         source,
-        listen,
+        listeners,
         engine,
         timeouts,
         limits,
+        http,
         upstreams,
         routes,
         log_level,
     })
 }
 
-fn check_listen(listen: &[String]) -> Checked<Vec<SocketAddr>> {
-    let here = path(&["listen"]);
-    if listen.is_empty() {
-        return Err(Problem::new(here, "must not be empty"));
-    }
-    let mut addresses: Vec<SocketAddr> = Vec::with_capacity(listen.len());
-    for (index, text) in listen.iter().enumerate() {
-        let address = resolve(text).map_err(|m| Problem::new(here.index(index), m))?;
-        if let Some(first) = addresses.iter().position(|a| *a == address) {
+/// `listen` (plain HTTP addresses) and `[[listener]]`s, as one list; the default address when
+/// neither is given.
+fn check_listeners(listen: Option<&[String]>, entries: &[ListenerFile]) -> Checked<Vec<Listener>> {
+    let default = [DEFAULT_LISTEN.to_owned()];
+    let listen = match listen {
+        Some([]) => return Err(Problem::new(path(&["listen"]), "must not be empty")),
+        Some(listen) => listen,
+        None if entries.is_empty() => &default[..],
+        None => &[],
+    };
+    let given = listen
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            (
+                None,
+                text,
+                ListenerProtocol::Http,
+                path(&["listen"]).index(i),
+            )
+        })
+        .chain(entries.iter().enumerate().map(|(i, entry)| {
+            (
+                Some((entry.name.as_deref(), i)),
+                &entry.address,
+                entry.protocol,
+                path(&["listener"]).index(i),
+            )
+        }));
+    let mut listeners: Vec<Listener> = Vec::new();
+    let mut places: Vec<FieldPath> = Vec::new();
+    for (name, text, protocol, here) in given {
+        let at = if name.is_some() {
+            here.key("address")
+        } else {
+            here.clone()
+        };
+        let addr = resolve(text).map_err(|m| Problem::new(at.clone(), m))?;
+        if let Some(first) = listeners.iter().position(|l| l.addr == addr) {
             return Err(Problem::new(
-                here.index(index),
-                format!("duplicate address {text:?} ({address}, also listen[{first}])"),
+                at,
+                format!(
+                    "duplicate address {text:?} ({addr}, also {})",
+                    places[first]
+                ),
             ));
         }
-        addresses.push(address);
+        let name = match name {
+            Some((Some(name), _)) => {
+                check_name(name, &here.key("name"))?;
+                if listeners.iter().any(|l| l.name == name) {
+                    return Err(Problem::new(
+                        here.key("name"),
+                        format!("duplicate listener name {name:?}"),
+                    ));
+                }
+                name.to_owned()
+            }
+            _ => format!("listener-{}", listeners.len()),
+        };
+        listeners.push(Listener {
+            name,
+            addr,
+            protocol,
+        });
+        places.push(here);
     }
-    Ok(addresses)
+    Ok(listeners)
 }
 
 fn check_log_level(level: &str) -> Checked<String> {
@@ -122,6 +190,7 @@ fn check_engine(engine: &EngineFile) -> Checked<EngineConfig> {
         pin: engine.pin,
         io_driver: engine.io_driver,
         ring_entries: engine.ring_entries,
+        share_listen: engine.share_listen,
     })
 }
 
@@ -151,6 +220,9 @@ fn check_timeouts(timeouts: &TimeoutsFile) -> Checked<Timeouts> {
         upstream_response: check("upstream_response", timeouts.upstream_response)?,
         upstream_idle: check("upstream_idle", timeouts.upstream_idle)?,
         drain: check("drain", timeouts.drain)?,
+        lingering_time: check("lingering_time", timeouts.lingering_time)?,
+        lingering_timeout: check("lingering_timeout", timeouts.lingering_timeout)?,
+        tunnel_idle: check("tunnel_idle", timeouts.tunnel_idle)?,
     })
 }
 
@@ -239,7 +311,18 @@ fn check_upstreams(groups: &[UpstreamFile]) -> Checked<Vec<UpstreamGroup>> {
     Ok(checked)
 }
 
-fn check_routes(routes: &[RouteFile], upstreams: &[UpstreamGroup]) -> Checked<Vec<Route>> {
+/// What every route's policy is resolved against.
+struct RouteSettings<'a> {
+    http: (&'a HttpFile, &'a Http),
+    timeouts: &'a Timeouts,
+    limits: &'a Limits,
+}
+
+fn check_routes(
+    routes: &[RouteFile],
+    upstreams: &[UpstreamGroup],
+    settings: &RouteSettings<'_>,
+) -> Checked<Vec<Route>> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     let mut checked = Vec::with_capacity(routes.len());
     for (index, route) in routes.iter().enumerate() {
@@ -263,14 +346,52 @@ fn check_routes(routes: &[RouteFile], upstreams: &[UpstreamGroup]) -> Checked<Ve
             path_prefix: check_path_prefix(&route.path_prefix, &here.key("path_prefix"))?,
             methods: check_methods(route.methods.as_deref(), &here.key("methods"))?,
             headers: check_headers(&route.headers, &here.key("headers"))?,
-            upstream: find_upstream(&route.upstream, upstreams, &here.key("upstream"))?,
+            action: check_action(route, upstreams, &here)?,
+            policy: check_route_policy(
+                route,
+                settings.http,
+                settings.timeouts,
+                settings.limits,
+                &here,
+            )?,
+        });
+    }
+    Ok(checked)
+}
+
+/// Exactly one of `upstream` and `return`.
+fn check_action(
+    route: &RouteFile,
+    upstreams: &[UpstreamGroup],
+    here: &FieldPath,
+) -> Checked<RouteAction> {
+    match (&route.upstream, &route.return_response) {
+        (Some(_), Some(_)) => Err(Problem::new(
+            here.key("return"),
+            "a route either forwards (`upstream`) or answers itself (`return`), not both",
+        )),
+        (None, None) => Err(Problem::new(
+            here.clone(),
+            "missing field `upstream` (the group to forward to), or give `return` for a \
+             response of the route's own",
+        )),
+        (Some(upstream), None) => Ok(RouteAction::Forward {
+            upstream: find_upstream(upstream, upstreams, &here.key("upstream"))?,
             host_rewrite: match &route.host_rewrite {
                 Some(host) => Some(check_host_rewrite(host, &here.key("host_rewrite"))?),
                 None => None,
             },
-        });
+        }),
+        (None, Some(ret)) => {
+            if route.host_rewrite.is_some() {
+                return Err(Problem::new(
+                    here.key("host_rewrite"),
+                    "only a route that forwards (`upstream`) can rewrite the host",
+                ));
+            }
+            Ok(RouteAction::Return(check_return(ret, &here.key("return"))?))
+        }
     }
-    Ok(checked)
 }
 
 fn check_name(name: &str, here: &FieldPath) -> Checked<()> {
@@ -397,13 +518,6 @@ fn check_path_prefix(prefix: &str, here: &FieldPath) -> Checked<String> {
         ));
     }
     Ok(prefix.to_owned())
-}
-
-fn is_token(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn check_methods(methods: Option<&[String]>, here: &FieldPath) -> Checked<Vec<String>> {

@@ -59,6 +59,12 @@ impl IndexedHead {
             .map(|line| (self.slice(line.name), self.slice(line.value)))
     }
 
+    pub(super) fn field_at(&self, index: usize) -> Option<(&[u8], &[u8])> {
+        self.fields
+            .get(index)
+            .map(|line| (self.slice(line.name), self.slice(line.value)))
+    }
+
     pub(super) fn field(&self, name: &str) -> Option<&[u8]> {
         self.fields
             .iter()
@@ -154,10 +160,8 @@ pub(super) fn index_fields(
                 // RFC 9110 §10.1.1: a 100-continue expectation on HTTP/1.0 is ignored.
                 summary.expect_continue = version == Version::Http11;
             }
-            7 if name.eq_ignore_ascii_case(b"upgrade") => {
-                if summary.upgrade.is_none() {
-                    summary.upgrade = Some(value_span);
-                }
+            7 if name.eq_ignore_ascii_case(b"upgrade") && summary.upgrade.is_none() => {
+                summary.upgrade = Some(value_span);
             }
             10 if name.eq_ignore_ascii_case(b"connection") => {
                 connection_names_fields |= read_connection(value, &mut summary)?;

@@ -58,6 +58,11 @@ impl ResponseHead {
         self.head.fields()
     }
 
+    /// The field line at `index` (in order, duplicates kept), if there is one.
+    pub fn field_at(&self, index: usize) -> Option<(&[u8], &[u8])> {
+        self.head.field_at(index)
+    }
+
     /// The value of the first field called `name` (case-insensitive).
     pub fn field(&self, name: &str) -> Option<&[u8]> {
         self.head.field(name)

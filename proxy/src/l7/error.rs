@@ -2,12 +2,12 @@
 //!
 //! An error says which side failed (the client, the origin, or ringwall itself) and so who is
 //! to blame in the logs; [`ProxyError::status`] is the only mapping from failure to HTTP status
-//! and [`ProxyError::response`] renders it. Errors with no status (the client went away) close
-//! the connection without a response.
+//! and [`ProxyError::response`] makes the response for it. Errors with no status (the client
+//! went away) close the connection without a response.
 
 use std::io;
 
-use crate::http1::CodecError;
+use crate::http1::{CodecError, LocalResponse};
 
 /// Which side of the proxy an error came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +58,8 @@ pub enum ProxyError {
     UpstreamUnsupported(&'static str),
     #[error("upstream i/o: {0}")]
     UpstreamIo(io::Error),
+    #[error("internal error: {0}")]
+    Internal(&'static str),
 }
 
 impl ProxyError {
@@ -73,7 +75,7 @@ impl ProxyError {
             | ProxyError::ClientClosed
             | ProxyError::ClientIo(_)
             | ProxyError::ClientSendTimeout => Side::Downstream,
-            ProxyError::NoRoute => Side::Internal,
+            ProxyError::NoRoute | ProxyError::Internal(_) => Side::Internal,
             ProxyError::UpstreamConnect { .. }
             | ProxyError::UpstreamConnectTimeout(_)
             | ProxyError::UpstreamTimeout
@@ -93,6 +95,7 @@ impl ProxyError {
             ProxyError::TooManyConnections => 429,
             ProxyError::BodyTooLarge => 413,
             ProxyError::NoRoute => 404,
+            ProxyError::Internal(_) => 500,
             ProxyError::UpstreamConnect { .. }
             | ProxyError::UpstreamClosed
             | ProxyError::UpstreamInvalid(_)
@@ -114,36 +117,9 @@ impl ProxyError {
         )
     }
 
-    /// The complete response for this error, closing the connection when `close` is set.
-    pub fn response(&self, close: bool) -> Option<Vec<u8>> {
-        let status = self.status()?;
-        let reason = reason_phrase(status);
-        let connection = if close { "close" } else { "keep-alive" };
-        Some(
-            format!(
-                "HTTP/1.1 {status} {reason}\r\nServer: ringwall\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {len}\r\nConnection: {connection}\r\n\r\n{reason}\n",
-                len = reason.len() + 1
-            )
-            .into_bytes(),
-        )
-    }
-}
-
-/// The reason phrase ringwall writes for the statuses it generates itself.
-pub fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        400 => "Bad Request",
-        404 => "Not Found",
-        408 => "Request Timeout",
-        413 => "Content Too Large",
-        414 => "URI Too Long",
-        417 => "Expectation Failed",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        502 => "Bad Gateway",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        _ => "Error",
+    /// The response for this error, or `None` when the client can no longer be answered.
+    pub fn response(&self) -> Option<LocalResponse> {
+        self.status().map(LocalResponse::status_page)
     }
 }
 
@@ -162,10 +138,19 @@ mod tests {
     }
 
     #[test]
-    fn response_is_complete_http() {
-        let r = String::from_utf8(ProxyError::NoRoute.response(false).unwrap()).unwrap();
-        assert!(r.starts_with("HTTP/1.1 404 Not Found\r\n"));
-        assert!(r.contains("Content-Length: 10\r\n"));
-        assert!(r.ends_with("\r\n\r\nNot Found\n"));
+    fn an_unsupported_transfer_coding_is_501() {
+        assert_eq!(
+            ProxyError::BadRequest(CodecError::UnsupportedCoding).status(),
+            Some(501)
+        );
+        assert_eq!(ProxyError::Internal("x").status(), Some(500));
+    }
+
+    #[test]
+    fn the_response_says_the_reason() {
+        let response = ProxyError::NoRoute.response().unwrap();
+        assert_eq!(response.status, 404);
+        assert_eq!(&response.body[..], b"Not Found\n");
+        assert!(ProxyError::ClientClosed.response().is_none());
     }
 }

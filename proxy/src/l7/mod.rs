@@ -1,17 +1,28 @@
-//! The L7 request path: routing, upstream pools, and forwarding of HTTP/1.1 exchanges.
+//! The L7 request path: the phases, the per-request context, the body pump, the router, the
+//! upstream pools and the tunnel of upgraded connections.
 //!
-//! Each worker builds one [`Worker`] from the configuration: its route table, its upstream
-//! pools and its limits. Every connection the engine accepts on that worker is served by
-//! [`serve`] (the phases are in `phases.rs`), which only ever touches that worker's state.
+//! Each worker builds one [`Worker`] from the configuration: its listeners, its route table
+//! (each route with its compiled filter chain), its upstream pools and its limits. Every
+//! connection the engine accepts on that worker is served by [`serve`] (the phases are in
+//! `phases.rs`), which only ever touches that worker's state. The path is generic over the
+//! client's stream and over the [`Dialer`] that makes upstream connections, so TLS streams and
+//! the in-memory streams of the unit tests run the same code as TCP.
 
 mod client_limit;
+mod context;
 mod error;
-mod forward;
 mod phases;
+mod pump;
 mod router;
 mod transport;
+mod tunnel;
 mod upstream;
 
+#[cfg(test)]
+mod tests;
+
+use std::cell::RefCell;
+use std::ops::{Deref, DerefMut};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,34 +30,85 @@ use std::time::Instant;
 use ringwall_runtime::Drain;
 
 pub use client_limit::{ClientLimit, ClientSlot};
+pub use context::RequestContext;
 pub use error::{ProxyError, Side};
 pub use phases::serve;
 pub use router::{RouteEntry, RouteQuery, RouteTable};
-pub use transport::{read_some, ReadSize};
-pub use upstream::Upstreams;
+pub use transport::{read_some, Conn, ReadSize};
+pub use upstream::{Dialer, TcpDialer, Upstreams};
 
-use crate::config::{Config, Limits, Timeouts};
-use crate::http1::HeadLimits;
+use crate::config::{Config, Http, Limits, Timeouts};
+use crate::http1::{HeadLimits, HeadOverlay};
+
+/// Overlays kept for reuse per worker: enough for every request in flight on a busy worker,
+/// few enough to cost nothing when idle.
+const OVERLAY_POOL: usize = 256;
+
+/// What the request path knows of a listener.
+#[derive(Clone, Debug)]
+pub struct ListenerInfo {
+    pub name: String,
+    /// `http`, or `https` once TLS listeners exist.
+    pub scheme: &'static str,
+}
 
 /// One worker's view of the proxy: everything the request path reads, owned by that worker.
-pub struct Worker {
+pub struct Worker<D: Dialer = TcpDialer> {
     pub timeouts: Timeouts,
     pub limits: Limits,
     pub request_limits: HeadLimits,
     pub response_limits: HeadLimits,
+    pub http: Http,
+    /// In the order of the configuration's listeners (the engine's listener index).
+    pub listeners: Vec<ListenerInfo>,
     pub routes: RouteTable,
-    pub upstreams: Upstreams,
+    pub upstreams: Upstreams<D>,
     pub drain: Drain,
     /// Open connections per client address, shared by all workers; `None` when unlimited.
     pub client_limit: Option<Arc<ClientLimit>>,
+    /// Overlays of finished requests, cleared, with their allocations: a request in flight
+    /// borrows two and gives them back, so filters' head edits allocate nothing once warm.
+    overlays: RefCell<Vec<HeadOverlay>>,
 }
 
-impl Worker {
+/// A [`HeadOverlay`] borrowed from the worker's pool; goes back when dropped.
+pub struct PooledOverlay<'w> {
+    overlay: HeadOverlay,
+    pool: &'w RefCell<Vec<HeadOverlay>>,
+}
+
+impl Deref for PooledOverlay<'_> {
+    type Target = HeadOverlay;
+
+    fn deref(&self) -> &HeadOverlay {
+        &self.overlay
+    }
+}
+
+impl DerefMut for PooledOverlay<'_> {
+    fn deref_mut(&mut self) -> &mut HeadOverlay {
+        &mut self.overlay
+    }
+}
+
+impl Drop for PooledOverlay<'_> {
+    fn drop(&mut self) {
+        let mut pool = self.pool.borrow_mut();
+        if pool.len() < OVERLAY_POOL {
+            let mut overlay = std::mem::take(&mut self.overlay);
+            overlay.clear();
+            pool.push(overlay);
+        }
+    }
+}
+
+impl<D: Dialer> Worker<D> {
     pub fn new(
         config: &Config,
         worker_id: usize,
         drain: Drain,
         client_limit: Option<Arc<ClientLimit>>,
+        dialer: D,
     ) -> Self {
         let limits = config.limits.clone();
         Self {
@@ -62,10 +124,29 @@ impl Worker {
                 max_uri: limits.max_uri,
             },
             limits,
-            routes: RouteTable::new(&config.routes),
-            upstreams: Upstreams::new(config, worker_id),
+            http: config.http.clone(),
+            listeners: config
+                .listeners
+                .iter()
+                .map(|l| ListenerInfo {
+                    name: l.name.clone(),
+                    scheme: l.protocol.scheme(),
+                })
+                .collect(),
+            routes: RouteTable::new(config),
+            upstreams: Upstreams::new(config, worker_id, dialer),
             drain,
             client_limit,
+            overlays: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// An empty overlay for one request's head edits, from the pool when it has one.
+    pub fn overlay(&self) -> PooledOverlay<'_> {
+        let overlay = self.overlays.borrow_mut().pop().unwrap_or_default();
+        PooledOverlay {
+            overlay,
+            pool: &self.overlays,
         }
     }
 

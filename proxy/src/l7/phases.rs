@@ -1,34 +1,48 @@
 //! The request path, one named phase at a time.
 //!
-//! A client connection is served by [`serve`], which loops over requests:
+//! A client connection is served by [`serve`], which loops over requests. Each request goes
+//! through these phases (docs/architecture.md draws the same chart); the route's filters plug
+//! into the hooks marked `[hook]`:
 //!
 //! ```text
-//! accept ─► read_head ─► route ─► pick_upstream ─► forward_request ─► read_response ─► respond ─► log
-//!  (engine)     │           │            │                │                 │              │
-//!               └── 400/408/414/431/505  └── 404          └── 502/504       └── 502/504    └── keep-alive: next request
+//! read_head ─► route ─► [request_filter] ─► upstream_peer ─► [upstream_request_filter]
+//!    │           │            │                   │                    │
+//!    │           │            └─ a filter answers ─┼────────────┐       ▼
+//!    │           │                                 │            │   forward: head, then
+//!    │           └─ 404 / 400 (path)               └─ 502/504   │   [request_body_filter] in the pump
+//!    └─ 400/408/414/431/501/505                                 │       │
+//!                                                               │       ▼
+//!                         logging ◄─ [response_body_filter] ◄─ [response_filter] ◄─ read_response
+//!                        [logging]     in the pump, framing      │   (1xx relayed; 101 → tunnel)
+//!                                      chosen after the filters ◄┘
 //! ```
 //!
-//! Every failure becomes a [`ProxyError`]; [`serve`] alone turns it into a response (when the
-//! client can still get one) and decides whether the connection survives. Bodies stream in both
-//! directions through fixed-size buffers: a body of any size costs a few buffers of memory.
+//! Every failure is a [`ProxyError`]; [`exchange`] alone turns it into a response (through the
+//! response filters, when the request was routed) and decides whether the connection survives.
+//! Bodies stream in both directions through the one pump (`pump.rs`), in bounded memory.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
-use monoio::io::AsyncWriteRent;
-use monoio::net::TcpStream;
+use bytes::BytesMut;
+use ringwall_runtime::Stream;
 
+use super::context::RequestContext;
 use super::error::{ProxyError, Side};
-use super::forward::{write_request_head, write_response_head, OutFraming, RequestRewrite};
+use super::pump::{pump, BodyEnd, Direction, Leg};
 use super::router::{RouteEntry, RouteQuery};
-use super::transport::{read_some, IoFailure, ReadSize, WriteQueue};
-use super::upstream::UpstreamConn;
+use super::transport::{read_some, Conn, IoFailure, ReadSize};
+use super::tunnel::relay;
+use super::upstream::{Dialer, UpstreamConn};
 use super::Worker;
+use crate::config::RouteAction;
+use crate::filters::{Flow, Request, RequestInfo, Response, ResponseSource};
 use crate::http1::{
-    parse_request, parse_response, write_chunk_end, write_chunk_header, write_last_chunk,
-    BodyDecoder, BodyKind, Decoded, RequestHead, ResponseHead, Version,
+    normalize_path, parse_request, parse_response, write_local_response, write_request_head,
+    write_response_head, BodyDecoder, BodyKind, HeadOverlay, LocalResponse, Method, OutFraming,
+    RequestFraming, RequestHead, ResponseHead, Version,
 };
 
 /// The read buffer a client connection starts with, and goes back to when it is idle: enough
@@ -36,23 +50,31 @@ use crate::http1::{
 const CLIENT_BUF: usize = 1024;
 /// A connection's buffers that grew past this during a request are replaced when it goes idle.
 const IDLE_BUF_LIMIT: usize = 4 * 1024;
-/// How long a refused client may keep sending before its connection is closed for good.
-const LINGER_TIME: Duration = Duration::from_secs(2);
-/// A request body is not held to the minimum rate during its first seconds.
-const BODY_RATE_GRACE: Duration = Duration::from_secs(5);
-/// At most this much is read and thrown away while closing a connection whose request was
-/// refused, so that the refusal reaches the client instead of being lost to a reset.
-const LINGER_BYTES: usize = 256 * 1024;
 
-/// One client connection.
-struct Client {
-    stream: TcpStream,
-    buf: BytesMut,
-    out: WriteQueue,
-    peer: SocketAddr,
+/// How far an exchange got; decides what an error can still do.
+#[derive(Default)]
+pub struct Progress {
+    /// The whole request, body included, was read from the client.
+    pub request_done: bool,
+    /// Some of the response was sent to the client: an error can no longer be answered.
+    pub response_started: bool,
 }
 
-impl Client {
+/// How an exchange leaves the client connection.
+enum Outcome<U> {
+    KeepAlive,
+    /// Close after the response (our side first).
+    Close,
+    /// Close after a refusal, reading what the client still sends for a while, so that the
+    /// refusal is not lost to a reset.
+    Linger,
+    /// The connection is unusable (the client went away, or a response broke off).
+    Abort,
+    /// The origin switched protocols: relay bytes both ways.
+    Upgrade(UpstreamConn<U>),
+}
+
+impl<C: Stream> Conn<C> {
     /// Gives back memory a large request or response made the buffers grow by, so that an
     /// idle connection holds only its small starting buffer.
     fn release_grown_buffers(&mut self) {
@@ -63,123 +85,112 @@ impl Client {
     }
 }
 
-/// How far an exchange got; decides what an error can still do.
-#[derive(Default)]
-struct Progress {
-    /// The whole request, body included, was read from the client.
-    request_done: bool,
-    /// Some of the response was sent to the client: an error can no longer be answered.
-    response_started: bool,
-}
-
-/// How a successful exchange leaves the client connection.
-enum Outcome {
-    KeepAlive,
-    Close,
-}
-
-/// Serves one client connection until it closes, fails, or the worker drains.
-pub async fn serve(worker: Rc<Worker>, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
-    let mut client = Client {
-        stream,
-        buf: BytesMut::with_capacity(CLIENT_BUF),
-        out: WriteQueue::default(),
-        peer,
-    };
+/// Serves one client connection until it closes, fails, or the worker drains. `listener` is
+/// the index of the listener that accepted it.
+pub async fn serve<C: Stream, D: Dialer>(
+    worker: Rc<Worker<D>>,
+    stream: C,
+    remote: SocketAddr,
+    listener: usize,
+) {
+    stream.set_nodelay();
+    let mut client = Conn::new(stream, CLIENT_BUF);
     // Phase accept, continued: the per-address connection limit, answered at once.
     let slot = worker
         .client_limit
         .as_ref()
-        .map(|table| table.try_acquire(peer.ip()));
+        .map(|table| table.try_acquire(remote.ip()));
     if let Some(None) = slot {
-        refuse(&worker, &mut client, &ProxyError::TooManyConnections).await;
+        refuse(
+            &worker,
+            &mut client,
+            &ProxyError::TooManyConnections,
+            remote,
+        )
+        .await;
         return;
     }
     let mut first = true;
     loop {
-        let mut progress = Progress::default();
-        let result = match read_head(&worker, &mut client, first).await {
-            // Boxed: the exchange's state is allocated while a request is in flight, and not
-            // carried by every idle keep-alive connection.
-            Ok(Some(head)) => Box::pin(exchange(&worker, &mut client, &head, &mut progress)).await,
+        let head = match read_head(&worker, &mut client, first).await {
+            Ok(Some(head)) => head,
             Ok(None) => return,
-            Err(e) => Err(e),
+            Err(error) => {
+                refuse(&worker, &mut client, &error, remote).await;
+                return;
+            }
         };
         first = false;
+        // Boxed: the exchange's state is allocated while a request is in flight, and not
+        // carried by every idle keep-alive connection.
+        let outcome = Box::pin(exchange(&worker, &mut client, head, listener, remote)).await;
         client.release_grown_buffers();
-        match result {
-            Ok(Outcome::KeepAlive) => {}
-            Ok(Outcome::Close) => {
+        match outcome {
+            Outcome::KeepAlive => {}
+            Outcome::Close => {
                 let _ = client.stream.shutdown().await;
                 return;
             }
-            Err(error) => {
-                log_error(&error, client.peer);
-                if progress.response_started {
-                    return;
-                }
-                // A response head that was queued but never written is replaced by the error.
-                client.out.buf().clear();
-                let keep = progress.request_done
-                    && matches!(error.side(), Side::Upstream | Side::Internal)
-                    && !worker.drain.is_draining();
-                if !keep {
-                    refuse(&worker, &mut client, &error).await;
-                    return;
-                }
-                if !answer(&worker, &mut client, &error, false).await {
-                    return;
-                }
+            Outcome::Linger => {
+                linger_close(&worker, &mut client).await;
+                return;
+            }
+            Outcome::Abort => return,
+            Outcome::Upgrade(upstream) => {
+                let (up, down) = relay(client, upstream.conn, worker.timeouts.tunnel_idle).await;
+                tracing::debug!(%remote, up, down, "tunnel closed");
+                return;
             }
         }
     }
 }
 
-/// Writes the response for `error`, saying whether the connection stays open. False when
-/// there is no response to give or the client could not be written to.
-async fn answer(worker: &Worker, client: &mut Client, error: &ProxyError, close: bool) -> bool {
-    let Some(response) = error.response(close) else {
-        return false;
-    };
-    client.out.buf().extend_from_slice(&response);
-    client
-        .out
-        .flush(&mut client.stream, worker.timeouts.client_send)
-        .await
-        .is_ok()
-}
-
-/// Answers `error` (if the client can still be answered) and closes the connection.
-async fn refuse(worker: &Worker, client: &mut Client, error: &ProxyError) {
-    if error.status().is_some() && !answer(worker, client, error, true).await {
-        return;
+/// Answers an error that came before any request could be routed, and closes.
+async fn refuse<C: Stream, D: Dialer>(
+    worker: &Worker<D>,
+    client: &mut Conn<C>,
+    error: &ProxyError,
+    remote: SocketAddr,
+) {
+    log_error(error, remote);
+    if let Some(response) = error.response() {
+        write_local_response(
+            client.out.buf(),
+            &response,
+            &HeadOverlay::default(),
+            b"close",
+            false,
+        );
+        if client.flush(worker.timeouts.client_send).await.is_err() {
+            return;
+        }
     }
-    linger_close(client).await;
+    linger_close(worker, client).await;
 }
 
 fn log_error(error: &ProxyError, peer: SocketAddr) {
     match error.side() {
         Side::Upstream => tracing::warn!(%peer, "{error}"),
+        Side::Internal if error.status() == Some(500) => tracing::error!(%peer, "{error}"),
         Side::Downstream | Side::Internal => tracing::debug!(%peer, "{error}"),
     }
 }
 
-/// Closes our side and reads (up to a bound) what the client was still sending, so that the
-/// kernel does not answer its unread bytes with a reset that would destroy our response.
-async fn linger_close(client: &mut Client) {
+/// Closes our side and reads what the client was still sending, so that the kernel does not
+/// answer its unread bytes with a reset that would destroy our response. Bounded as nginx
+/// bounds it: `lingering_time` in all, `lingering_timeout` for any one read.
+async fn linger_close<C: Stream, D: Dialer>(worker: &Worker<D>, client: &mut Conn<C>) {
     let _ = client.stream.shutdown().await;
-    let deadline = Instant::now() + LINGER_TIME;
-    let mut discarded = 0;
-    while discarded < LINGER_BYTES {
+    let deadline = Instant::now() + worker.timeouts.lingering_time;
+    loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
         }
         client.buf.clear();
-        match read_some(&mut client.stream, &mut client.buf, left, ReadSize::Head).await {
-            Ok(n) => discarded += n,
-            Err(_) => break,
+        let wait = left.min(worker.timeouts.lingering_timeout);
+        if client.read(wait, ReadSize::Body).await.is_err() {
+            break;
         }
     }
 }
@@ -188,9 +199,9 @@ async fn linger_close(client: &mut Client) {
 ///
 /// `Ok(None)` means the connection should close quietly: the client closed it, stayed idle
 /// past the keep-alive timeout, or the worker is draining while the connection is idle.
-async fn read_head(
-    worker: &Worker,
-    client: &mut Client,
+async fn read_head<C: Stream, D: Dialer>(
+    worker: &Worker<D>,
+    client: &mut Conn<C>,
     first: bool,
 ) -> Result<Option<RequestHead>, ProxyError> {
     let timeouts = &worker.timeouts;
@@ -219,109 +230,427 @@ async fn read_head(
             return Ok(Some(head));
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        read_some(&mut client.stream, &mut client.buf, left, ReadSize::Head)
+        client
+            .read(left, ReadSize::Head)
             .await
             .map_err(|f| client_failure(f, ProxyError::HeaderTimeout))?;
     }
 }
 
-/// Phases `route` → `pick_upstream` → `forward_request` → `read_response` → `respond`, for
-/// one request.
-async fn exchange(
-    worker: &Worker,
-    client: &mut Client,
-    head: &RequestHead,
-    progress: &mut Progress,
-) -> Result<Outcome, ProxyError> {
-    progress.request_done = matches!(head.body(), BodyKind::Empty | BodyKind::Length(0));
-    let route = route(worker, head)?;
-    if let (BodyKind::Length(n), Some(max)) = (head.body(), worker.limits.max_body) {
-        if n > max {
-            return Err(ProxyError::BodyTooLarge);
-        }
-    }
-    // Phase pick_upstream. A server that refuses the connection (or does not accept it in
-    // time) has seen nothing of the request, so the next server of the group is tried, until
-    // each was tried once.
-    let mut attempts_left = worker.upstreams.group_len(route.upstream);
-    let (mut upstream, response) = loop {
-        let server = worker.upstreams.pick(route.upstream);
-        attempts_left -= 1;
-        match forward_request(worker, client, head, route, server, progress).await {
-            Err(e) if e.retry_safe() && attempts_left > 0 => log_error(&e, client.peer),
-            result => break result?,
-        }
-    };
-    let (outcome, reusable) =
-        respond(worker, client, head, &mut upstream, &response, progress).await?;
-    if reusable {
-        worker.upstreams.checkin(upstream);
-    }
-    Ok(outcome)
+/// The path a request is routed and forwarded by: normalized, and the query beside it.
+struct RequestPath<'h> {
+    path: Cow<'h, [u8]>,
+    query: &'h [u8],
 }
 
-/// Phase `route`: the first route that matches the request.
-fn route<'w>(worker: &'w Worker, head: &RequestHead) -> Result<&'w RouteEntry, ProxyError> {
-    let query = RouteQuery {
+impl RequestPath<'_> {
+    fn info<'a>(&'a self, head: &'a RequestHead) -> RequestInfo<'a> {
+        RequestInfo {
+            head,
+            path: &self.path,
+            query: self.query,
+        }
+    }
+}
+
+/// One request, from its head to its end; every error is answered here.
+#[allow(clippy::too_many_lines)] // the phases in order, inline on purpose (see below)
+async fn exchange<C: Stream, D: Dialer>(
+    worker: &Worker<D>,
+    client: &mut Conn<C>,
+    head: RequestHead,
+    listener: usize,
+    remote: SocketAddr,
+) -> Outcome<D::Stream> {
+    let scheme = worker.listeners.get(listener).map_or("http", |l| l.scheme);
+    let mut ctx = RequestContext::new(listener, scheme, remote);
+    let mut progress = Progress {
+        request_done: matches!(head.body(), BodyKind::Empty | BodyKind::Length(0)),
+        response_started: false,
+    };
+    // Phase route: on the normalized path.
+    let routed = route(worker, &head);
+    let (route, path) = match routed {
+        Ok(routed) => routed,
+        Err(error) => {
+            return Box::pin(answer_error(
+                worker, client, &head, None, &mut ctx, &progress, error,
+            ))
+            .await
+        }
+    };
+    ctx.route = Some(route.name.clone());
+    // The phases after routing: `request_filter` → `upstream_peer` → `upstream_request_filter`
+    // → forward → `response_filter` → the response body. Inline here rather than an `async fn`
+    // of their own: each such call moves that function's future into this one's, once per
+    // request. An error leaves the block with `break 'phases Err(..)`.
+    let (head, ctx, progress) = (&head, &mut ctx, &mut progress);
+    let result: Result<Outcome<D::Stream>, ProxyError> = 'phases: {
+        let policy = &route.policy;
+        if let (BodyKind::Length(n), Some(max)) = (head.body(), policy.max_body) {
+            if n > max {
+                break 'phases Err(ProxyError::BodyTooLarge);
+            }
+        }
+        let mut overlay = worker.overlay();
+        if let Cow::Owned(normal) = &path.path {
+            // The origin gets the path the route matched, not the raw one.
+            let mut target = BytesMut::with_capacity(normal.len() + path.query.len());
+            target.extend_from_slice(normal);
+            target.extend_from_slice(path.query);
+            overlay.set_target(target.freeze());
+        }
+        let mut request = Request {
+            head,
+            path: &path.path,
+            query: path.query,
+            overlay: &mut overlay,
+        };
+
+        // Phase request_filter: a filter may answer here.
+        if let Flow::Respond(response) = route.filters.request_filter(&mut request, ctx) {
+            // A body not read yet would be taken for the next request: close after answering.
+            let keep = progress.request_done && head.keep_alive() && !worker.drain.is_draining();
+            let info = path.info(head);
+            let sent = Box::pin(respond_locally(
+                worker,
+                client,
+                head,
+                Some((route, info)),
+                ctx,
+                &response,
+                keep,
+            ))
+            .await;
+            if let Err(e) = sent {
+                break 'phases Err(e);
+            }
+            break 'phases Ok(if keep {
+                Outcome::KeepAlive
+            } else {
+                Outcome::Linger
+            });
+        }
+        let RouteAction::Forward {
+            upstream: group,
+            host_rewrite,
+        } = &route.action
+        else {
+            break 'phases Err(ProxyError::Internal(
+                "a route without upstream did not answer",
+            ));
+        };
+
+        // Phase upstream_request_filter.
+        route.filters.upstream_request_filter(&mut request, ctx);
+        let info = path.info(head);
+
+        // Phase upstream_peer: a server that refuses the connection (or does not accept it in
+        // time) has seen nothing of the request, so the next server of the group is tried, until
+        // each was tried once.
+        let start = worker.upstreams.pick(*group);
+        let servers = worker.upstreams.group_len(*group);
+        let mut attempt = 0;
+        let (mut upstream, response) = loop {
+            let server = worker.upstreams.server_at(*group, start, attempt);
+            attempt += 1;
+            ctx.attempts += 1;
+            ctx.upstream_addr = Some(worker.upstreams.addr(server));
+            let forwarded = Forwarded {
+                head,
+                overlay: &overlay,
+                host_rewrite: host_rewrite.as_deref(),
+                route,
+                server,
+            };
+            match forward(worker, client, &forwarded, ctx, progress).await {
+                Err(e) if e.retry_safe() && attempt < servers => log_error(&e, ctx.remote_addr),
+                Err(e) => break 'phases Err(e),
+                Ok(sent) => break sent,
+            }
+        };
+
+        // Phase response_filter.
+        let mut response_overlay = worker.overlay();
+        route.filters.response_filter(
+            &mut Response {
+                request: info,
+                source: ResponseSource::Upstream(&response),
+                overlay: &mut response_overlay,
+            },
+            ctx,
+        );
+        ctx.status = response.status();
+        if response.status() == 101 {
+            write_response_head(
+                client.out.buf(),
+                &response,
+                &response_overlay,
+                OutFraming::None,
+                None,
+            );
+            progress.response_started = true;
+            let flushed = client
+                .flush(policy.timeouts.client_send)
+                .await
+                .map_err(client_send_failure);
+            if let Err(e) = flushed {
+                break 'phases Err(e);
+            }
+            break 'phases Ok(Outcome::Upgrade(upstream));
+        }
+
+        // The framing is chosen now, after the response filters: a body filter may change the
+        // length, and then the body goes out chunked (or close-delimited to HTTP/1.0).
+        let http11 = head.version() == Version::Http11;
+        let framing = match response.body() {
+            BodyKind::Empty => OutFraming::None,
+            BodyKind::Length(n) if !route.filters.filters_response_body() => OutFraming::Length(n),
+            _ if http11 => OutFraming::Chunked,
+            _ => OutFraming::Close,
+        };
+        let keep_alive =
+            head.keep_alive() && framing != OutFraming::Close && !worker.drain.is_draining();
+        let connection: Option<&[u8]> = match (keep_alive, http11) {
+            (false, _) => Some(b"close"),
+            (true, false) => Some(b"keep-alive"),
+            (true, true) => None,
+        };
+        // The head waits in the write queue until the first write: until then an error can still
+        // be answered with its own status (`answer_error` discards the queued head).
+        write_response_head(
+            client.out.buf(),
+            &response,
+            &response_overlay,
+            framing,
+            connection,
+        );
+
+        // Phase response_body_filter, inside the pump.
+        let leg = Leg {
+            direction: Direction::Response,
+            decoder: BodyDecoder::new(response.body()),
+            framing,
+            read_timeout: policy.timeouts.upstream_response,
+            write_timeout: policy.timeouts.client_send,
+            max_body: None,
+            min_rate: 0,
+        };
+        let end = pump(
+            &mut upstream.conn,
+            client,
+            leg,
+            &route.filters,
+            ctx,
+            progress,
+        )
+        .await;
+        let end = match end {
+            Ok(end) => end,
+            Err(e) => break 'phases Err(e),
+        };
+        if response.keep_alive() && end == BodyEnd::Complete {
+            worker.upstreams.checkin(upstream);
+        }
+        Ok(if keep_alive {
+            Outcome::KeepAlive
+        } else {
+            Outcome::Close
+        })
+    };
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            let routed = Some((route, path.info(head)));
+            // Boxed, like the other paths off the common one: their state would otherwise
+            // make every request's future larger.
+            Box::pin(answer_error(
+                worker, client, head, routed, ctx, progress, error,
+            ))
+            .await
+        }
+    };
+    // Phase logging.
+    route.filters.logging(ctx);
+    tracing::trace!(
+        route = %route.name,
+        status = ctx.status,
+        upstream = ?ctx.upstream_addr,
+        attempts = ctx.attempts,
+        micros = ctx.started.elapsed().as_micros() as u64,
+        "request"
+    );
+    outcome
+}
+
+/// Phase `route`: normalizes the path and finds the first route that matches.
+fn route<'w, 'h, D: Dialer>(
+    worker: &'w Worker<D>,
+    head: &'h RequestHead,
+) -> Result<(&'w RouteEntry, RequestPath<'h>), ProxyError> {
+    let target = head.target();
+    let query = target
+        .iter()
+        .position(|&b| b == b'?')
+        .map_or(&target[target.len()..], |at| &target[at..]);
+    let raw = head.path();
+    let path = match normalize_path(raw, worker.http.path).map_err(ProxyError::BadRequest)? {
+        Some(normal) => Cow::Owned(normal),
+        None => Cow::Borrowed(raw),
+    };
+    let query_fields = RouteQuery {
         host: head.host(),
-        path: head.path(),
+        path: &path,
         method: head.method_bytes(),
         header: |name: &str| head.field(name),
     };
-    worker.routes.find(&query).ok_or(ProxyError::NoRoute)
+    let route = worker
+        .routes
+        .find(&query_fields)
+        .ok_or(ProxyError::NoRoute)?;
+    Ok((route, RequestPath { path, query }))
 }
 
-/// Phase `forward_request`: sends the head and body upstream and waits for the response head.
+/// Turns `error` into the response the client gets, through the route's response filters
+/// when there is a route, and says what happens to the connection.
+async fn answer_error<C: Stream, D: Dialer>(
+    worker: &Worker<D>,
+    client: &mut Conn<C>,
+    head: &RequestHead,
+    routed: Option<(&RouteEntry, RequestInfo<'_>)>,
+    ctx: &mut RequestContext,
+    progress: &Progress,
+    error: ProxyError,
+) -> Outcome<D::Stream> {
+    log_error(&error, ctx.remote_addr);
+    if progress.response_started {
+        return Outcome::Abort;
+    }
+    // A response head that was queued but never written is replaced by the error.
+    client.out.buf().clear();
+    let Some(response) = error.response() else {
+        return Outcome::Abort;
+    };
+    // The connection survives an error only when the request was read to its end, the client
+    // wants to keep it, and the fault was not the client's.
+    let keep = progress.request_done
+        && head.keep_alive()
+        && matches!(error.side(), Side::Upstream | Side::Internal)
+        && !worker.drain.is_draining();
+    if respond_locally(worker, client, head, routed, ctx, &response, keep)
+        .await
+        .is_err()
+    {
+        return Outcome::Abort;
+    }
+    if keep {
+        Outcome::KeepAlive
+    } else {
+        Outcome::Linger
+    }
+}
+
+/// Sends a response ringwall made itself, after the route's response filters.
+async fn respond_locally<C: Stream, D: Dialer>(
+    worker: &Worker<D>,
+    client: &mut Conn<C>,
+    head: &RequestHead,
+    routed: Option<(&RouteEntry, RequestInfo<'_>)>,
+    ctx: &mut RequestContext,
+    response: &LocalResponse,
+    keep: bool,
+) -> Result<(), ProxyError> {
+    let mut overlay = worker.overlay();
+    let send_timeout = match routed {
+        Some((route, info)) => {
+            route.filters.response_filter(
+                &mut Response {
+                    request: info,
+                    source: ResponseSource::Local(response),
+                    overlay: &mut overlay,
+                },
+                ctx,
+            );
+            route.policy.timeouts.client_send
+        }
+        None => worker.timeouts.client_send,
+    };
+    let connection: &[u8] = if keep { b"keep-alive" } else { b"close" };
+    let head_only = head.method() == Method::Head;
+    write_local_response(client.out.buf(), response, &overlay, connection, head_only);
+    ctx.status = response.status;
+    if !head_only {
+        ctx.bytes_sent += response.body.len() as u64;
+    }
+    client
+        .flush(send_timeout)
+        .await
+        .map_err(client_send_failure)
+}
+
+/// What is sent upstream for one attempt.
+struct Forwarded<'a> {
+    head: &'a RequestHead,
+    overlay: &'a HeadOverlay,
+    host_rewrite: Option<&'a str>,
+    route: &'a RouteEntry,
+    server: usize,
+}
+
+/// Sends the head and body upstream and waits for the response head.
 ///
 /// A pooled connection that the origin closed while it sat idle fails on first use; when no
 /// byte of the request body has been taken from the client yet, the request is sent again once
 /// on a new connection.
-async fn forward_request(
-    worker: &Worker,
-    client: &mut Client,
-    head: &RequestHead,
-    route: &RouteEntry,
-    server: usize,
+async fn forward<C: Stream, D: Dialer>(
+    worker: &Worker<D>,
+    client: &mut Conn<C>,
+    sent: &Forwarded<'_>,
+    ctx: &mut RequestContext,
     progress: &mut Progress,
-) -> Result<(UpstreamConn, ResponseHead), ProxyError> {
+) -> Result<(UpstreamConn<D::Stream>, ResponseHead), ProxyError> {
+    let head = sent.head;
+    let timeouts = &sent.route.policy.timeouts;
     let framing = match head.body() {
         BodyKind::Empty => OutFraming::None,
-        BodyKind::Length(n) => OutFraming::Length(n),
-        BodyKind::Chunked | BodyKind::UntilClose => OutFraming::Chunked,
+        BodyKind::Length(n) if !sent.route.filters.filters_request_body() => OutFraming::Length(n),
+        _ => OutFraming::Chunked,
     };
     let mut fresh = false;
     loop {
         let mut upstream = if fresh {
-            worker.upstreams.connect(server).await?
+            worker
+                .upstreams
+                .connect(sent.server, timeouts.upstream_connect)
+                .await?
         } else {
-            worker.upstreams.checkout(server).await?
+            worker
+                .upstreams
+                .checkout(sent.server, timeouts.upstream_connect)
+                .await?
         };
         // An HTTP/1.0 request may come without a host: the origin then sees its own address.
         let host_fallback;
-        let host = if let Some(host) = route
-            .host_rewrite
-            .as_deref()
-            .map(str::as_bytes)
-            .or(head.host())
-        {
+        let host = if let Some(host) = sent.host_rewrite.map(str::as_bytes).or(head.host()) {
             host
         } else {
-            host_fallback = worker.upstreams.addr(server).to_string();
+            host_fallback = worker.upstreams.addr(sent.server).to_string();
             host_fallback.as_bytes()
         };
         write_request_head(
-            upstream.out.buf(),
+            upstream.conn.out.buf(),
             head,
-            &RequestRewrite {
-                client_ip: client.peer.ip(),
+            sent.overlay,
+            &RequestFraming {
                 host,
                 framing,
+                upgrade: head.upgrade(),
             },
         );
-        let sent = if head.body() == BodyKind::Empty {
+        let sent_all = if head.body() == BodyKind::Empty {
             upstream
-                .out
-                .flush(&mut upstream.stream, worker.timeouts.upstream_response)
+                .conn
+                .flush(timeouts.upstream_response)
                 .await
                 .map_err(upstream_failure)
         } else {
@@ -331,19 +660,41 @@ async fn forward_request(
                     .buf()
                     .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 client
-                    .out
-                    .flush(&mut client.stream, worker.timeouts.client_send)
+                    .flush(timeouts.client_send)
                     .await
                     .map_err(client_send_failure)?;
             }
-            send_body(worker, client, &mut upstream, head.body(), progress).await
+            // Phase request_body_filter, inside the pump.
+            let leg = Leg {
+                direction: Direction::Request,
+                decoder: BodyDecoder::new(head.body()),
+                framing,
+                read_timeout: timeouts.client_body,
+                write_timeout: timeouts.upstream_response,
+                max_body: sent.route.policy.max_body,
+                min_rate: sent.route.policy.min_body_rate,
+            };
+            // Boxed: only requests with a body take this path.
+            Box::pin(pump(
+                client,
+                &mut upstream.conn,
+                leg,
+                &sent.route.filters,
+                ctx,
+                progress,
+            ))
+            .await
+            .map(|_| ())
         };
-        let result = match sent {
-            Ok(()) => read_response_head(worker, client, head, &mut upstream).await,
+        let result = match sent_all {
+            Ok(()) => read_response_head(worker, client, head, &mut upstream, sent.route).await,
             Err(e) => Err(e),
         };
         match result {
-            Ok(response) => return Ok((upstream, response)),
+            Ok(response) => {
+                ctx.upstream_time = Some(ctx.started.elapsed());
+                return Ok((upstream, response));
+            }
             Err(ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_))
                 if upstream.reused && !fresh && head.body() == BodyKind::Empty =>
             {
@@ -354,226 +705,65 @@ async fn forward_request(
     }
 }
 
-/// Streams the request body from the client to the origin, re-framed by ringwall.
-async fn send_body(
-    worker: &Worker,
-    client: &mut Client,
-    upstream: &mut UpstreamConn,
-    kind: BodyKind,
-    progress: &mut Progress,
-) -> Result<(), ProxyError> {
-    let timeouts = &worker.timeouts;
-    let chunked = matches!(kind, BodyKind::Chunked);
-    let out = &mut upstream.out;
-    let mut decoder = BodyDecoder::new(kind);
-    let mut received: u64 = 0;
-    let mut trailers: Option<Bytes> = None;
-    let started = Instant::now();
-    loop {
-        match decoder
-            .decode(&mut client.buf)
-            .map_err(ProxyError::BadRequestBody)?
-        {
-            Decoded::Data(data) => {
-                received += data.len() as u64;
-                if worker.limits.max_body.is_some_and(|max| received > max) {
-                    return Err(ProxyError::BodyTooLarge);
-                }
-                if chunked {
-                    write_chunk_header(data.len(), out.buf());
-                }
-                out.push(&mut upstream.stream, data, timeouts.upstream_response)
-                    .await
-                    .map_err(upstream_failure)?;
-                if chunked {
-                    write_chunk_end(out.buf());
-                }
-            }
-            Decoded::Trailers(fields) => trailers = Some(fields),
-            Decoded::End => {
-                progress.request_done = true;
-                if chunked {
-                    write_last_chunk(trailers.as_deref(), out.buf());
-                }
-                return out
-                    .flush(&mut upstream.stream, timeouts.upstream_response)
-                    .await
-                    .map_err(upstream_failure);
-            }
-            Decoded::NeedMore => {
-                out.flush(&mut upstream.stream, timeouts.upstream_response)
-                    .await
-                    .map_err(upstream_failure)?;
-                too_slow(worker.limits.min_body_rate, received, started)?;
-                read_some(
-                    &mut client.stream,
-                    &mut client.buf,
-                    timeouts.client_body,
-                    ReadSize::Body,
-                )
-                .await
-                .map_err(|f| client_failure(f, ProxyError::BodyTimeout))?;
-            }
-        }
-    }
-}
-
 /// Phase `read_response`: the final response head, relaying informational (1xx) responses.
-async fn read_response_head(
-    worker: &Worker,
-    client: &mut Client,
+/// A `101` is final only when the request asked for that upgrade.
+async fn read_response_head<C: Stream, D: Dialer>(
+    worker: &Worker<D>,
+    client: &mut Conn<C>,
     head: &RequestHead,
-    upstream: &mut UpstreamConn,
+    upstream: &mut UpstreamConn<D::Stream>,
+    route: &RouteEntry,
 ) -> Result<ResponseHead, ProxyError> {
+    let timeouts = &route.policy.timeouts;
     loop {
-        let parsed = parse_response(&mut upstream.buf, &worker.response_limits, head.method())
-            .map_err(ProxyError::UpstreamInvalid)?;
+        let parsed = parse_response(
+            &mut upstream.conn.buf,
+            &worker.response_limits,
+            head.method(),
+        )
+        .map_err(ProxyError::UpstreamInvalid)?;
         match parsed {
             Some(response) if response.status() == 101 => {
-                return Err(ProxyError::UpstreamUnsupported("protocol upgrade (101)"));
+                return match (head.upgrade(), response.upgrade()) {
+                    (Some(_), Some(_)) => Ok(response),
+                    (None, _) => Err(ProxyError::UpstreamUnsupported(
+                        "101 to a request that asked for no upgrade",
+                    )),
+                    (Some(_), None) => Err(ProxyError::UpstreamUnsupported(
+                        "101 without an Upgrade field",
+                    )),
+                };
             }
             Some(response) if response.is_informational() => {
                 // ringwall answers Expect: 100-continue itself; other 1xx (103 Early Hints)
                 // go to HTTP/1.1 clients as they are.
                 if response.status() != 100 && head.version() == Version::Http11 {
-                    write_response_head(client.out.buf(), &response, OutFraming::None, None);
+                    write_response_head(
+                        client.out.buf(),
+                        &response,
+                        &HeadOverlay::default(),
+                        OutFraming::None,
+                        None,
+                    );
                     client
-                        .out
-                        .flush(&mut client.stream, worker.timeouts.client_send)
+                        .flush(timeouts.client_send)
                         .await
                         .map_err(client_send_failure)?;
                 }
             }
             Some(response) => return Ok(response),
             None => {
-                read_some(
-                    &mut upstream.stream,
-                    &mut upstream.buf,
-                    worker.timeouts.upstream_response,
-                    ReadSize::Body,
-                )
-                .await
-                .map_err(upstream_failure)?;
+                upstream
+                    .conn
+                    .read(timeouts.upstream_response, ReadSize::Body)
+                    .await
+                    .map_err(upstream_failure)?;
             }
         }
     }
 }
 
-/// Phase `respond`: the response head and body to the client. Also says whether the upstream
-/// connection ended the exchange cleanly and may go back to its pool.
-async fn respond(
-    worker: &Worker,
-    client: &mut Client,
-    request: &RequestHead,
-    upstream: &mut UpstreamConn,
-    response: &ResponseHead,
-    progress: &mut Progress,
-) -> Result<(Outcome, bool), ProxyError> {
-    let http11 = request.version() == Version::Http11;
-    let framing = match response.body() {
-        BodyKind::Empty => OutFraming::None,
-        BodyKind::Length(n) => OutFraming::Length(n),
-        BodyKind::Chunked | BodyKind::UntilClose if http11 => OutFraming::Chunked,
-        BodyKind::Chunked | BodyKind::UntilClose => OutFraming::Close,
-    };
-    let keep_alive =
-        request.keep_alive() && framing != OutFraming::Close && !worker.drain.is_draining();
-    let connection: Option<&[u8]> = match (keep_alive, http11) {
-        (false, _) => Some(b"close"),
-        (true, false) => Some(b"keep-alive"),
-        (true, true) => None,
-    };
-    // The head waits in the write queue until the first write: until then an error can still
-    // be answered with its own status (`serve` discards the queued head).
-    write_response_head(client.out.buf(), response, framing, connection);
-
-    let timeouts = &worker.timeouts;
-    let mut decoder = BodyDecoder::new(response.body());
-    let mut trailers: Option<Bytes> = None;
-    let mut reusable = response.keep_alive();
-    loop {
-        match decoder
-            .decode(&mut upstream.buf)
-            .map_err(ProxyError::UpstreamInvalid)?
-        {
-            Decoded::Data(data) => {
-                if framing == OutFraming::Chunked {
-                    write_chunk_header(data.len(), client.out.buf());
-                }
-                progress.response_started = true;
-                client
-                    .out
-                    .push(&mut client.stream, data, timeouts.client_send)
-                    .await
-                    .map_err(client_send_failure)?;
-                if framing == OutFraming::Chunked {
-                    write_chunk_end(client.out.buf());
-                }
-            }
-            Decoded::Trailers(fields) => trailers = Some(fields),
-            Decoded::End => break,
-            Decoded::NeedMore => {
-                progress.response_started = true;
-                client
-                    .out
-                    .flush(&mut client.stream, timeouts.client_send)
-                    .await
-                    .map_err(client_send_failure)?;
-                match read_some(
-                    &mut upstream.stream,
-                    &mut upstream.buf,
-                    timeouts.upstream_response,
-                    ReadSize::Body,
-                )
-                .await
-                {
-                    Ok(_) => {}
-                    Err(IoFailure::Closed) => match decoder.eof() {
-                        Ok(_) => {
-                            reusable = false;
-                            break;
-                        }
-                        Err(_) => return Err(ProxyError::UpstreamClosed),
-                    },
-                    Err(other) => return Err(upstream_failure(other)),
-                }
-            }
-        }
-    }
-    if framing == OutFraming::Chunked {
-        // Trailers pass to a client that gets the body chunked; for an HTTP/1.0 client the
-        // chunked coding is removed and its trailers dropped (RFC 9112 §7.1.2).
-        write_last_chunk(trailers.as_deref(), client.out.buf());
-    }
-    progress.response_started = true;
-    client
-        .out
-        .flush(&mut client.stream, timeouts.client_send)
-        .await
-        .map_err(client_send_failure)?;
-    let outcome = if keep_alive {
-        Outcome::KeepAlive
-    } else {
-        Outcome::Close
-    };
-    Ok((outcome, reusable))
-}
-
-/// The slow-body check: after the grace period, a body must have averaged `min_rate` bytes
-/// per second since it began (0 turns the check off).
-fn too_slow(min_rate: u64, received: u64, started: Instant) -> Result<(), ProxyError> {
-    let elapsed = started.elapsed();
-    if min_rate == 0 || elapsed < BODY_RATE_GRACE {
-        return Ok(());
-    }
-    let expected = u128::from(min_rate) * elapsed.as_millis() / 1000;
-    if u128::from(received) < expected {
-        return Err(ProxyError::BodyTooSlow);
-    }
-    Ok(())
-}
-
-fn upstream_failure(failure: IoFailure) -> ProxyError {
+pub(super) fn upstream_failure(failure: IoFailure) -> ProxyError {
     match failure {
         IoFailure::Timeout => ProxyError::UpstreamTimeout,
         IoFailure::Closed => ProxyError::UpstreamClosed,
@@ -582,12 +772,12 @@ fn upstream_failure(failure: IoFailure) -> ProxyError {
 }
 
 /// A failed write to the client.
-fn client_send_failure(failure: IoFailure) -> ProxyError {
+pub(super) fn client_send_failure(failure: IoFailure) -> ProxyError {
     client_failure(failure, ProxyError::ClientSendTimeout)
 }
 
 /// A failed read or write on the client connection; `on_timeout` says which wait ran out.
-fn client_failure(failure: IoFailure, on_timeout: ProxyError) -> ProxyError {
+pub(super) fn client_failure(failure: IoFailure, on_timeout: ProxyError) -> ProxyError {
     match failure {
         IoFailure::Timeout => on_timeout,
         IoFailure::Closed => ProxyError::ClientClosed,

@@ -2,15 +2,22 @@
 //!
 //! Routes are tried in configuration order and the first match wins (as in Envoy and HAProxy),
 //! so a specific route goes before a catch-all. A route matches on the request's host (exact or
-//! `*.suffix` wildcard, case-insensitive, port ignored), a path prefix, an optional method list
-//! and optional exact header values. Matching allocates nothing.
+//! `*.suffix` wildcard, case-insensitive, port and a trailing dot ignored: the one matcher is
+//! [`HostPattern::matches`]), a path prefix of the *normalized* path, an optional method list
+//! and optional exact header values. Matching allocates nothing. Each entry carries what the
+//! route does once matched: its action, its resolved policy and its filter chain, compiled
+//! once when the worker builds its table.
 
-use crate::config::{HostPattern, Route};
+use std::rc::Rc;
+
+use crate::config::{Config, HostPattern, Route, RouteAction, RoutePolicy};
+use crate::filters::FilterChain;
 
 /// What the router needs to know about a request.
 pub struct RouteQuery<'a, F> {
     /// Host from the absolute-form target or the Host field, possibly with a port.
     pub host: Option<&'a [u8]>,
+    /// The normalized path, without the query.
     pub path: &'a [u8],
     pub method: &'a [u8],
     /// Looks up a header value by lower-case name.
@@ -18,31 +25,34 @@ pub struct RouteQuery<'a, F> {
 }
 
 /// One compiled route.
-#[derive(Clone, Debug)]
 pub struct RouteEntry {
-    pub name: String,
+    pub name: Rc<str>,
     hosts: Vec<HostPattern>,
     path_prefix: Vec<u8>,
     methods: Vec<Vec<u8>>,
     headers: Vec<(String, Vec<u8>)>,
-    /// Index of the upstream group in the configuration.
-    pub upstream: usize,
-    /// Host header sent upstream instead of the client's.
-    pub host_rewrite: Option<String>,
+    pub action: RouteAction,
+    pub policy: RoutePolicy,
+    /// The route's filters, in the order their hooks run.
+    pub filters: FilterChain,
 }
 
 /// The routes of one worker, in match order.
-#[derive(Clone, Debug, Default)]
+#[derive(Default)]
 pub struct RouteTable {
     routes: Vec<RouteEntry>,
 }
 
 impl RouteTable {
-    pub fn new(routes: &[Route]) -> Self {
+    pub fn new(config: &Config) -> Self {
+        Self::from_routes(&config.routes, config)
+    }
+
+    fn from_routes(routes: &[Route], config: &Config) -> Self {
         let routes = routes
             .iter()
             .map(|r| RouteEntry {
-                name: r.name.clone(),
+                name: Rc::from(r.name.as_str()),
                 hosts: r.hosts.clone(),
                 path_prefix: r.path_prefix.as_bytes().to_vec(),
                 methods: r.methods.iter().map(|m| m.as_bytes().to_vec()).collect(),
@@ -51,11 +61,18 @@ impl RouteTable {
                     .iter()
                     .map(|(n, v)| (n.to_ascii_lowercase(), v.as_bytes().to_vec()))
                     .collect(),
-                upstream: r.upstream,
-                host_rewrite: r.host_rewrite.clone(),
+                action: r.action.clone(),
+                policy: r.policy.clone(),
+                filters: FilterChain::compile(r, &config.http),
             })
             .collect();
         Self { routes }
+    }
+
+    /// The compiled routes, for tests that swap a route's filter chain.
+    #[cfg(test)]
+    pub(crate) fn entries_mut(&mut self) -> &mut [RouteEntry] {
+        &mut self.routes
     }
 
     /// The first route that matches, if any.
@@ -63,8 +80,9 @@ impl RouteTable {
     where
         F: Fn(&str) -> Option<&'a [u8]>,
     {
-        let host = query.host.map(strip_port);
-        self.routes.iter().find(|route| route.matches(host, query))
+        self.routes
+            .iter()
+            .find(|route| route.matches(query.host, query))
     }
 }
 
@@ -75,7 +93,7 @@ impl RouteEntry {
     {
         if !self.hosts.is_empty() {
             let Some(host) = host else { return false };
-            if !self.hosts.iter().any(|p| host_matches(p, host)) {
+            if !self.hosts.iter().any(|p| p.matches(host)) {
                 return false;
             }
         }
@@ -91,51 +109,35 @@ impl RouteEntry {
     }
 }
 
-fn host_matches(pattern: &HostPattern, host: &[u8]) -> bool {
-    match pattern {
-        HostPattern::Exact(exact) => exact.as_bytes().eq_ignore_ascii_case(host),
-        HostPattern::Suffix(suffix) => {
-            let suffix = suffix.as_bytes();
-            host.len() > suffix.len()
-                && host[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
-        }
-    }
-}
-
-/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
-fn strip_port(host: &[u8]) -> &[u8] {
-    if host.first() == Some(&b'[') {
-        return match host.iter().position(|&b| b == b']') {
-            Some(end) => &host[..=end],
-            None => host,
-        };
-    }
-    match host.iter().rposition(|&b| b == b':') {
-        Some(colon) if host[colon + 1..].iter().all(u8::is_ascii_digit) => &host[..colon],
-        _ => host,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A config whose routes the tests then replace.
+    fn config() -> Config {
+        Config::defaults_with_upstreams(vec!["127.0.0.1:9".parse().unwrap()])
+    }
+
     fn route(name: &str, hosts: &[&str], prefix: &str, upstream: usize) -> Route {
-        Route {
-            name: name.into(),
-            hosts: hosts
-                .iter()
-                .map(|h| match h.strip_prefix('*') {
-                    Some(suffix) => HostPattern::Suffix(suffix.to_string()),
-                    None => HostPattern::Exact((*h).to_string()),
-                })
-                .collect(),
-            path_prefix: prefix.into(),
-            methods: vec![],
-            headers: vec![],
+        let mut route = config().routes[0].clone();
+        route.name = name.into();
+        route.hosts = hosts
+            .iter()
+            .map(|h| match h.strip_prefix('*') {
+                Some(suffix) => HostPattern::Suffix(suffix.to_string()),
+                None => HostPattern::Exact((*h).to_string()),
+            })
+            .collect();
+        route.path_prefix = prefix.into();
+        route.action = RouteAction::Forward {
             upstream,
             host_rewrite: None,
-        }
+        };
+        route
+    }
+
+    fn table(routes: &[Route]) -> RouteTable {
+        RouteTable::from_routes(routes, &config())
     }
 
     fn find<'a>(
@@ -156,19 +158,19 @@ mod tests {
                     .map(|(_, v)| v.as_bytes())
             },
         };
-        table.find(&query).map(|r| r.name.as_str())
+        table.find(&query).map(|r| &*r.name)
     }
 
     #[test]
     fn first_match_in_order_wins() {
-        let table = RouteTable::new(&[route("api", &[], "/api/", 0), route("all", &[], "/", 1)]);
+        let table = table(&[route("api", &[], "/api/", 0), route("all", &[], "/", 1)]);
         assert_eq!(find(&table, None, "/api/x", "GET", &[]), Some("api"));
         assert_eq!(find(&table, None, "/apix", "GET", &[]), Some("all"));
     }
 
     #[test]
     fn hosts_exact_wildcard_case_and_port() {
-        let table = RouteTable::new(&[
+        let table = table(&[
             route("exact", &["example.com"], "/", 0),
             route("wild", &["*.example.org"], "/", 1),
         ]);
@@ -190,7 +192,7 @@ mod tests {
         let mut r = route("v2", &[], "/", 0);
         r.methods = vec!["POST".into()];
         r.headers = vec![("X-Api-Version".into(), "2".into())];
-        let table = RouteTable::new(&[r]);
+        let table = table(&[r]);
         assert_eq!(
             find(&table, None, "/", "POST", &[("x-api-version", "2")]),
             Some("v2")
@@ -207,10 +209,23 @@ mod tests {
     }
 
     #[test]
-    fn ports_are_stripped() {
-        assert_eq!(strip_port(b"a.com:80"), b"a.com");
-        assert_eq!(strip_port(b"a.com"), b"a.com");
-        assert_eq!(strip_port(b"[::1]:80"), b"[::1]");
-        assert_eq!(strip_port(b"[::1]"), b"[::1]");
+    fn a_trailing_dot_matches_like_the_name_without_it() {
+        let table = table(&[
+            route("exact", &["example.com"], "/", 0),
+            route("wild", &["*.example.org"], "/", 1),
+        ]);
+        assert_eq!(
+            find(&table, Some("example.com."), "/", "GET", &[]),
+            Some("exact")
+        );
+        assert_eq!(
+            find(&table, Some("Example.COM.:8080"), "/", "GET", &[]),
+            Some("exact")
+        );
+        assert_eq!(
+            find(&table, Some("a.example.org."), "/", "GET", &[]),
+            Some("wild")
+        );
+        assert_eq!(find(&table, Some("[::1]:80"), "/", "GET", &[]), None);
     }
 }

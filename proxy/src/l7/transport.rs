@@ -1,18 +1,21 @@
-//! Reading and writing one socket with a deadline, and coalescing small writes.
+//! Reading and writing one connection with a deadline, and coalescing small writes.
 //!
-//! monoio's I/O takes buffers by value (the kernel owns them while io_uring works), so these
+//! Everything here is generic over [`Stream`]: TCP today, TLS and in-memory streams next.
+//! A [`Conn`] is one connection with its read buffer and write queue, the same shape on the
+//! client side and the upstream side. monoio's I/O takes buffers by value (the kernel owns them while io_uring works), so these
 //! helpers move a connection's `BytesMut` into the operation and back. A timed-out operation
 //! loses its buffer: that is fine, because a timeout always ends the connection.
 //! [`WriteQueue`] gathers small pieces (a head, a chunk header, a short body) into one write and
 //! sends large `Bytes` as they are, without copying.
 
+use std::future::Future;
 use std::io;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use ringwall_runtime::Stream;
 
 /// How much room a read gets. Heads are small and a connection waiting for its next request
 /// should hold little memory; bodies stream best in large reads.
@@ -39,6 +42,51 @@ impl ReadSize {
         }
     }
 }
+
+/// One connection: the stream, what was read from it and not yet consumed, and what waits to
+/// be written to it.
+pub struct Conn<S> {
+    pub stream: S,
+    pub buf: BytesMut,
+    pub out: WriteQueue,
+}
+
+impl<S: Stream> Conn<S> {
+    pub fn new(stream: S, buf_capacity: usize) -> Self {
+        Self {
+            stream,
+            buf: BytesMut::with_capacity(buf_capacity),
+            out: WriteQueue::default(),
+        }
+    }
+
+    // These return the inner futures rather than being `async fn`s of their own: an extra
+    // state machine per call would be one more move of a future per read and write.
+
+    /// Reads whatever arrives next into the buffer; see [`read_some`].
+    pub fn read(
+        &mut self,
+        limit: Duration,
+        size: ReadSize,
+    ) -> impl Future<Output = Result<usize, IoFailure>> + '_ {
+        read_some(&mut self.stream, &mut self.buf, limit, size)
+    }
+
+    /// Writes everything queued.
+    pub fn flush(&mut self, limit: Duration) -> impl Future<Output = Result<(), IoFailure>> + '_ {
+        self.out.flush(&mut self.stream, limit)
+    }
+
+    /// Queues `data` (see [`WriteQueue::push`]).
+    pub fn push(
+        &mut self,
+        data: Bytes,
+        limit: Duration,
+    ) -> impl Future<Output = Result<(), IoFailure>> + '_ {
+        self.out.push(&mut self.stream, data, limit)
+    }
+}
+
 /// Pieces up to this size are copied into the write queue; larger ones are written as they are.
 const COPY_LIMIT: usize = 8 * 1024;
 
@@ -53,8 +101,8 @@ pub enum IoFailure {
 }
 
 /// Reads whatever arrives next into `buf` (appending). Returns the number of bytes read.
-pub async fn read_some(
-    stream: &mut TcpStream,
+pub async fn read_some<S: AsyncReadRent>(
+    stream: &mut S,
     buf: &mut BytesMut,
     limit: Duration,
     size: ReadSize,
@@ -80,8 +128,8 @@ pub async fn read_some(
 }
 
 /// Writes all of `data` or fails.
-pub async fn write_bytes(
-    stream: &mut TcpStream,
+pub async fn write_bytes<S: AsyncWriteRent>(
+    stream: &mut S,
     data: Bytes,
     limit: Duration,
 ) -> Result<(), IoFailure> {
@@ -111,10 +159,21 @@ impl WriteQueue {
         }
     }
 
+    /// Queues `data` when it is small enough to copy; gives it back otherwise (then
+    /// [`Self::push`] writes it).
+    pub fn queue_small(&mut self, data: Bytes) -> Option<Bytes> {
+        if data.len() <= COPY_LIMIT {
+            self.pending.extend_from_slice(&data);
+            None
+        } else {
+            Some(data)
+        }
+    }
+
     /// Queues `data`: copied if small, otherwise written at once after what is queued.
-    pub async fn push(
+    pub async fn push<S: AsyncWriteRent>(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         data: Bytes,
         limit: Duration,
     ) -> Result<(), IoFailure> {
@@ -127,9 +186,9 @@ impl WriteQueue {
     }
 
     /// Writes everything queued.
-    pub async fn flush(
+    pub async fn flush<S: AsyncWriteRent>(
         &mut self,
-        stream: &mut TcpStream,
+        stream: &mut S,
         limit: Duration,
     ) -> Result<(), IoFailure> {
         if self.pending.is_empty() {

@@ -1,40 +1,67 @@
 //! Upstream groups and the per-worker connection pools.
 //!
 //! Each worker owns one [`Upstreams`]: the servers of every group, a round-robin cursor per
-//! group, and a pool of idle keep-alive connections per server. Nothing here is shared with
+//! group, and a pool of idle keep-alive connections per server. Connections are made by a
+//! [`Dialer`]: [`TcpDialer`] in the proxy, an in-memory one in the request path's unit tests. Nothing here is shared with
 //! another worker, so the pool needs no lock: a `RefCell` borrowed only between awaits.
 //! A request checks a connection out ([`Upstreams::checkout`]: the most recently used idle
 //! one, else a new connection), and checks it back in ([`Upstreams::checkin`]) when the
 //! exchange ended cleanly with the origin keeping the connection open.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use monoio::net::TcpStream;
-use ringwall_runtime::idle_connection_is_clean;
+use ringwall_runtime::Stream;
 
 use super::error::ProxyError;
-use super::transport::WriteQueue;
+use super::transport::Conn;
 use crate::config::Config;
 
 /// The read buffer an upstream connection starts with.
 const UPSTREAM_BUF: usize = 16 * 1024;
 
+/// Makes connections to origin servers.
+pub trait Dialer: 'static {
+    type Stream: Stream;
+
+    /// A new connection to `addr`, within `timeout`.
+    fn dial(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Self::Stream, ProxyError>>;
+}
+
+/// Plain TCP to the origins.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TcpDialer;
+
+impl Dialer for TcpDialer {
+    type Stream = TcpStream;
+
+    async fn dial(&self, addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ProxyError> {
+        match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+            Err(_) => Err(ProxyError::UpstreamConnectTimeout(addr)),
+            Ok(Err(source)) => Err(ProxyError::UpstreamConnect { addr, source }),
+            Ok(Ok(stream)) => Ok(stream),
+        }
+    }
+}
+
 /// One connection to an origin server, with its read buffer and write queue.
-pub struct UpstreamConn {
-    pub stream: TcpStream,
-    pub buf: BytesMut,
-    pub out: WriteQueue,
+pub struct UpstreamConn<S> {
+    pub conn: Conn<S>,
     pub server: usize,
     /// Whether this connection already served an exchange (a stale keep-alive connection may
     /// fail on first use; a retry on a new connection is then safe).
     pub reused: bool,
 }
 
-struct IdleConn {
-    conn: UpstreamConn,
+struct IdleConn<S> {
+    conn: UpstreamConn<S>,
     since: Instant,
 }
 
@@ -49,18 +76,18 @@ struct Group {
 }
 
 /// A worker's upstream servers and their idle connections.
-pub struct Upstreams {
+pub struct Upstreams<D: Dialer> {
+    dialer: D,
     servers: Vec<Server>,
     groups: Vec<Group>,
-    idle: RefCell<Vec<Vec<IdleConn>>>,
+    idle: RefCell<Vec<Vec<IdleConn<D::Stream>>>>,
     idle_timeout: Duration,
-    connect_timeout: Duration,
 }
 
-impl Upstreams {
+impl<D: Dialer> Upstreams<D> {
     /// Builds worker `worker`'s view; each worker starts its round robin at a different server
     /// so that the workers do not all hit the first server together.
-    pub fn new(config: &Config, worker: usize) -> Self {
+    pub fn new(config: &Config, worker: usize, dialer: D) -> Self {
         let mut servers = Vec::new();
         let groups = config
             .upstreams
@@ -85,20 +112,28 @@ impl Upstreams {
             .collect();
         let idle = RefCell::new(servers.iter().map(|_| Vec::new()).collect());
         Self {
+            dialer,
             servers,
             groups,
             idle,
             idle_timeout: config.timeouts.upstream_idle,
-            connect_timeout: config.timeouts.upstream_connect,
         }
     }
 
-    /// The next server of `group`, round robin.
+    /// Where a request starts in `group`: the next position of the round robin. The cursor
+    /// moves once per request; retries walk on from here with [`Self::server_at`] without
+    /// moving it again, so a dead server does not become every request's first choice.
     pub fn pick(&self, group: usize) -> usize {
         let group = &self.groups[group];
         let i = group.next.get();
         group.next.set((i + 1) % group.servers.len());
-        group.servers[i]
+        i
+    }
+
+    /// The server `attempt` places after the start position `start` in `group`.
+    pub fn server_at(&self, group: usize, start: usize, attempt: usize) -> usize {
+        let servers = &self.groups[group].servers;
+        servers[(start + attempt) % servers.len()]
     }
 
     /// How many servers `group` has.
@@ -111,21 +146,25 @@ impl Upstreams {
     }
 
     /// An idle pooled connection to `server`, or a new one.
-    pub async fn checkout(&self, server: usize) -> Result<UpstreamConn, ProxyError> {
+    pub async fn checkout(
+        &self,
+        server: usize,
+        connect_timeout: Duration,
+    ) -> Result<UpstreamConn<D::Stream>, ProxyError> {
         if let Some(conn) = self.take_idle(server, Instant::now()) {
             return Ok(conn);
         }
-        self.connect(server).await
+        self.connect(server, connect_timeout).await
     }
 
-    fn take_idle(&self, server: usize, now: Instant) -> Option<UpstreamConn> {
+    fn take_idle(&self, server: usize, now: Instant) -> Option<UpstreamConn<D::Stream>> {
         let mut idle = self.idle.borrow_mut();
         let list = &mut idle[server];
         while let Some(entry) = list.pop() {
             // An origin that closed the connection, or sent bytes while it sat idle, is out
             // of step with it: those bytes must never reach the next client.
             if now.duration_since(entry.since) < self.idle_timeout
-                && idle_connection_is_clean(&entry.conn.stream)
+                && entry.conn.conn.stream.is_idle_clean()
             {
                 return Some(entry.conn);
             }
@@ -134,23 +173,15 @@ impl Upstreams {
     }
 
     /// A new connection to `server`.
-    pub async fn connect(&self, server: usize) -> Result<UpstreamConn, ProxyError> {
-        let addr = self.addr(server);
-        let stream = match monoio::time::timeout(
-            self.connect_timeout,
-            TcpStream::connect_addr(addr),
-        )
-        .await
-        {
-            Err(_) => return Err(ProxyError::UpstreamConnectTimeout(addr)),
-            Ok(Err(source)) => return Err(ProxyError::UpstreamConnect { addr, source }),
-            Ok(Ok(stream)) => stream,
-        };
-        let _ = stream.set_nodelay(true);
+    pub async fn connect(
+        &self,
+        server: usize,
+        timeout: Duration,
+    ) -> Result<UpstreamConn<D::Stream>, ProxyError> {
+        let stream = self.dialer.dial(self.addr(server), timeout).await?;
+        stream.set_nodelay();
         Ok(UpstreamConn {
-            stream,
-            buf: BytesMut::with_capacity(UPSTREAM_BUF),
-            out: WriteQueue::default(),
+            conn: Conn::new(stream, UPSTREAM_BUF),
             server,
             reused: false,
         })
@@ -158,8 +189,8 @@ impl Upstreams {
 
     /// Returns a connection that finished a clean exchange to its server's pool; closes it
     /// when the pool is full.
-    pub fn checkin(&self, mut conn: UpstreamConn) {
-        if !conn.buf.is_empty() {
+    pub fn checkin(&self, mut conn: UpstreamConn<D::Stream>) {
+        if !conn.conn.buf.is_empty() {
             // The origin sent bytes after its response: the connection is out of step.
             return;
         }

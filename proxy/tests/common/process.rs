@@ -75,7 +75,11 @@ pub struct Proxy {
 }
 
 fn ringwall_command(args: &[String]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_ringwall"));
+    // RINGWALL_TEST_BIN runs the suite against another build (an older one, to show that a
+    // test fails without its fix).
+    let binary = std::env::var_os("RINGWALL_TEST_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_ringwall").into());
+    let mut command = Command::new(binary);
     command
         .args(args)
         .env_remove("RINGWALL_LOG")

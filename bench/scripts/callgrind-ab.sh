@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# User-space instructions per request of ringwall builds, counted by callgrind (a count, not a
+# time: repeatable on a noisy machine, whatever else runs). Each build serves a small
+# keep-alive GET on one worker in front of an nginx origin (`return 200 "hello world\n"`),
+# driven by ringwall-load for a few seconds; instructions are counted only while the load
+# runs. Kernel time is not counted: this shows what a change of the request path costs in
+# ringwall's own code. Builds are measured in turns, `rounds` times.
+#
+#   bench/scripts/callgrind-ab.sh [-r ROUNDS] [-d SECONDS] [-c CONNECTIONS] [-- EXTRA FLAGS] BINARY...
+#
+# Needs valgrind and nginx (apt-get install -y valgrind nginx) and a release build of
+# ringwall-load (cargo build --release).
+set -euo pipefail
+rounds=2 secs=5 conns=16 extra=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    -r) rounds=$2; shift 2 ;;
+    -d) secs=$2; shift 2 ;;
+    -c) conns=$2; shift 2 ;;
+    --) shift; while [[ $# -gt 0 && "$1" != "::" ]]; do extra+=("$1"); shift; done; [[ "${1:-}" == "::" ]] && shift ;;
+    *) break ;;
+  esac
+done
+[[ $# -ge 1 ]] || { echo "usage: $0 [-r N] [-d S] [-c N] [-- FLAGS ::] BINARY..." >&2; exit 2; }
+for tool in valgrind callgrind_control nginx; do
+  command -v "$tool" >/dev/null || { echo "$0: needs $tool (apt-get install -y valgrind nginx)" >&2; exit 1; }
+done
+cd "$(dirname "$0")/../.."
+load=target/release/ringwall-load
+[[ -x $load ]] || { echo "$0: build ringwall-load first: cargo build --release" >&2; exit 1; }
+dir=$(mktemp -d)
+origin_port=19601 proxy_port=19602
+. bench/scripts/nginx-origin.sh
+start_nginx_origin "$dir" "$origin_port"
+cleanup() { kill "$nginx_pid" 2>/dev/null || true; pkill -9 -f "callgrind-out-file=$dir" 2>/dev/null || true; }
+trap cleanup EXIT
+for round in $(seq "$rounds"); do
+  for binary in "$@"; do
+    out="$dir/cg.$round.$(basename "$binary")"
+    taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$out" --instr-atstart=no \
+      "$binary" --upstream "127.0.0.1:$origin_port" --listen "127.0.0.1:$proxy_port" \
+      --workers 1 --no-pin "${extra[@]}" > "$out.log" 2>&1 &
+    vg=$!
+    for _ in $(seq 1200); do grep -q "listening on" "$out.log" 2>/dev/null && break; sleep 0.1; done
+    grep -q "listening on" "$out.log" || { cat "$out.log"; exit 1; }
+    sleep 1
+    callgrind_control -i on "$vg" > /dev/null
+    requests=$(taskset -c 1 "$load" -c "$conns" -d "${secs}s" "http://127.0.0.1:$proxy_port/" \
+      | awk '/requests in/ {print $1}')
+    callgrind_control -i off "$vg" > /dev/null
+    callgrind_control -d "$vg" > /dev/null
+    sleep 1
+    kill -9 "$vg" 2>/dev/null || true
+    wait "$vg" 2>/dev/null || true
+    total=$(grep -h '^totals:' "$out".* | awk '{s += $2} END {print s}')
+    awk -v b="$binary" -v r="$round" -v t="$total" -v n="$requests" \
+      'BEGIN { printf "round %s  %-40s %9d requests  %6.0f instructions/request\n", r, b, n, t / n }'
+  done
+done

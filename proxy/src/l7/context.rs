@@ -1,0 +1,63 @@
+//! The state one request carries through the phases, and only while it is in flight.
+//!
+//! A [`RequestContext`] is made when a request head has been read and dropped when its
+//! exchange ends; filters read and write it (the real client address, the request id), the
+//! phases fill in what happened (route, chosen server, attempts, timings, status, bytes), and
+//! the logging phase sees the whole of it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+/// What is known about one request in flight.
+#[derive(Clone, Debug)]
+pub struct RequestContext {
+    /// Which listener accepted the connection (index into the configuration's listeners).
+    pub listener: usize,
+    /// `http` or `https`, from the listener's kind.
+    pub scheme: &'static str,
+    /// The peer connected to ringwall.
+    pub remote_addr: SocketAddr,
+    /// The client: the peer, or the address a trusted proxy in front forwarded for.
+    pub client_ip: IpAddr,
+    /// The matched route's name, once routed.
+    pub route: Option<Rc<str>>,
+    /// The request id, when the route passes request ids on.
+    pub request_id: Option<Bytes>,
+    /// The upstream server the request went to (the last one tried).
+    pub upstream_addr: Option<SocketAddr>,
+    /// Servers tried (a refused connection moves on to the next server).
+    pub attempts: u32,
+    /// When the request head was complete.
+    pub started: Instant,
+    /// From the request head to the origin's response head (connecting and sending included).
+    pub upstream_time: Option<Duration>,
+    /// The status sent to the client (0 until one is).
+    pub status: u16,
+    /// Request body bytes read from the client.
+    pub bytes_received: u64,
+    /// Response body bytes sent to the client.
+    pub bytes_sent: u64,
+}
+
+impl RequestContext {
+    pub fn new(listener: usize, scheme: &'static str, remote_addr: SocketAddr) -> Self {
+        Self {
+            listener,
+            scheme,
+            remote_addr,
+            client_ip: remote_addr.ip(),
+            route: None,
+            request_id: None,
+            upstream_addr: None,
+            attempts: 0,
+            started: Instant::now(),
+            upstream_time: None,
+            status: 0,
+            bytes_received: 0,
+            bytes_sent: 0,
+        }
+    }
+}
