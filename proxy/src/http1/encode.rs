@@ -59,15 +59,21 @@ impl From<Bytes> for FieldName {
 }
 
 /// Edits to a parsed head, applied when it is written. Names compare case-insensitively.
+///
+/// Added fields are kept as the wire lines the encoder writes (`Name: value\r\n`), one after
+/// another in one buffer: while none of them was removed again, the encoder copies all of them
+/// in one piece.
 #[derive(Clone, Debug, Default)]
 pub struct HeadOverlay {
     /// Names of the parsed head's fields that are not written.
     removed: Vec<FieldName>,
-    /// Fields written after the parsed head's, in order: name, and the value's range in
-    /// `values`.
-    added: Vec<(FieldName, u32, u32)>,
-    /// The values of `added`, one after another (one allocation however many fields).
-    values: Vec<u8>,
+    /// Fields written after the parsed head's, in order: where the line starts in `lines`,
+    /// where its value starts, where the value ends (before its CRLF).
+    added: Vec<(u32, u32, u32)>,
+    /// The added fields' lines.
+    lines: Vec<u8>,
+    /// Every line of `lines` is still in `added`, in order.
+    contiguous: bool,
     /// A request-target written instead of the parsed one.
     target: Option<Bytes>,
 }
@@ -75,12 +81,15 @@ pub struct HeadOverlay {
 impl HeadOverlay {
     /// Leaves out every field called `name`, the parsed ones and those added so far.
     pub fn remove(&mut self, name: impl Into<FieldName>) {
-        self.remove_name(name.into());
-    }
-
-    fn remove_name(&mut self, name: FieldName) {
-        self.added
-            .retain(|(added, _, _)| !added.eq_ignore_ascii_case(&name));
+        let name = name.into();
+        let before = self.added.len();
+        let lines = &self.lines;
+        self.added.retain(|&(start, value, _)| {
+            !lines[start as usize..value as usize - 2].eq_ignore_ascii_case(&name)
+        });
+        if self.added.len() != before {
+            self.contiguous = false;
+        }
         if !self.is_removed(&name) {
             self.removed.push(name);
         }
@@ -95,7 +104,7 @@ impl HeadOverlay {
     /// buffer of its own).
     pub fn set_with(&mut self, name: impl Into<FieldName>, write: impl FnOnce(&mut Vec<u8>)) {
         let name = name.into();
-        self.remove_name(name.clone());
+        self.remove(name.clone());
         self.add_with(name, write);
     }
 
@@ -106,10 +115,17 @@ impl HeadOverlay {
 
     /// Like [`Self::add`], with the value written by `write` straight into the overlay.
     pub fn add_with(&mut self, name: impl Into<FieldName>, write: impl FnOnce(&mut Vec<u8>)) {
-        let start = self.values.len() as u32;
-        write(&mut self.values);
-        self.added
-            .push((name.into(), start, self.values.len() as u32));
+        if self.added.is_empty() && self.lines.is_empty() {
+            self.contiguous = true;
+        }
+        let start = self.lines.len() as u32;
+        self.lines.extend_from_slice(&name.into());
+        self.lines.extend_from_slice(b": ");
+        let value = self.lines.len() as u32;
+        write(&mut self.lines);
+        let end = self.lines.len() as u32;
+        self.lines.extend_from_slice(b"\r\n");
+        self.added.push((start, value, end));
     }
 
     /// Whether the parsed head's fields called `name` are left out.
@@ -119,9 +135,23 @@ impl HeadOverlay {
 
     /// The fields added, in order.
     pub fn added(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.added
-            .iter()
-            .map(|(name, start, end)| (&name[..], &self.values[*start as usize..*end as usize]))
+        self.added.iter().map(|&(start, value, end)| {
+            (
+                &self.lines[start as usize..value as usize - 2],
+                &self.lines[value as usize..end as usize],
+            )
+        })
+    }
+
+    /// Writes the added fields as wire lines: in one piece while none was removed again.
+    fn put_added(&self, out: &mut BytesMut) {
+        if self.contiguous {
+            out.put_slice(&self.lines);
+            return;
+        }
+        for &(start, _, end) in &self.added {
+            out.put_slice(&self.lines[start as usize..end as usize + 2]);
+        }
     }
 
     /// The value a reader of the written head would see first for `name`: the parsed head's
@@ -155,7 +185,8 @@ impl HeadOverlay {
     pub fn clear(&mut self) {
         self.removed.clear();
         self.added.clear();
-        self.values.clear();
+        self.lines.clear();
+        self.contiguous = false;
         self.target = None;
     }
 
@@ -195,11 +226,9 @@ pub fn write_request_head(
             put_field(out, name, value);
         }
     }
-    for (name, value) in overlay.added() {
-        if !name.eq_ignore_ascii_case(b"host") {
-            put_field(out, name, value);
-        }
-    }
+    // Host is written first, from `request.host`: no filter adds one (the configuration
+    // refuses edits of Host).
+    overlay.put_added(out);
     if let Some(protocol) = request.upgrade {
         put_field(out, b"Connection", b"upgrade");
         put_field(out, b"Upgrade", protocol);
@@ -227,9 +256,7 @@ pub fn write_response_head(
             put_field(out, name, value);
         }
     }
-    for (name, value) in overlay.added() {
-        put_field(out, name, value);
-    }
+    overlay.put_added(out);
     if framing == OutFraming::None && !head.is_informational() && head.status() != 204 {
         // A response to HEAD, or a 304, keeps the origin's Content-Length: it describes the
         // representation, not this message's (RFC 9110 §8.6).
@@ -302,9 +329,7 @@ pub fn write_local_response(
             put_field(out, name, value);
         }
     }
-    for (name, value) in overlay.added() {
-        put_field(out, name, value);
-    }
+    overlay.put_added(out);
     let no_body = response.status == 204 || response.status == 304 || response.status < 200;
     if !no_body {
         put_framing(out, OutFraming::Length(response.body.len() as u64));
