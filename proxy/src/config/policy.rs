@@ -255,15 +255,6 @@ impl Template {
             }
         }
     }
-
-    /// The text when the template holds no variable.
-    pub fn as_literal(&self) -> Option<&str> {
-        match self.parts.as_slice() {
-            [] => Some(""),
-            [TemplatePart::Literal(text)] => Some(text),
-            _ => None,
-        }
-    }
 }
 
 /// Checks `[http]`.
@@ -597,7 +588,10 @@ mod tests {
                 TemplatePart::Var(Variable::RequestUri)
             ]
         );
-        assert_eq!(Template::parse("a $$5").unwrap().as_literal(), Some("a $5"));
+        assert_eq!(
+            Template::parse("a $$5").unwrap().parts,
+            [TemplatePart::Literal("a $5".into())]
+        );
         assert!(Template::parse("${nope}")
             .unwrap_err()
             .contains("unknown variable"));

@@ -69,11 +69,6 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// The value of the first field `name` as the origin will see it (overlay applied).
-    pub fn field(&self, name: &[u8]) -> Option<&[u8]> {
-        self.overlay.get(self.head.fields(), name)
-    }
-
     /// The path that will be sent upstream: a rewritten one, else the normalized one.
     pub fn upstream_path(&self) -> &[u8] {
         match self.overlay.target() {
@@ -127,11 +122,6 @@ impl Response<'_> {
             ResponseSource::Upstream(head) => head.version(),
             ResponseSource::Local(_) => Version::Http11,
         }
-    }
-
-    /// Every field line of the response before the overlay, in order.
-    pub fn fields(&self) -> ResponseFields<'_> {
-        self.source.fields()
     }
 }
 
@@ -257,11 +247,6 @@ impl FilterChain {
             response_body: filters.iter().any(|f| f.filters_response_body()),
             filters,
         }
-    }
-
-    /// The filters' names, in order.
-    pub fn names(&self) -> Vec<&'static str> {
-        self.filters.iter().map(|f| f.name()).collect()
     }
 
     pub fn request_filter(&self, request: &mut Request<'_>, ctx: &mut RequestContext) -> Flow {

@@ -189,11 +189,6 @@ impl HeadOverlay {
         self.contiguous = false;
         self.target = None;
     }
-
-    /// True when nothing was changed.
-    pub fn is_empty(&self) -> bool {
-        self.removed.is_empty() && self.added.is_empty() && self.target.is_none()
-    }
 }
 
 /// What the upstream request head needs beyond the parsed head and its overlay.
