@@ -103,6 +103,8 @@ upstream = "app"
         Some("text/plain; charset=utf-8")
     );
     assert!(response.head.has("date"), "{}", response.head.raw);
+    // Via marks forwarded messages; this one was made here.
+    assert!(!response.head.has("via"), "{}", response.head.raw);
     let response = client.request("HEAD /healthz HTTP/1.1\r\nHost: h.test\r\n\r\n");
     assert_eq!(response.status, 200);
     assert_eq!(response.header("content-length"), Some("3"));

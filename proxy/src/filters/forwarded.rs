@@ -8,12 +8,13 @@
 //! `Forwarded` (RFC 7239) when asked for, and ringwall appended to `Via` (RFC 9110 §7.6.3,
 //! every incoming `Via` line kept). From a peer that is not trusted, the forwarding fields it
 //! sent are replaced, so a client cannot claim to be someone else. Phase `response_filter`:
-//! ringwall appended to the response's `Via`. `Via` can be turned off: an nginx origin with
-//! `gzip_proxied off` does not compress responses to requests that carry one.
+//! ringwall appended to the `Via` of a forwarded response (not of ringwall's own answers).
+//! `Via` can be turned off: an nginx origin with `gzip_proxied off` does not compress responses
+//! to requests that carry one.
 
 use std::net::IpAddr;
 
-use super::{Filter, Flow, Request, Response};
+use super::{Filter, Flow, Request, Response, ResponseSource};
 use crate::config::{Cidr, Forwarding};
 use crate::http1::{put_ip, FieldName, HeadOverlay, RequestHead, Version};
 use crate::l7::RequestContext;
@@ -241,7 +242,8 @@ impl Filter for ForwardedFilter {
     }
 
     fn response_filter(&self, response: &mut Response<'_>, _ctx: &mut RequestContext) {
-        if !self.forwarding.via {
+        // Via marks what is forwarded (RFC 9110 §7.6.3); ringwall's own answers were not.
+        if !self.forwarding.via || matches!(response.source, ResponseSource::Local(_)) {
             return;
         }
         let source = response.source;
