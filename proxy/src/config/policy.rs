@@ -15,6 +15,7 @@ use super::error::{FieldPath, Problem};
 use super::file::{
     HeaderEditsFile, HttpFile, RegexRewriteFile, ReplacePrefixFile, ReturnFile, RouteFile,
 };
+use super::validate::check_duration;
 use super::{Limits, Timeouts};
 use crate::http1::{EscapedSlashes, PathOptions};
 
@@ -336,19 +337,9 @@ pub(crate) fn check_route_policy(
         &here.key("response_headers"),
     )?);
     let t = &route.timeouts;
-    let timeout = |key: &str, value: Option<Duration>, global: Duration| -> Checked<Duration> {
-        match value {
-            Some(v) if v.is_zero() => Err(Problem::new(
-                here.key("timeouts").key(key),
-                "must be greater than 0",
-            )),
-            Some(v) if v > super::MAX_DURATION => Err(Problem::new(
-                here.key("timeouts").key(key),
-                "must be at most 365days",
-            )),
-            Some(v) => Ok(v),
-            None => Ok(global),
-        }
+    let timeout = |key: &str, value: Option<Duration>, global: Duration| match value {
+        Some(v) => check_duration(here.key("timeouts").key(key), v),
+        None => Ok(global),
     };
     Ok(RoutePolicy {
         rewrite: check_rewrite(route, here)?,

@@ -194,23 +194,20 @@ fn check_engine(engine: &EngineFile) -> Checked<EngineConfig> {
     })
 }
 
-/// Durations are checked when parsed; this keeps the guarantee for values set in code.
+/// A timeout: greater than zero and at most [`MAX_DURATION`]. Durations are checked when
+/// parsed too; this keeps the guarantee for values set in code.
+pub(crate) fn check_duration(here: FieldPath, value: Duration) -> Checked<Duration> {
+    if value.is_zero() {
+        Err(Problem::new(here, "must be greater than 0"))
+    } else if value > MAX_DURATION {
+        Err(Problem::new(here, "must be at most 365days"))
+    } else {
+        Ok(value)
+    }
+}
+
 fn check_timeouts(timeouts: &TimeoutsFile) -> Checked<Timeouts> {
-    let check = |key: &str, value: Duration| {
-        if value.is_zero() {
-            Err(Problem::new(
-                path(&["timeouts", key]),
-                "must be greater than 0",
-            ))
-        } else if value > MAX_DURATION {
-            Err(Problem::new(
-                path(&["timeouts", key]),
-                "must be at most 365days",
-            ))
-        } else {
-            Ok(value)
-        }
-    };
+    let check = |key: &str, value: Duration| check_duration(path(&["timeouts", key]), value);
     Ok(Timeouts {
         client_header: check("client_header", timeouts.client_header)?,
         client_keepalive: check("client_keepalive", timeouts.client_keepalive)?,
