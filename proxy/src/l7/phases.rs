@@ -473,6 +473,7 @@ async fn exchange<C: Stream, D: Dialer>(
     // Phase logging.
     route.filters.logging(ctx);
     tracing::trace!(
+        listener = worker.listeners.get(ctx.listener).map_or("", |l| l.name.as_str()),
         route = %route.name,
         status = ctx.status,
         upstream = ?ctx.upstream_addr,
