@@ -53,12 +53,17 @@ impl ClockTicks {
 /// `utime + stime` (clock ticks) from one `stat` line. The command name (field 2) may hold
 /// spaces and parentheses, so fields are counted from the last `)`.
 pub fn parse_stat_cpu_ticks(stat: &str) -> Option<u64> {
+    parse_stat_user_system(stat).map(|(user, system)| user + system)
+}
+
+/// `utime` and `stime` (fields 14 and 15) from one `stat` line, in clock ticks.
+pub fn parse_stat_user_system(stat: &str) -> Option<(u64, u64)> {
     let after_comm = &stat[stat.rfind(')')? + 1..];
     // After the comm: state(3) ppid(4) ... utime(14) stime(15); index 0 here is field 3.
     let mut fields = after_comm.split_ascii_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime, stime))
 }
 
 /// The parent pid (field 4) from one `stat` line.
@@ -81,6 +86,8 @@ pub fn parse_vm_rss_kib(status: &str) -> Option<u64> {
 pub struct ProcessSample {
     /// `utime + stime` summed over the threads alive now.
     pub cpu_ticks: u64,
+    /// `utime` alone: the part of `cpu_ticks` spent in user space.
+    pub user_ticks: u64,
     pub rss_kib: u64,
     pub threads: usize,
 }
@@ -94,8 +101,9 @@ impl ProcessSample {
             let Ok(stat) = fs::read_to_string(entry.path().join("stat")) else {
                 continue;
             };
-            if let Some(t) = parse_stat_cpu_ticks(&stat) {
-                sample.cpu_ticks += t;
+            if let Some((user, system)) = parse_stat_user_system(&stat) {
+                sample.cpu_ticks += user + system;
+                sample.user_ticks += user;
                 sample.threads += 1;
             }
         }
@@ -239,11 +247,13 @@ mod tests {
             cpu_ticks: 1000,
             rss_kib: 4000,
             threads: 1,
+            ..ProcessSample::default()
         };
         let after = ProcessSample {
             cpu_ticks: 1150,
             rss_kib: 4100,
             threads: 1,
+            ..ProcessSample::default()
         };
         let work = Work {
             requests: 100_000,

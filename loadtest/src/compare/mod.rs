@@ -13,6 +13,7 @@
 pub mod configs;
 pub mod idle;
 pub mod processes;
+pub mod profile;
 pub mod results;
 pub mod scenario;
 pub mod svg;
@@ -78,6 +79,12 @@ pub struct CompareArgs {
     /// Keep the temp dir with the configs and server logs.
     #[arg(long)]
     pub keep_temp: bool,
+
+    /// After each scenario's rounds, profile every proxy on it (one run under `perf stat`, one
+    /// under `perf record -g`, neither counted in the medians) and write profile.md and the
+    /// perf reports into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub profile: Option<PathBuf>,
 
     /// Run nothing: re-render the table and chart from a compare.json into --out.
     #[arg(long, value_name = "FILE")]
@@ -401,6 +408,7 @@ fn run_all(
     let mut done = 0usize;
     let mut runs: Vec<RunFigures> = Vec::new();
     let mut rates = Vec::new();
+    let mut profiled = profile::Profile::default();
     for &s in scenarios {
         let rate = if s == Scenario::SmallRate {
             let r = fixed_rate(args, l, &runs, &mut servers, cancel)?;
@@ -450,6 +458,24 @@ fn run_all(
                 runs.push(figures);
                 done += 1;
             }
+        }
+        if let (Some(dir), false) = (&args.profile, s == Scenario::Idle) {
+            for &p in &proxies {
+                eprintln!("profiling {p} on {}", s.name());
+                let pids = servers.pids(p);
+                let row = profile::profile_scenario(dir, s.name(), &p.to_string(), &pids, || {
+                    let mut opts = load_options(args, l, p, s, rate, args.duration);
+                    opts.cancel = Some(cancel.clone());
+                    Ok(crate::run(&opts)?.requests)
+                })
+                .with_context(|| format!("profiling {p} on {}", s.name()))?;
+                profiled.rows.push(row);
+            }
+            std::fs::write(dir.join("profile.md"), profiled.markdown())?;
+            std::fs::write(
+                dir.join("profile.json"),
+                serde_json::to_string_pretty(&profiled)?,
+            )?;
         }
     }
     eprintln!(
@@ -650,6 +676,7 @@ mod tests {
             out: PathBuf::from("out"),
             keep_temp: false,
             render: None,
+            profile: None,
         };
         let d = Duration::from_secs(1);
         let post = load_options(&args, &l, Proxy::Nginx, Scenario::Post1m, None, d);
