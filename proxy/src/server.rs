@@ -62,6 +62,7 @@ pub fn run(
                 TcpDialer,
             ));
             monoio::spawn(worker.clone().sweep_idle_upstreams());
+            monoio::spawn(worker.sweep_idle_clients());
             move |stream, peer, listener| serve(worker.clone(), stream, peer, listener)
         },
     )?;

@@ -13,6 +13,7 @@
 
 mod driver;
 mod engine;
+mod idle;
 mod idle_probe;
 mod limits;
 mod listener;
@@ -21,8 +22,21 @@ mod stream;
 
 pub use driver::{DriverChoice, DriverKind};
 pub use engine::{Engine, EngineError, EngineOptions, WorkerContext};
+pub use idle::{IdleKey, IdleTimers, IdleWait, IDLE_TICK};
 pub use idle_probe::idle_connection_is_clean;
 pub use limits::raise_open_files_limit;
 pub use listener::bind_listeners;
 pub use shutdown::{Drain, Shutdown};
 pub use stream::{memory_pair, MemoryStream, Stream};
+
+/// A monoio runtime for unit tests that need one (epoll: it runs anywhere).
+#[cfg(test)]
+mod test_support {
+    pub fn run<F: std::future::Future>(future: F) -> F::Output {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    }
+}

@@ -29,11 +29,21 @@ pub trait Stream: AsyncReadRent + AsyncWriteRent + Split + 'static {
 
     /// Sends small writes at once (`TCP_NODELAY`); streams without Nagle ignore it.
     fn set_nodelay(&self) {}
+
+    /// Resolves once a read would not wait (data, the end of the stream, or an error are
+    /// there), holding no buffer meanwhile: how an idle connection waits for its next request.
+    fn readable(&self) -> impl std::future::Future<Output = io::Result<()>>;
 }
 
 impl Stream for TcpStream {
     fn is_idle_clean(&self) -> bool {
         idle_connection_is_clean(self)
+    }
+
+    fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> {
+        // A poll operation under io_uring; under epoll, `relaxed = false` asks the kernel
+        // (poll(2)) rather than trusting a readiness left over from the last read.
+        TcpStream::readable(self, false)
     }
 
     fn set_nodelay(&self) {
@@ -227,20 +237,25 @@ impl Stream for MemoryStream {
         let pipe = self.read.borrow();
         pipe.bytes.is_empty() && !pipe.write_closed
     }
+
+    async fn readable(&self) -> io::Result<()> {
+        poll_fn(|cx| {
+            let mut pipe = self.read.borrow_mut();
+            if !pipe.bytes.is_empty() || pipe.write_closed {
+                return Poll::Ready(Ok(()));
+            }
+            pipe.reader = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::run;
     use monoio::io::{AsyncReadRentExt, AsyncWriteRentExt};
-
-    fn run<F: std::future::Future>(future: F) -> F::Output {
-        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .expect("runtime")
-            .block_on(future)
-    }
 
     #[test]
     fn bytes_cross_and_shutdown_ends_the_reader() {

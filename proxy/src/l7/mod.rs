@@ -27,7 +27,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ringwall_runtime::Drain;
+use ringwall_runtime::{Drain, IdleTimers, IDLE_TICK};
 
 pub use client_limit::{ClientLimit, ClientSlot};
 pub use context::RequestContext;
@@ -64,6 +64,9 @@ pub struct Worker<D: Dialer = TcpDialer> {
     pub routes: RouteTable,
     pub upstreams: Upstreams<D>,
     pub drain: Drain,
+    /// The deadlines of this worker's idle client connections ([`Worker::sweep_idle_clients`]
+    /// runs them).
+    pub idle: Rc<IdleTimers>,
     /// Open connections per client address, shared by all workers; `None` when unlimited.
     pub client_limit: Option<Arc<ClientLimit>>,
     /// Overlays of finished requests, cleared, with their allocations: a request in flight
@@ -136,6 +139,7 @@ impl<D: Dialer> Worker<D> {
             routes: RouteTable::new(config),
             upstreams: Upstreams::new(config, worker_id, dialer),
             drain,
+            idle: Rc::new(IdleTimers::default()),
             client_limit,
             overlays: RefCell::new(Vec::new()),
         }
@@ -148,6 +152,12 @@ impl<D: Dialer> Worker<D> {
             overlay,
             pool: &self.overlays,
         }
+    }
+
+    /// Runs on the worker until it drains: ends the waits of idle client connections whose
+    /// keep-alive or header timeout passed, and all of them when the worker drains.
+    pub fn sweep_idle_clients(&self) -> impl std::future::Future<Output = ()> {
+        self.idle.clone().run(IDLE_TICK, self.drain.clone())
     }
 
     /// Runs on the worker until it drains: closes idle upstream connections past their idle

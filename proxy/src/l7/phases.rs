@@ -22,12 +22,14 @@
 //! Bodies stream in both directions through the one pump (`pump.rs`), in bounded memory.
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ringwall_runtime::Stream;
+use ringwall_runtime::{IdleKey, IdleTimers, IdleWait, Stream};
 
 use super::context::RequestContext;
 use super::error::{ProxyError, Side};
@@ -75,73 +77,162 @@ enum Outcome<U> {
 }
 
 impl<C: Stream> Conn<C> {
-    /// Gives back memory a large request or response made the buffers grow by, so that an
-    /// idle connection holds only its small starting buffer.
-    fn release_grown_buffers(&mut self) {
-        if self.buf.is_empty() && self.buf.capacity() > IDLE_BUF_LIMIT {
-            self.buf = BytesMut::with_capacity(CLIENT_BUF);
+    /// Gives back the buffers of a connection that goes idle, so that while it waits for its
+    /// next request it holds none: they are taken again when bytes arrive. Bytes of a next
+    /// request already read (pipelining) keep the read buffer.
+    fn release_buffers(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = BytesMut::new();
+        } else if self.buf.capacity() > IDLE_BUF_LIMIT && self.buf.len() <= CLIENT_BUF {
+            self.buf = BytesMut::from(&self.buf[..]);
         }
-        self.out.release_if_larger(IDLE_BUF_LIMIT);
+        self.out.release();
     }
+}
+
+/// What the connection does after one request.
+enum Next<U> {
+    /// Wait for the next request.
+    KeepAlive,
+    /// The connection is done (closed, refused or broken).
+    Done,
+    /// The origin switched protocols: relay bytes both ways. Boxed: `serve`'s future, which
+    /// every idle connection carries, holds this value's room.
+    Upgrade(Box<UpstreamConn<U>>),
 }
 
 /// Serves one client connection until it closes, fails, or the worker drains. `listener` is
 /// the index of the listener that accepted it.
-pub async fn serve<C: Stream, D: Dialer>(
+///
+/// Between requests the connection holds no buffer and no timer: it waits for readability
+/// under the worker's idle deadlines ([`ringwall_runtime::IdleTimers`]), and everything a
+/// request needs lives in [`request`]'s future, allocated while the request is in flight.
+/// What an idle connection costs is this function's future, its socket and its idle slot.
+pub fn serve<C: Stream, D: Dialer>(
     worker: Rc<Worker<D>>,
     stream: C,
     remote: SocketAddr,
     listener: usize,
-) {
+) -> impl Future<Output = ()> {
     stream.set_nodelay();
-    let mut client = Conn::new(stream, CLIENT_BUF);
+    // Made here rather than in the future: a moved argument keeps its room in an async fn's
+    // state, and this one would be kept twice.
+    let client = Conn::new(stream, 0);
+    serve_connection(worker, client, remote, listener)
+}
+
+async fn serve_connection<C: Stream, D: Dialer>(
+    worker: Rc<Worker<D>>,
+    mut client: Conn<C>,
+    remote: SocketAddr,
+    listener: usize,
+) {
     // Phase accept, continued: the per-address connection limit, answered at once.
-    let slot = worker
-        .client_limit
-        .as_ref()
-        .map(|table| table.try_acquire(remote.ip()));
-    if let Some(None) = slot {
-        refuse(
-            &worker,
-            &mut client,
-            &ProxyError::TooManyConnections,
-            remote,
-        )
-        .await;
-        return;
-    }
+    let _slot = match worker.client_limit.as_ref() {
+        None => None,
+        Some(table) => match table.try_acquire(remote.ip()) {
+            Some(slot) => Some(slot),
+            None => return refuse_connection(&worker, &mut client, remote).await,
+        },
+    };
+    let idle = worker.idle.register();
     let mut first = true;
     loop {
-        let head = match read_head(&worker, &mut client, first).await {
-            Ok(Some(head)) => head,
-            Ok(None) => return,
-            Err(error) => {
-                refuse(&worker, &mut client, &error, remote).await;
+        if client.buf.is_empty() {
+            if worker.drain.is_draining() && !first {
                 return;
             }
-        };
-        first = false;
-        // Boxed: the exchange's state is allocated while a request is in flight, and not
-        // carried by every idle keep-alive connection.
-        let outcome = Box::pin(exchange(&worker, &mut client, head, listener, remote)).await;
-        client.release_grown_buffers();
-        match outcome {
-            Outcome::KeepAlive => {}
-            Outcome::Close => {
-                let _ = client.stream.shutdown().await;
-                return;
-            }
-            Outcome::Linger => {
-                linger_close(&worker, &mut client).await;
-                return;
-            }
-            Outcome::Abort => return,
-            Outcome::Upgrade(upstream) => {
-                let (up, down) = relay(client, upstream.conn, worker.timeouts.tunnel_idle).await;
-                tracing::debug!(%remote, up, down, "tunnel closed");
+            let timeout = if first {
+                worker.timeouts.client_header
+            } else {
+                worker.timeouts.client_keepalive
+            };
+            let readable = wait_readable(&worker.idle, &idle, &client.stream, timeout).await;
+            // Timed out, draining, or the socket failed: close quietly.
+            if !matches!(readable, Some(Ok(()))) {
                 return;
             }
         }
+        let next = Box::pin(request(&worker, &mut client, first, listener, remote)).await;
+        first = false;
+        let upstream = match next {
+            Next::KeepAlive => {
+                client.release_buffers();
+                continue;
+            }
+            Next::Done => return,
+            Next::Upgrade(upstream) => upstream,
+        };
+        return tunnel(client, upstream, worker.timeouts.tunnel_idle, remote).await;
+    }
+}
+
+/// The idle wait: readability of `stream`, for at most `timeout`. A plain function, so that
+/// the readiness future is built in place inside the wait rather than kept beside it.
+fn wait_readable<'a, C: Stream>(
+    timers: &'a IdleTimers,
+    key: &'a IdleKey<'_>,
+    stream: &'a C,
+    timeout: Duration,
+) -> IdleWait<'a, impl Future<Output = std::io::Result<()>> + 'a> {
+    timers.wait(key, timeout, stream.readable())
+}
+
+// The two ways off the common path are boxed by plain functions that take their values by
+// move: what they hold is then in the box, not in `serve`'s future, which every idle
+// connection carries.
+
+/// Refuses a connection over the per-address limit.
+fn refuse_connection<'a, C: Stream, D: Dialer>(
+    worker: &'a Worker<D>,
+    client: &'a mut Conn<C>,
+    remote: SocketAddr,
+) -> Pin<Box<impl Future<Output = ()> + 'a>> {
+    Box::pin(async move { refuse(worker, client, &ProxyError::TooManyConnections, remote).await })
+}
+
+/// Relays an upgraded connection until the tunnel closes.
+fn tunnel<C: Stream, U: Stream>(
+    client: Conn<C>,
+    upstream: Box<UpstreamConn<U>>,
+    idle: Duration,
+    remote: SocketAddr,
+) -> Pin<Box<impl Future<Output = ()>>> {
+    Box::pin(async move {
+        let (up, down) = relay(client, upstream.conn, idle).await;
+        tracing::debug!(%remote, up, down, "tunnel closed");
+    })
+}
+
+/// One request on a connection whose bytes are arriving: reads its head, runs the exchange,
+/// and carries out how it leaves the connection.
+async fn request<C: Stream, D: Dialer>(
+    worker: &Worker<D>,
+    client: &mut Conn<C>,
+    first: bool,
+    listener: usize,
+    remote: SocketAddr,
+) -> Next<D::Stream> {
+    let head = match read_head(worker, client, first).await {
+        Ok(Some(head)) => head,
+        Ok(None) => return Next::Done,
+        Err(error) => {
+            refuse(worker, client, &error, remote).await;
+            return Next::Done;
+        }
+    };
+    match exchange(worker, client, head, listener, remote).await {
+        Outcome::KeepAlive => Next::KeepAlive,
+        Outcome::Close => {
+            let _ = client.stream.shutdown().await;
+            Next::Done
+        }
+        Outcome::Linger => {
+            linger_close(worker, client).await;
+            Next::Done
+        }
+        Outcome::Abort => Next::Done,
+        Outcome::Upgrade(upstream) => Next::Upgrade(Box::new(upstream)),
     }
 }
 
@@ -206,8 +297,9 @@ async fn read_head<C: Stream, D: Dialer>(
 ) -> Result<Option<RequestHead>, ProxyError> {
     let timeouts = &worker.timeouts;
     if client.buf.is_empty() {
-        if worker.drain.is_draining() && !first {
-            return Ok(None);
+        // The connection was readable: the first bytes are there (or its end is).
+        if client.buf.capacity() == 0 {
+            client.buf = BytesMut::with_capacity(CLIENT_BUF);
         }
         let idle = if first {
             timeouts.client_header

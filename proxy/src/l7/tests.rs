@@ -399,3 +399,28 @@ upstream = "app"
         assert!(head.contains("\r\nConnection: keep-alive\r\n"), "{head}");
     });
 }
+
+/// What an idle keep-alive connection carries is `serve`'s future (boxed by the engine), its
+/// socket and an idle slot: docs/benchmarks.md budgets it under 1 KiB in all. The future's size
+/// moves with any state added to the connection loop; this keeps it in its allocation class.
+#[test]
+fn an_idle_connection_carries_a_small_future() {
+    run(async {
+        let config = Config::from_toml_str(ONE_ORIGIN, None).expect("valid config");
+        let worker = Rc::new(Worker::new(
+            &config,
+            0,
+            Drain::default(),
+            None,
+            super::TcpDialer,
+        ));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let std_stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let stream = monoio::net::TcpStream::from_std(std_stream).unwrap();
+        let future = serve(worker, stream, "127.0.0.1:1".parse().unwrap(), 0);
+        let size = std::mem::size_of_val(&future);
+        assert!(size <= 640, "serve's future is {size} bytes");
+        // Nothing in it is cache-padded (a monoio `Sleep` is, and is 640 bytes by itself).
+        assert!(std::mem::align_of_val(&future) <= 16);
+    });
+}

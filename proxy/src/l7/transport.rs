@@ -89,6 +89,8 @@ impl<S: Stream> Conn<S> {
 
 /// Pieces up to this size are copied into the write queue; larger ones are written as they are.
 const COPY_LIMIT: usize = 8 * 1024;
+/// What an empty write queue takes when something is first queued.
+const QUEUE_START: usize = 1024;
 
 /// How a read or write failed.
 #[derive(Debug)]
@@ -149,12 +151,17 @@ pub struct WriteQueue {
 impl WriteQueue {
     /// The buffer to append small pieces to directly (heads, chunk framing).
     pub fn buf(&mut self) -> &mut BytesMut {
+        if self.pending.capacity() == 0 {
+            // Room for a response head and a small body at once, rather than growing a few
+            // bytes at a time.
+            self.pending.reserve(QUEUE_START);
+        }
         &mut self.pending
     }
 
-    /// Frees the queue's buffer when it is empty and has grown past `limit`.
-    pub fn release_if_larger(&mut self, limit: usize) {
-        if self.pending.is_empty() && self.pending.capacity() > limit {
+    /// Frees the queue's buffer when nothing waits in it (a connection going idle).
+    pub fn release(&mut self) {
+        if self.pending.is_empty() {
             self.pending = BytesMut::new();
         }
     }
@@ -163,7 +170,7 @@ impl WriteQueue {
     /// [`Self::push`] writes it).
     pub fn queue_small(&mut self, data: Bytes) -> Option<Bytes> {
         if data.len() <= COPY_LIMIT {
-            self.pending.extend_from_slice(&data);
+            self.buf().extend_from_slice(&data);
             None
         } else {
             Some(data)
@@ -178,7 +185,7 @@ impl WriteQueue {
         limit: Duration,
     ) -> Result<(), IoFailure> {
         if data.len() <= COPY_LIMIT {
-            self.pending.extend_from_slice(&data);
+            self.buf().extend_from_slice(&data);
             return Ok(());
         }
         self.flush(stream, limit).await?;
