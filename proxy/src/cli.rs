@@ -58,8 +58,14 @@ pub struct Cli {
     #[arg(long, overrides_with = "pin", global = true)]
     pub no_pin: bool,
 
-    /// I/O driver [default: auto].
-    #[arg(long, value_name = "DRIVER", value_enum, global = true)]
+    /// I/O driver [default: auto]. Also read from `RINGWALL_IO_DRIVER` (the flag wins).
+    #[arg(
+        long,
+        value_name = "DRIVER",
+        value_enum,
+        global = true,
+        env = "RINGWALL_IO_DRIVER"
+    )]
     pub io_driver: Option<IoDriver>,
 
     /// Submission queue entries per ring (uring drivers), 256..=32768 [default: 1024].

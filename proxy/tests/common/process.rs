@@ -139,7 +139,40 @@ impl Proxy {
             _config: config,
         };
         proxy.addr = proxy.wait_listening(&args);
+        proxy.check_driver(&args);
         proxy
+    }
+
+    /// When the suite runs on a driver named by `RINGWALL_IO_DRIVER` (CI's second pass runs
+    /// it on epoll), every proxy started without its own `--io-driver` must be on that driver:
+    /// a pass that silently ran on another would prove nothing.
+    fn check_driver(&mut self, args: &[String]) {
+        let Ok(driver) = std::env::var("RINGWALL_IO_DRIVER") else {
+            return;
+        };
+        if args.iter().any(|a| a == "--io-driver") || driver == "auto" {
+            return;
+        }
+        let expected = match driver.as_str() {
+            "epoll" => "I/O driver: epoll",
+            _ => "I/O driver: io_uring",
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !self.logs().contains("I/O driver: ") {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.logs.recv_timeout(left).unwrap_or_else(|e| {
+                panic!(
+                    "ringwall {args:?} did not name its I/O driver ({e}):\n{}",
+                    self.logs()
+                )
+            });
+            self.log_lines.borrow_mut().push(line);
+        }
+        assert!(
+            self.logs().contains(expected),
+            "RINGWALL_IO_DRIVER={driver}, but ringwall {args:?} runs on another driver:\n{}",
+            self.logs()
+        );
     }
 
     fn wait_listening(&mut self, args: &[String]) -> SocketAddr {
