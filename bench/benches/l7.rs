@@ -7,6 +7,7 @@
 //! `Upstreams::new` only allocates, so it is built here without an I/O runtime.
 
 use std::hint::black_box;
+use std::rc::Rc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ringwall::l7::{TcpDialer, Upstreams};
@@ -33,7 +34,7 @@ fn route_match(c: &mut Criterion) {
 }
 
 fn upstream_pick(c: &mut Criterion) {
-    let upstreams = Upstreams::new(&upstream_config(), 0, TcpDialer);
+    let upstreams = Upstreams::new(&upstream_config(), 0, TcpDialer, Rc::default());
     let mut group = c.benchmark_group("upstream_pick");
     group.bench_function("round_robin_8", |b| {
         b.iter(|| upstreams.pick(black_box(0)));

@@ -8,6 +8,8 @@
 #
 #   bench/scripts/callgrind-ab.sh [-r ROUNDS] [-d SECONDS] [-c CONNECTIONS] [-- EXTRA FLAGS] BINARY...
 #
+# CALLGRIND_KEEP=DIR keeps the callgrind files there (for callgrind_annotate).
+#
 # Needs valgrind and nginx (apt-get install -y valgrind nginx) and a release build of
 # ringwall-load (cargo build --release).
 set -euo pipefail
@@ -53,6 +55,7 @@ for round in $(seq "$rounds"); do
     kill -9 "$vg" 2>/dev/null || true
     wait "$vg" 2>/dev/null || true
     total=$(grep -h '^totals:' "$out".* | awk '{s += $2} END {print s}')
+    if [[ -n ${CALLGRIND_KEEP:-} ]]; then mkdir -p "$CALLGRIND_KEEP" && cp "$out".* "$CALLGRIND_KEEP"/; fi
     awk -v b="$binary" -v r="$round" -v t="$total" -v n="$requests" \
       'BEGIN { printf "round %s  %-40s %9d requests  %6.0f instructions/request\n", r, b, n, t / n }'
   done

@@ -62,7 +62,7 @@ pub fn run(
                 TcpDialer,
             ));
             monoio::spawn(worker.clone().sweep_idle_upstreams());
-            monoio::spawn(worker.sweep_idle_clients());
+            monoio::spawn(worker.run_deadlines());
             move |stream, peer, listener| serve(worker.clone(), stream, peer, listener)
         },
     )?;

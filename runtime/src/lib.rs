@@ -11,18 +11,18 @@
 //! ([`memory_pair`]) run through the same request path as TCP. Shutdown comes from SIGINT / SIGTERM ([`Shutdown`]): workers
 //! stop accepting, let in-flight connections finish up to the drain deadline, and return.
 
+mod deadlines;
 mod driver;
 mod engine;
-mod idle;
 mod idle_probe;
 mod limits;
 mod listener;
 mod shutdown;
 mod stream;
 
+pub use deadlines::{Deadlines, Timer, Within};
 pub use driver::{DriverChoice, DriverKind};
 pub use engine::{Engine, EngineError, EngineOptions, WorkerContext};
-pub use idle::{IdleKey, IdleTimers, IdleWait, IDLE_TICK};
 pub use idle_probe::idle_connection_is_clean;
 pub use limits::raise_open_files_limit;
 pub use listener::bind_listeners;

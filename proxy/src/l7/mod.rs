@@ -27,7 +27,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ringwall_runtime::{Drain, IdleTimers, IDLE_TICK};
+use ringwall_runtime::{Deadlines, Drain};
 
 pub use client_limit::{ClientLimit, ClientSlot};
 pub use context::RequestContext;
@@ -64,9 +64,9 @@ pub struct Worker<D: Dialer = TcpDialer> {
     pub routes: RouteTable,
     pub upstreams: Upstreams<D>,
     pub drain: Drain,
-    /// The deadlines of this worker's idle client connections ([`Worker::sweep_idle_clients`]
-    /// runs them).
-    pub idle: Rc<IdleTimers>,
+    /// The timers of this worker's connections, client and upstream
+    /// ([`Worker::run_deadlines`] runs them).
+    pub deadlines: Rc<Deadlines>,
     /// Open connections per client address, shared by all workers; `None` when unlimited.
     pub client_limit: Option<Arc<ClientLimit>>,
     /// Overlays of finished requests, cleared, with their allocations: a request in flight
@@ -114,6 +114,7 @@ impl<D: Dialer> Worker<D> {
         dialer: D,
     ) -> Self {
         let limits = config.limits.clone();
+        let deadlines = Rc::new(Deadlines::default());
         Self {
             timeouts: config.timeouts.clone(),
             request_limits: HeadLimits {
@@ -137,9 +138,9 @@ impl<D: Dialer> Worker<D> {
                 })
                 .collect(),
             routes: RouteTable::new(config),
-            upstreams: Upstreams::new(config, worker_id, dialer),
+            upstreams: Upstreams::new(config, worker_id, dialer, deadlines.clone()),
             drain,
-            idle: Rc::new(IdleTimers::default()),
+            deadlines,
             client_limit,
             overlays: RefCell::new(Vec::new()),
         }
@@ -154,10 +155,10 @@ impl<D: Dialer> Worker<D> {
         }
     }
 
-    /// Runs on the worker until it drains: ends the waits of idle client connections whose
-    /// keep-alive or header timeout passed, and all of them when the worker drains.
-    pub fn sweep_idle_clients(&self) -> impl std::future::Future<Output = ()> {
-        self.idle.clone().run(IDLE_TICK, self.drain.clone())
+    /// Runs on the worker for as long as it does: ends the timed waits of its connections
+    /// whose deadline passed, and the idle ones when the worker drains.
+    pub fn run_deadlines(&self) -> impl std::future::Future<Output = ()> {
+        self.deadlines.clone().run(self.drain.clone())
     }
 
     /// Runs on the worker until it drains: closes idle upstream connections past their idle

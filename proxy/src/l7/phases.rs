@@ -29,13 +29,13 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ringwall_runtime::{IdleKey, IdleTimers, IdleWait, Stream};
+use ringwall_runtime::Stream;
 
 use super::context::RequestContext;
 use super::error::{ProxyError, Side};
 use super::pump::{pump, BodyEnd, Direction, Leg};
 use super::router::{RouteEntry, RouteQuery};
-use super::transport::{read_some, Conn, IoFailure, ReadSize};
+use super::transport::{Conn, IoFailure, ReadSize};
 use super::tunnel::relay;
 use super::upstream::{Dialer, UpstreamConn};
 use super::Worker;
@@ -105,9 +105,9 @@ enum Next<U> {
 /// the index of the listener that accepted it.
 ///
 /// Between requests the connection holds no buffer and no timer: it waits for readability
-/// under the worker's idle deadlines ([`ringwall_runtime::IdleTimers`]), and everything a
+/// under its timer (a slot in the worker's [`ringwall_runtime::Deadlines`]), and everything a
 /// request needs lives in [`request`]'s future, allocated while the request is in flight.
-/// What an idle connection costs is this function's future, its socket and its idle slot.
+/// What an idle connection costs is this function's future, its socket and its timer's slot.
 pub fn serve<C: Stream, D: Dialer>(
     worker: Rc<Worker<D>>,
     stream: C,
@@ -117,7 +117,7 @@ pub fn serve<C: Stream, D: Dialer>(
     stream.set_nodelay();
     // Made here rather than in the future: a moved argument keeps its room in an async fn's
     // state, and this one would be kept twice.
-    let client = Conn::new(stream, 0);
+    let client = Conn::new(stream, 0, worker.deadlines.timer());
     serve_connection(worker, client, remote, listener)
 }
 
@@ -135,7 +135,6 @@ async fn serve_connection<C: Stream, D: Dialer>(
             None => return refuse_connection(&worker, &mut client, remote).await,
         },
     };
-    let idle = worker.idle.register();
     let mut first = true;
     loop {
         if client.buf.is_empty() {
@@ -147,7 +146,7 @@ async fn serve_connection<C: Stream, D: Dialer>(
             } else {
                 worker.timeouts.client_keepalive
             };
-            let readable = wait_readable(&worker.idle, &idle, &client.stream, timeout).await;
+            let readable = client.timer.idle(timeout, client.stream.readable()).await;
             // Timed out, draining, or the socket failed: close quietly.
             if !matches!(readable, Some(Ok(()))) {
                 return;
@@ -165,17 +164,6 @@ async fn serve_connection<C: Stream, D: Dialer>(
         };
         return tunnel(client, upstream, worker.timeouts.tunnel_idle, remote).await;
     }
-}
-
-/// The idle wait: readability of `stream`, for at most `timeout`. A plain function, so that
-/// the readiness future is built in place inside the wait rather than kept beside it.
-fn wait_readable<'a, C: Stream>(
-    timers: &'a IdleTimers,
-    key: &'a IdleKey<'_>,
-    stream: &'a C,
-    timeout: Duration,
-) -> IdleWait<'a, impl Future<Output = std::io::Result<()>> + 'a> {
-    timers.wait(key, timeout, stream.readable())
 }
 
 // The two ways off the common path are boxed by plain functions that take their values by
@@ -307,7 +295,7 @@ async fn read_head<C: Stream, D: Dialer>(
             timeouts.client_keepalive
         };
         let waited = monoio::select! {
-            read = read_some(&mut client.stream, &mut client.buf, idle, ReadSize::Head) => read,
+            read = client.read(idle, ReadSize::Head) => read,
             () = worker.drain.wait() => return Ok(None),
         };
         if waited.is_err() {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
-use ringwall_runtime::Stream;
+use ringwall_runtime::{Stream, Timer};
 
 /// How much room a read gets. Heads are small and a connection waiting for its next request
 /// should hold little memory; bodies stream best in large reads.
@@ -43,48 +43,58 @@ impl ReadSize {
     }
 }
 
-/// One connection: the stream, what was read from it and not yet consumed, and what waits to
-/// be written to it.
+/// One connection: the stream, what was read from it and not yet consumed, what waits to be
+/// written to it, and its timer (every read and write is timed by it: one slot in the
+/// worker's [`ringwall_runtime::Deadlines`], not a timer of its own per operation).
 pub struct Conn<S> {
     pub stream: S,
     pub buf: BytesMut,
     pub out: WriteQueue,
+    pub timer: Timer,
 }
 
 impl<S: Stream> Conn<S> {
-    pub fn new(stream: S, buf_capacity: usize) -> Self {
+    pub fn new(stream: S, buf_capacity: usize, timer: Timer) -> Self {
         Self {
             stream,
             buf: BytesMut::with_capacity(buf_capacity),
             out: WriteQueue::default(),
+            timer,
         }
     }
 
     // These return the inner futures rather than being `async fn`s of their own: an extra
     // state machine per call would be one more move of a future per read and write.
 
-    /// Reads whatever arrives next into the buffer; see [`read_some`].
-    pub fn read(
-        &mut self,
-        limit: Duration,
-        size: ReadSize,
-    ) -> impl Future<Output = Result<usize, IoFailure>> + '_ {
-        read_some(&mut self.stream, &mut self.buf, limit, size)
+    /// Reads whatever arrives next into the buffer (appending), within `limit`. Returns the
+    /// number of bytes read.
+    pub async fn read(&mut self, limit: Duration, size: ReadSize) -> Result<usize, IoFailure> {
+        let read = read_into(&mut self.stream, &mut self.buf, size);
+        timed(self.timer.within(limit, read).await)
     }
 
     /// Writes everything queued.
-    pub fn flush(&mut self, limit: Duration) -> impl Future<Output = Result<(), IoFailure>> + '_ {
-        self.out.flush(&mut self.stream, limit)
+    pub async fn flush(&mut self, limit: Duration) -> Result<(), IoFailure> {
+        let Some(write) = self.out.write_pending(&mut self.stream) else {
+            return Ok(());
+        };
+        timed(self.timer.within(limit, write).await)
     }
 
-    /// Queues `data` (see [`WriteQueue::push`]).
-    pub fn push(
-        &mut self,
-        data: Bytes,
-        limit: Duration,
-    ) -> impl Future<Output = Result<(), IoFailure>> + '_ {
-        self.out.push(&mut self.stream, data, limit)
+    /// Queues `data`: copied if small, otherwise written at once after what is queued.
+    pub async fn push(&mut self, data: Bytes, limit: Duration) -> Result<(), IoFailure> {
+        let Some(large) = self.out.queue_small(data) else {
+            return Ok(());
+        };
+        self.flush(limit).await?;
+        let write = write_all(&mut self.stream, large);
+        timed(self.timer.within(limit, write).await)
     }
+}
+
+/// A timed operation's result: `None` from the timer is a timeout.
+fn timed<T>(outcome: Option<Result<T, IoFailure>>) -> Result<T, IoFailure> {
+    outcome.unwrap_or(Err(IoFailure::Timeout))
 }
 
 /// Pieces up to this size are copied into the write queue; larger ones are written as they are.
@@ -102,11 +112,25 @@ pub enum IoFailure {
     Io(io::Error),
 }
 
-/// Reads whatever arrives next into `buf` (appending). Returns the number of bytes read.
+/// Reads whatever arrives next into `buf` (appending), within `limit` (a monoio timer: for
+/// streams without a [`Conn`], as the demo's origins). Returns the number of bytes read.
 pub async fn read_some<S: AsyncReadRent>(
     stream: &mut S,
     buf: &mut BytesMut,
     limit: Duration,
+    size: ReadSize,
+) -> Result<usize, IoFailure> {
+    monoio::time::timeout(limit, read_into(stream, buf, size))
+        .await
+        .unwrap_or(Err(IoFailure::Timeout))
+}
+
+/// Reads whatever arrives next into `buf` (appending), untimed. A read that is dropped
+/// before it completes loses the buffer: that is fine, because a timeout always ends the
+/// connection.
+async fn read_into<S: AsyncReadRent>(
+    stream: &mut S,
+    buf: &mut BytesMut,
     size: ReadSize,
 ) -> Result<usize, IoFailure> {
     if buf.capacity() - buf.len() < size.min_room() {
@@ -116,29 +140,31 @@ pub async fn read_some<S: AsyncReadRent>(
     let owned = std::mem::take(buf);
     let (filled, capacity) = (owned.len(), owned.capacity());
     let spare = owned.slice_mut(filled..capacity);
-    match monoio::time::timeout(limit, stream.read(spare)).await {
-        Err(_) => Err(IoFailure::Timeout),
-        Ok((result, spare)) => {
-            *buf = spare.into_inner();
-            match result {
-                Ok(0) => Err(IoFailure::Closed),
-                Ok(n) => Ok(n),
-                Err(e) => Err(IoFailure::Io(e)),
-            }
-        }
+    let (result, spare) = stream.read(spare).await;
+    *buf = spare.into_inner();
+    match result {
+        Ok(0) => Err(IoFailure::Closed),
+        Ok(n) => Ok(n),
+        Err(e) => Err(IoFailure::Io(e)),
     }
 }
 
-/// Writes all of `data` or fails.
+/// Writes all of `data` within `limit` (a monoio timer, for the tunnel's halves).
 pub async fn write_bytes<S: AsyncWriteRent>(
     stream: &mut S,
     data: Bytes,
     limit: Duration,
 ) -> Result<(), IoFailure> {
-    match monoio::time::timeout(limit, stream.write_all(data)).await {
-        Err(_) => Err(IoFailure::Timeout),
-        Ok((Ok(_), _)) => Ok(()),
-        Ok((Err(e), _)) => Err(IoFailure::Io(e)),
+    monoio::time::timeout(limit, write_all(stream, data))
+        .await
+        .unwrap_or(Err(IoFailure::Timeout))
+}
+
+/// Writes all of `data`, untimed.
+async fn write_all<S: AsyncWriteRent>(stream: &mut S, data: Bytes) -> Result<(), IoFailure> {
+    match stream.write_all(data).await {
+        (Ok(_), _) => Ok(()),
+        (Err(e), _) => Err(IoFailure::Io(e)),
     }
 }
 
@@ -177,38 +203,21 @@ impl WriteQueue {
         }
     }
 
-    /// Queues `data`: copied if small, otherwise written at once after what is queued.
-    pub async fn push<S: AsyncWriteRent>(
-        &mut self,
-        stream: &mut S,
-        data: Bytes,
-        limit: Duration,
-    ) -> Result<(), IoFailure> {
-        if data.len() <= COPY_LIMIT {
-            self.buf().extend_from_slice(&data);
-            return Ok(());
-        }
-        self.flush(stream, limit).await?;
-        write_bytes(stream, data, limit).await
-    }
-
-    /// Writes everything queued.
-    pub async fn flush<S: AsyncWriteRent>(
-        &mut self,
-        stream: &mut S,
-        limit: Duration,
-    ) -> Result<(), IoFailure> {
+    /// The write of everything queued, or `None` when nothing is. The queue's buffer comes
+    /// back, emptied, when the write completes.
+    fn write_pending<'a, S: AsyncWriteRent>(
+        &'a mut self,
+        stream: &'a mut S,
+    ) -> Option<impl Future<Output = Result<(), IoFailure>> + 'a> {
         if self.pending.is_empty() {
-            return Ok(());
+            return None;
         }
         let owned = std::mem::take(&mut self.pending);
-        match monoio::time::timeout(limit, stream.write_all(owned)).await {
-            Err(_) => Err(IoFailure::Timeout),
-            Ok((result, mut owned)) => {
-                owned.clear();
-                self.pending = owned;
-                result.map(|_| ()).map_err(IoFailure::Io)
-            }
-        }
+        Some(async move {
+            let (result, mut owned) = stream.write_all(owned).await;
+            owned.clear();
+            self.pending = owned;
+            result.map(|_| ()).map_err(IoFailure::Io)
+        })
     }
 }

@@ -23,14 +23,18 @@ const RELAY_BUF: usize = 16 * 1024;
 /// Relays between `client` and `upstream` until both directions end or the tunnel is idle for
 /// `idle`. Returns the bytes relayed client → origin and origin → client.
 pub async fn relay<C: Stream, U: Stream>(
-    client: Conn<C>,
+    mut client: Conn<C>,
     upstream: Conn<U>,
     idle: Duration,
 ) -> (u64, u64) {
+    // The 101 response head, still queued.
+    if client.flush(idle).await.is_err() {
+        return (0, 0);
+    }
     let Conn {
         stream: mut client_stream,
         buf: client_early,
-        mut out,
+        ..
     } = client;
     let Conn {
         stream: mut upstream_stream,
@@ -38,9 +42,6 @@ pub async fn relay<C: Stream, U: Stream>(
         ..
     } = upstream;
     // What the client sent after its request head, and the origin after its 101.
-    if out.flush(&mut client_stream, idle).await.is_err() {
-        return (0, 0);
-    }
     let early_up = client_early.len() as u64;
     let early_down = upstream_early.len() as u64;
     if !upstream_early.is_empty()

@@ -11,10 +11,12 @@
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
-use ringwall_runtime::Stream;
+use ringwall_runtime::{Deadlines, Stream};
 
 use super::error::ProxyError;
 use super::transport::Conn;
@@ -78,6 +80,8 @@ struct Group {
 /// A worker's upstream servers and their idle connections.
 pub struct Upstreams<D: Dialer> {
     dialer: D,
+    /// The worker's deadlines: every upstream connection's timer is a slot in them.
+    deadlines: Rc<Deadlines>,
     servers: Vec<Server>,
     groups: Vec<Group>,
     idle: RefCell<Vec<Vec<IdleConn<D::Stream>>>>,
@@ -87,7 +91,7 @@ pub struct Upstreams<D: Dialer> {
 impl<D: Dialer> Upstreams<D> {
     /// Builds worker `worker`'s view; each worker starts its round robin at a different server
     /// so that the workers do not all hit the first server together.
-    pub fn new(config: &Config, worker: usize, dialer: D) -> Self {
+    pub fn new(config: &Config, worker: usize, dialer: D, deadlines: Rc<Deadlines>) -> Self {
         let mut servers = Vec::new();
         let groups = config
             .upstreams
@@ -113,6 +117,7 @@ impl<D: Dialer> Upstreams<D> {
         let idle = RefCell::new(servers.iter().map(|_| Vec::new()).collect());
         Self {
             dialer,
+            deadlines,
             servers,
             groups,
             idle,
@@ -172,18 +177,22 @@ impl<D: Dialer> Upstreams<D> {
         None
     }
 
-    /// A new connection to `server`.
-    pub async fn connect(
+    /// A new connection to `server`. Boxed: dialing (its connect timer is a monoio `Sleep`,
+    /// 640 bytes) would otherwise make every request's future larger, and a request on a
+    /// pooled connection never dials.
+    pub fn connect(
         &self,
         server: usize,
         timeout: Duration,
-    ) -> Result<UpstreamConn<D::Stream>, ProxyError> {
-        let stream = self.dialer.dial(self.addr(server), timeout).await?;
-        stream.set_nodelay();
-        Ok(UpstreamConn {
-            conn: Conn::new(stream, UPSTREAM_BUF),
-            server,
-            reused: false,
+    ) -> Pin<Box<impl Future<Output = Result<UpstreamConn<D::Stream>, ProxyError>> + '_>> {
+        Box::pin(async move {
+            let stream = self.dialer.dial(self.addr(server), timeout).await?;
+            stream.set_nodelay();
+            Ok(UpstreamConn {
+                conn: Conn::new(stream, UPSTREAM_BUF, self.deadlines.timer()),
+                server,
+                reused: false,
+            })
         })
     }
 
