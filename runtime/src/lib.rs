@@ -14,6 +14,7 @@
 mod deadlines;
 mod driver;
 mod engine;
+mod gather;
 mod idle_probe;
 mod limits;
 mod listener;
@@ -23,6 +24,7 @@ mod stream;
 pub use deadlines::{Deadlines, Timer, Within};
 pub use driver::{DriverChoice, DriverKind};
 pub use engine::{Engine, EngineError, EngineOptions, WorkerContext};
+pub use gather::Gather;
 pub use idle_probe::idle_connection_is_clean;
 pub use limits::raise_open_files_limit;
 pub use listener::bind_listeners;

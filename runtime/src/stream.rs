@@ -30,6 +30,12 @@ pub trait Stream: AsyncReadRent + AsyncWriteRent + Split + 'static {
     /// Sends small writes at once (`TCP_NODELAY`); streams without Nagle ignore it.
     fn set_nodelay(&self) {}
 
+    /// The TCP socket under this stream, when bytes may move between it and another one by
+    /// splice(2) without passing through user space (not for TLS or in-memory streams).
+    fn tcp(&mut self) -> Option<&mut TcpStream> {
+        None
+    }
+
     /// Resolves once a read would not wait (data, the end of the stream, or an error are
     /// there), holding no buffer meanwhile: how an idle connection waits for its next request.
     fn readable(&self) -> impl std::future::Future<Output = io::Result<()>>;
@@ -38,6 +44,10 @@ pub trait Stream: AsyncReadRent + AsyncWriteRent + Split + 'static {
 impl Stream for TcpStream {
     fn is_idle_clean(&self) -> bool {
         idle_connection_is_clean(self)
+    }
+
+    fn tcp(&mut self) -> Option<&mut TcpStream> {
+        Some(self)
     }
 
     fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> {

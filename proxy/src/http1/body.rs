@@ -106,6 +106,25 @@ impl BodyDecoder {
         }
     }
 
+    /// The bytes of a `Content-Length` body still to come, for that framing only.
+    pub fn remaining_length(&self) -> Option<u64> {
+        match self.framing {
+            Framing::Length { remaining } => Some(remaining),
+            _ => None,
+        }
+    }
+
+    /// Records that `n` bytes of a `Content-Length` body went by another way than the buffer
+    /// (spliced from socket to socket); at most what remains.
+    pub fn skip(&mut self, n: u64) {
+        if let Framing::Length { remaining } = &mut self.framing {
+            *remaining = remaining.saturating_sub(n);
+            if *remaining == 0 {
+                self.framing = Framing::Finished;
+            }
+        }
+    }
+
     /// All of the body has been consumed from the buffer (an `End` may still be pending).
     pub fn is_finished(&self) -> bool {
         match &self.framing {

@@ -14,6 +14,7 @@ mod error;
 mod phases;
 mod pump;
 mod router;
+mod splice;
 mod transport;
 mod tunnel;
 mod upstream;
@@ -69,6 +70,8 @@ pub struct Worker<D: Dialer = TcpDialer> {
     pub deadlines: Rc<Deadlines>,
     /// Open connections per client address, shared by all workers; `None` when unlimited.
     pub client_limit: Option<Arc<ClientLimit>>,
+    /// Pipes for bodies spliced from socket to socket.
+    pub pipes: splice::Pipes,
     /// Overlays of finished requests, cleared, with their allocations: a request in flight
     /// borrows two and gives them back, so filters' head edits allocate nothing once warm.
     overlays: RefCell<Vec<HeadOverlay>>,
@@ -142,6 +145,7 @@ impl<D: Dialer> Worker<D> {
             drain,
             deadlines,
             client_limit,
+            pipes: splice::Pipes::default(),
             overlays: RefCell::new(Vec::new()),
         }
     }

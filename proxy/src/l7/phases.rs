@@ -521,6 +521,7 @@ async fn exchange<C: Stream, D: Dialer>(
             client,
             leg,
             &route.filters,
+            &worker.pipes,
             ctx,
             progress,
         )
@@ -761,6 +762,7 @@ async fn forward<C: Stream, D: Dialer>(
                 &mut upstream.conn,
                 leg,
                 &sent.route.filters,
+                &worker.pipes,
                 ctx,
                 progress,
             ))

@@ -17,6 +17,7 @@ use ringwall_runtime::Stream;
 use super::context::RequestContext;
 use super::error::ProxyError;
 use super::phases::{client_failure, client_send_failure, upstream_failure, Progress};
+use super::splice::{can_splice, splice_body, Pipes, SpliceLimits, SPLICE_MIN};
 use super::transport::{Conn, IoFailure, ReadSize};
 use crate::filters::FilterChain;
 use crate::http1::{
@@ -37,21 +38,21 @@ pub enum Direction {
 }
 
 impl Direction {
-    fn framing_error(self, error: CodecError) -> ProxyError {
+    pub(super) fn framing_error(self, error: CodecError) -> ProxyError {
         match self {
             Direction::Request => ProxyError::BadRequestBody(error),
             Direction::Response => ProxyError::UpstreamInvalid(error),
         }
     }
 
-    fn read_failure(self, failure: IoFailure) -> ProxyError {
+    pub(super) fn read_failure(self, failure: IoFailure) -> ProxyError {
         match self {
             Direction::Request => client_failure(failure, ProxyError::BodyTimeout),
             Direction::Response => upstream_failure(failure),
         }
     }
 
-    fn write_failure(self, failure: IoFailure) -> ProxyError {
+    pub(super) fn write_failure(self, failure: IoFailure) -> ProxyError {
         match self {
             Direction::Request => upstream_failure(failure),
             Direction::Response => client_send_failure(failure),
@@ -91,6 +92,7 @@ pub async fn pump<R: Stream, W: Stream>(
     dst: &mut Conn<W>,
     mut leg: Leg,
     filters: &FilterChain,
+    pipes: &Pipes,
     ctx: &mut RequestContext,
     progress: &mut Progress,
 ) -> Result<BodyEnd, ProxyError> {
@@ -99,6 +101,10 @@ pub async fn pump<R: Stream, W: Stream>(
         Direction::Request => filters.filters_request_body(),
         Direction::Response => filters.filters_response_body(),
     };
+    // Nothing needs to see the bytes of a body that keeps its length: the rest of a large
+    // one may go from socket to socket (`splice.rs`).
+    let mut splice =
+        !body_filters && matches!(leg.framing, OutFraming::Length(_)) && can_splice(src, dst);
     let mut received: u64 = 0;
     let mut trailers: Option<Bytes> = None;
     let started = Instant::now();
@@ -132,6 +138,33 @@ pub async fn pump<R: Stream, W: Stream>(
                     .map_err(|f| direction.write_failure(f))?;
                 if direction == Direction::Request {
                     too_slow(leg.min_rate, received, started)?;
+                }
+                let large = leg.decoder.remaining_length().filter(|&n| n >= SPLICE_MIN);
+                if let (true, Some(left)) = (splice, large) {
+                    let (min_rate, before) = (leg.min_rate, received);
+                    let limits = SpliceLimits {
+                        direction,
+                        read_timeout: leg.read_timeout,
+                        write_timeout: leg.write_timeout,
+                        check: |moved| match direction {
+                            Direction::Request => too_slow(min_rate, before + moved, started),
+                            Direction::Response => Ok(()),
+                        },
+                    };
+                    match splice_body(pipes, src, dst, left, limits).await {
+                        Some(moved) => {
+                            moved?;
+                            leg.decoder.skip(left);
+                            received += left;
+                            match direction {
+                                Direction::Request => ctx.bytes_received += left,
+                                Direction::Response => ctx.bytes_sent += left,
+                            }
+                            continue;
+                        }
+                        // No pipe to be had: copy.
+                        None => splice = false,
+                    }
                 }
                 match src.read(leg.read_timeout, ReadSize::Body).await {
                     Ok(_) => {}

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
-use ringwall_runtime::{Stream, Timer};
+use ringwall_runtime::{Gather, Stream, Timer};
 
 /// How much room a read gets. Heads are small and a connection waiting for its next request
 /// should hold little memory; bodies stream best in large reads.
@@ -81,14 +81,32 @@ impl<S: Stream> Conn<S> {
         timed(self.timer.within(limit, write).await)
     }
 
-    /// Queues `data`: copied if small, otherwise written at once after what is queued.
+    /// Queues `data`: copied if small, otherwise written at once after what is queued, in
+    /// the same write (a `writev` of both, the large piece not copied).
     pub async fn push(&mut self, data: Bytes, limit: Duration) -> Result<(), IoFailure> {
         let Some(large) = self.out.queue_small(data) else {
             return Ok(());
         };
-        self.flush(limit).await?;
-        let write = write_all(&mut self.stream, large);
+        if self.out.pending.is_empty() {
+            let write = write_all(&mut self.stream, large);
+            return timed(self.timer.within(limit, write).await);
+        }
+        let gather = Gather::new(std::mem::take(&mut self.out.pending), large);
+        let write = async {
+            let (result, gather) = self.stream.write_vectored_all(gather).await;
+            let mut head = gather.into_head();
+            head.clear();
+            self.out.pending = head;
+            result.map(|_| ()).map_err(IoFailure::Io)
+        };
         timed(self.timer.within(limit, write).await)
+    }
+}
+
+/// Makes room for a read of `size` in `buf`.
+fn reserve(buf: &mut BytesMut, size: ReadSize) {
+    if buf.capacity() - buf.len() < size.min_room() {
+        buf.reserve(size.grow_by());
     }
 }
 
@@ -133,9 +151,7 @@ async fn read_into<S: AsyncReadRent>(
     buf: &mut BytesMut,
     size: ReadSize,
 ) -> Result<usize, IoFailure> {
-    if buf.capacity() - buf.len() < size.min_room() {
-        buf.reserve(size.grow_by());
-    }
+    reserve(buf, size);
     // monoio reads a `BytesMut` from its start; the read must go after what is buffered.
     let owned = std::mem::take(buf);
     let (filled, capacity) = (owned.len(), owned.capacity());

@@ -1,0 +1,149 @@
+//! Large bodies moved from socket to socket by splice(2), through a pipe, without a copy
+//! into or out of user space.
+//!
+//! The pump ([`super::pump`]) hands a body here when nothing needs to see its bytes: a
+//! `Content-Length` body going out with the same length, no body filter on the route, TCP on
+//! both sides, and at least [`SPLICE_MIN`] bytes still to come once what was read with the
+//! head has gone out. Each step splices up to a pipe's worth from the source into the pipe and
+//! then all of it from the pipe into the destination (two ring operations, no buffer in user
+//! space). Pipes are kept per worker ([`Pipes`]) and reused; one that an error left with bytes
+//! in it is closed instead.
+
+use std::cell::RefCell;
+use std::time::Duration;
+
+use monoio::io::splice::{SpliceDestination, SpliceSource};
+use monoio::net::unix::{new_pipe, Pipe};
+use ringwall_runtime::Stream;
+
+use super::pump::Direction;
+use super::transport::{Conn, IoFailure};
+use crate::l7::ProxyError;
+
+/// Bodies with less than this still to come are copied: below it, the pipe's two operations
+/// per step cost more than the copies they save.
+pub const SPLICE_MIN: u64 = 32 * 1024;
+/// Bytes asked of the source per step: a pipe's default capacity (16 pages).
+const STEP: u32 = 64 * 1024;
+/// Idle pipes a worker keeps.
+const KEEP: usize = 64;
+
+/// One pipe: the end splices write into, and the end they read from.
+struct PipePair {
+    read: Pipe,
+    write: Pipe,
+}
+
+/// A worker's idle pipes.
+#[derive(Default)]
+pub struct Pipes {
+    idle: RefCell<Vec<PipePair>>,
+}
+
+impl Pipes {
+    fn take(&self) -> Option<PipePair> {
+        if let Some(pair) = self.idle.borrow_mut().pop() {
+            return Some(pair);
+        }
+        match new_pipe() {
+            Ok((read, write)) => Some(PipePair { read, write }),
+            Err(e) => {
+                tracing::debug!("cannot make a pipe for splice, copying instead: {e}");
+                None
+            }
+        }
+    }
+
+    fn give_back(&self, pair: PipePair) {
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() < KEEP {
+            idle.push(pair);
+        }
+    }
+}
+
+/// Whether the rest of a body may be spliced from `src` to `dst`.
+pub fn can_splice<R: Stream, W: Stream>(src: &mut Conn<R>, dst: &mut Conn<W>) -> bool {
+    src.stream.tcp().is_some() && dst.stream.tcp().is_some()
+}
+
+/// What a splice is held to.
+pub struct SpliceLimits<C> {
+    pub direction: Direction,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    /// Called with the bytes moved so far after every step (the slow-body check).
+    pub check: C,
+}
+
+/// Moves `len` bytes from `src`'s socket to `dst`'s. `None` when no pipe could be had (the
+/// caller copies instead); otherwise every byte moved, or the error that stopped it.
+pub async fn splice_body<R: Stream, W: Stream, C: Fn(u64) -> Result<(), ProxyError>>(
+    pipes: &Pipes,
+    src: &mut Conn<R>,
+    dst: &mut Conn<W>,
+    len: u64,
+    limits: SpliceLimits<C>,
+) -> Option<Result<(), ProxyError>> {
+    let mut pipe = pipes.take()?;
+    let result = steps(&mut pipe, src, dst, len, &limits).await;
+    match result {
+        Ok(()) => {
+            pipes.give_back(pipe);
+            Some(Ok(()))
+        }
+        Err(Failed::Read(f)) => Some(Err(limits.direction.read_failure(f))),
+        Err(Failed::Write(f)) => Some(Err(limits.direction.write_failure(f))),
+        Err(Failed::Check(e)) => Some(Err(e)),
+    }
+}
+
+enum Failed {
+    Read(IoFailure),
+    Write(IoFailure),
+    Check(ProxyError),
+}
+
+async fn steps<R: Stream, W: Stream, C: Fn(u64) -> Result<(), ProxyError>>(
+    pipe: &mut PipePair,
+    src: &mut Conn<R>,
+    dst: &mut Conn<W>,
+    len: u64,
+    limits: &SpliceLimits<C>,
+) -> Result<(), Failed> {
+    let (read_timeout, write_timeout) = (limits.read_timeout, limits.write_timeout);
+    let (Some(from), Some(to)) = (src.stream.tcp(), dst.stream.tcp()) else {
+        return Err(Failed::Read(IoFailure::Io(
+            std::io::ErrorKind::Unsupported.into(),
+        )));
+    };
+    let mut left = len;
+    while left > 0 {
+        let want = left.min(u64::from(STEP)) as u32;
+        let filled = src
+            .timer
+            .within(read_timeout, from.splice_to_pipe(&mut pipe.write, want))
+            .await;
+        let mut in_pipe = match filled {
+            None => return Err(Failed::Read(IoFailure::Timeout)),
+            Some(Err(e)) => return Err(Failed::Read(IoFailure::Io(e))),
+            Some(Ok(0)) => return Err(Failed::Read(IoFailure::Closed)),
+            Some(Ok(n)) => n,
+        };
+        left -= u64::from(in_pipe);
+        while in_pipe > 0 {
+            let drained = dst
+                .timer
+                .within(write_timeout, to.splice_from_pipe(&mut pipe.read, in_pipe))
+                .await;
+            match drained {
+                None => return Err(Failed::Write(IoFailure::Timeout)),
+                Some(Err(e)) => return Err(Failed::Write(IoFailure::Io(e))),
+                Some(Ok(0)) => return Err(Failed::Write(IoFailure::Closed)),
+                Some(Ok(n)) => in_pipe -= n.min(in_pipe),
+            }
+        }
+        (limits.check)(len - left).map_err(Failed::Check)?;
+    }
+    Ok(())
+}
