@@ -82,9 +82,39 @@ fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
         socket.set_only_v6(true)?;
     }
     socket.set_nonblocking(true)?;
+    // Accepted sockets inherit TCP_NODELAY from the listener: no setsockopt per connection.
+    socket.set_nodelay(true)?;
+    defer_accept(&socket, DEFER_ACCEPT_SECONDS)?;
     socket.bind(&addr.into())?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())
+}
+
+/// How long the kernel holds a connection whose client has sent nothing yet before handing
+/// it to accept anyway (`TCP_DEFER_ACCEPT`, nginx's `listen ... deferred`): a connection comes
+/// to a worker with its first bytes, and a client that connects and sends nothing costs no
+/// worker anything for that long. The listeners serve protocols where the client speaks first.
+const DEFER_ACCEPT_SECONDS: libc::c_int = 1;
+
+fn defer_accept(socket: &Socket, seconds: libc::c_int) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `socket` is an open socket for the whole call; the option value is a c_int that
+    // lives on this stack frame, and its exact size is passed.
+    #[allow(unsafe_code)]
+    let done = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            std::ptr::from_ref(&seconds).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 #[cfg(test)]
@@ -100,6 +130,34 @@ mod tests {
         for worker in &per_worker {
             assert_eq!(worker[0].local_addr().unwrap(), bound[0]);
         }
+    }
+
+    #[test]
+    fn accepted_sockets_come_with_nodelay_and_their_first_bytes() {
+        use std::io::Write;
+        let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let (per_worker, bound) = bind_listeners(&[addr], 1, false).unwrap();
+        let listener = &per_worker[0][0];
+        let mut client = std::net::TcpStream::connect(bound[0]).unwrap();
+        // Deferred: nothing to accept until the client speaks.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert_eq!(
+            listener.accept().map(|_| ()).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let accepted = loop {
+            match listener.accept() {
+                Ok((stream, _)) => break stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(std::time::Instant::now() < deadline, "never accepted");
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        };
+        assert!(accepted.nodelay().unwrap(), "TCP_NODELAY not inherited");
     }
 
     #[test]

@@ -114,7 +114,7 @@ pub fn serve<C: Stream, D: Dialer>(
     remote: SocketAddr,
     listener: usize,
 ) -> impl Future<Output = ()> {
-    stream.set_nodelay();
+    // No set_nodelay: accepted sockets inherit TCP_NODELAY from the listener.
     // Made here rather than in the future: a moved argument keeps its room in an async fn's
     // state, and this one would be kept twice.
     let client = Conn::new(stream, 0, worker.deadlines.timer());
@@ -137,15 +137,14 @@ async fn serve_connection<C: Stream, D: Dialer>(
     };
     let mut first = true;
     loop {
-        if client.buf.is_empty() {
-            if worker.drain.is_draining() && !first {
+        // A new connection comes with its first bytes (the listener defers accepts until
+        // they arrive), so its first read goes straight ahead; between requests the
+        // connection waits holding no buffer.
+        if client.buf.is_empty() && !first {
+            if worker.drain.is_draining() {
                 return;
             }
-            let timeout = if first {
-                worker.timeouts.client_header
-            } else {
-                worker.timeouts.client_keepalive
-            };
+            let timeout = worker.timeouts.client_keepalive;
             let readable = client.timer.idle(timeout, client.stream.readable()).await;
             // Timed out, draining, or the socket failed: close quietly.
             if !matches!(readable, Some(Ok(()))) {
@@ -211,15 +210,13 @@ async fn request<C: Stream, D: Dialer>(
     };
     match exchange(worker, client, head, listener, remote).await {
         Outcome::KeepAlive => Next::KeepAlive,
-        Outcome::Close => {
-            let _ = client.stream.shutdown().await;
-            Next::Done
-        }
         Outcome::Linger => {
             linger_close(worker, client).await;
             Next::Done
         }
-        Outcome::Abort => Next::Done,
+        // `Close`: dropping the socket sends the FIN (a shutdown first would only add an
+        // operation: unread bytes make the close a reset either way; `Linger` is for those).
+        Outcome::Close | Outcome::Abort => Next::Done,
         Outcome::Upgrade(upstream) => Next::Upgrade(Box::new(upstream)),
     }
 }

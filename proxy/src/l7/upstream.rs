@@ -24,6 +24,9 @@ use crate::config::Config;
 
 /// The read buffer an upstream connection starts with.
 const UPSTREAM_BUF: usize = 16 * 1024;
+/// A pooled connection idle for less than this is reused without looking whether the origin
+/// sent something or closed it meanwhile (see `take_idle`).
+const PROBE_AFTER: Duration = Duration::from_millis(1);
 
 /// Makes connections to origin servers.
 pub trait Dialer: 'static {
@@ -167,9 +170,12 @@ impl<D: Dialer> Upstreams<D> {
         let list = &mut idle[server];
         while let Some(entry) = list.pop() {
             // An origin that closed the connection, or sent bytes while it sat idle, is out
-            // of step with it: those bytes must never reach the next client.
-            if now.duration_since(entry.since) < self.idle_timeout
-                && entry.conn.conn.stream.is_idle_clean()
+            // of step with it: those bytes must never reach the next client. The look costs a
+            // system call; a connection back for less than PROBE_AFTER is taken without it, as
+            // an event loop takes a connection whose readiness it has not seen yet.
+            let idle_for = now.duration_since(entry.since);
+            if idle_for < self.idle_timeout
+                && (idle_for < PROBE_AFTER || entry.conn.conn.stream.is_idle_clean())
             {
                 return Some(entry.conn);
             }
