@@ -308,6 +308,7 @@ mod tests {
             ("uring-defer", IoDriver::UringDefer),
             ("uring-coop", IoDriver::UringCoop),
             ("uring-plain", IoDriver::UringPlain),
+            ("uring-sqpoll", IoDriver::UringSqpoll),
             ("epoll", IoDriver::Epoll),
         ] {
             assert_eq!(parse(&["--io-driver", name]).io_driver, Some(driver));

@@ -107,6 +107,7 @@ fn driver_choice(driver: IoDriver) -> DriverChoice {
         IoDriver::UringDefer => DriverChoice::UringDefer,
         IoDriver::UringCoop => DriverChoice::UringCoop,
         IoDriver::UringPlain => DriverChoice::UringPlain,
+        IoDriver::UringSqpoll => DriverChoice::UringSqpoll,
         IoDriver::Epoll => DriverChoice::Epoll,
     }
 }

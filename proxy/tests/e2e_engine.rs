@@ -43,6 +43,11 @@ fn the_epoll_fallback_driver_serves() {
 }
 
 #[test]
+fn the_sqpoll_ring_serves() {
+    serves_on("uring-sqpoll", "I/O driver: io_uring (SQPOLL)");
+}
+
+#[test]
 fn the_automatic_choice_serves_and_is_logged() {
     serves_on("auto", "I/O driver: ");
 }

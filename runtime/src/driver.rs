@@ -24,6 +24,9 @@ pub enum DriverChoice {
     UringCoop,
     /// io_uring with no setup flags, or fail.
     UringPlain,
+    /// io_uring with `SQPOLL` (a kernel thread polls the submission queue), or fail. Never
+    /// tried by `Auto`: the poller takes a core of its own.
+    UringSqpoll,
     /// monoio's epoll driver.
     Epoll,
 }
@@ -34,6 +37,7 @@ pub enum DriverKind {
     UringDefer,
     UringCoop,
     UringPlain,
+    UringSqpoll,
     Epoll,
 }
 
@@ -43,6 +47,7 @@ impl fmt::Display for DriverKind {
             DriverKind::UringDefer => "io_uring (COOP_TASKRUN | SINGLE_ISSUER | DEFER_TASKRUN)",
             DriverKind::UringCoop => "io_uring (COOP_TASKRUN)",
             DriverKind::UringPlain => "io_uring (no setup flags)",
+            DriverKind::UringSqpoll => "io_uring (SQPOLL)",
             DriverKind::Epoll => "epoll (monoio legacy driver)",
         })
     }
@@ -72,6 +77,7 @@ impl WorkerRuntime {
             DriverChoice::UringDefer => &[DriverKind::UringDefer],
             DriverChoice::UringCoop => &[DriverKind::UringCoop],
             DriverChoice::UringPlain => &[DriverKind::UringPlain],
+            DriverChoice::UringSqpoll => &[DriverKind::UringSqpoll],
             DriverChoice::Epoll => &[DriverKind::Epoll],
         };
         let mut refused = Vec::new();
@@ -100,6 +106,10 @@ impl WorkerRuntime {
                 urb.setup_coop_taskrun();
             }
             DriverKind::UringPlain => {}
+            DriverKind::UringSqpoll => {
+                // The poller sleeps after a second without submissions.
+                urb.setup_sqpoll(1000);
+            }
             DriverKind::Epoll => {
                 let rt = RuntimeBuilder::<LegacyDriver>::new()
                     .with_entries(ring_entries)

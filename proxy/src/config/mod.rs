@@ -137,6 +137,9 @@ pub enum IoDriver {
     UringCoop,
     /// A ring with no setup flags, or fail.
     UringPlain,
+    /// A ring with `SQPOLL`: a kernel thread polls the submission queue and takes a core of
+    /// its own (on two cores, the load's). Never chosen by `auto`; measured in benchmarks.md.
+    UringSqpoll,
     /// The epoll driver, no ring.
     Epoll,
 }
@@ -149,6 +152,7 @@ impl IoDriver {
             IoDriver::UringDefer => "uring-defer",
             IoDriver::UringCoop => "uring-coop",
             IoDriver::UringPlain => "uring-plain",
+            IoDriver::UringSqpoll => "uring-sqpoll",
             IoDriver::Epoll => "epoll",
         }
     }
