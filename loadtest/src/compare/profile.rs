@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use crate::process_usage::{parse_stat_user_system, ClockTicks};
+use crate::process_usage::{ClockTicks, ProcessSample};
 
 /// The events counted, with the column each one becomes (per request).
 pub const EVENTS: [(&str, &str); 16] = [
@@ -111,20 +111,14 @@ impl Profile {
 
 /// CPU ticks of `pids` (all their threads): (user, system).
 fn user_system_ticks(pids: &[u32]) -> (u64, u64) {
-    let mut total = (0, 0);
-    for pid in pids {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            continue;
-        };
-        for task in tasks.filter_map(Result::ok) {
-            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
-            if let Some((user, system)) = parse_stat_user_system(&stat) {
-                total.0 += user;
-                total.1 += system;
-            }
-        }
-    }
-    total
+    pids.iter()
+        .filter_map(|&pid| ProcessSample::take(pid).ok())
+        .fold((0, 0), |(user, system), sample| {
+            (
+                user + sample.user_ticks,
+                system + sample.cpu_ticks - sample.user_ticks,
+            )
+        })
 }
 
 fn pid_list(pids: &[u32]) -> String {
