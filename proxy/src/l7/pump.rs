@@ -17,7 +17,7 @@ use ringwall_runtime::Stream;
 use super::context::RequestContext;
 use super::error::ProxyError;
 use super::phases::{client_failure, client_send_failure, upstream_failure, Progress};
-use super::splice::{can_splice, splice_body, Pipes, SpliceLimits, SPLICE_MIN};
+use super::splice::{splice_body, Pipes, SpliceLimits, SPLICE_MIN};
 use super::transport::{Conn, IoFailure, ReadSize};
 use crate::filters::FilterChain;
 use crate::http1::{
@@ -103,8 +103,7 @@ pub async fn pump<R: Stream, W: Stream>(
     };
     // Nothing needs to see the bytes of a body that keeps its length: the rest of a large
     // one may go from socket to socket (`splice.rs`).
-    let mut splice =
-        !body_filters && matches!(leg.framing, OutFraming::Length(_)) && can_splice(src, dst);
+    let mut splice = !body_filters && matches!(leg.framing, OutFraming::Length(_));
     let mut received: u64 = 0;
     let mut trailers: Option<Bytes> = None;
     let started = Instant::now();
@@ -156,13 +155,10 @@ pub async fn pump<R: Stream, W: Stream>(
                             moved?;
                             leg.decoder.skip(left);
                             received += left;
-                            match direction {
-                                Direction::Request => ctx.bytes_received += left,
-                                Direction::Response => ctx.bytes_sent += left,
-                            }
+                            count(direction, left, ctx, progress);
                             continue;
                         }
-                        // No pipe to be had: copy.
+                        // Not TCP both ways, or no pipe to be had: copy.
                         None => splice = false,
                     }
                 }
@@ -223,13 +219,7 @@ fn stage<W: Stream>(
     progress: &mut Progress,
 ) -> Option<Bytes> {
     let data = chunk.filter(|d| !d.is_empty())?;
-    match leg.direction {
-        Direction::Request => ctx.bytes_received += data.len() as u64,
-        Direction::Response => {
-            ctx.bytes_sent += data.len() as u64;
-            progress.response_started = true;
-        }
-    }
+    count(leg.direction, data.len() as u64, ctx, progress);
     let chunked = leg.framing == OutFraming::Chunked;
     if chunked {
         write_chunk_header(data.len(), dst.out.buf());
@@ -239,6 +229,18 @@ fn stage<W: Stream>(
         write_chunk_end(dst.out.buf());
     }
     large
+}
+
+/// Counts `n` body bytes as moved: received from the client, or sent to it (and then the
+/// response has started).
+fn count(direction: Direction, n: u64, ctx: &mut RequestContext, progress: &mut Progress) {
+    match direction {
+        Direction::Request => ctx.bytes_received += n,
+        Direction::Response => {
+            ctx.bytes_sent += n;
+            progress.response_started = true;
+        }
+    }
 }
 
 /// Writes a piece [`stage`] gave back, after what is queued, and closes its chunk.

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use monoio::io::splice::{SpliceDestination, SpliceSource};
 use monoio::net::unix::{new_pipe, Pipe};
-use ringwall_runtime::Stream;
+use monoio::net::TcpStream;
+use ringwall_runtime::{Stream, Timer};
 
 use super::pump::Direction;
 use super::transport::{Conn, IoFailure};
@@ -62,11 +63,6 @@ impl Pipes {
     }
 }
 
-/// Whether the rest of a body may be spliced from `src` to `dst`.
-pub fn can_splice<R: Stream, W: Stream>(src: &mut Conn<R>, dst: &mut Conn<W>) -> bool {
-    src.stream.tcp().is_some() && dst.stream.tcp().is_some()
-}
-
 /// What a splice is held to.
 pub struct SpliceLimits<C> {
     pub direction: Direction,
@@ -76,8 +72,9 @@ pub struct SpliceLimits<C> {
     pub check: C,
 }
 
-/// Moves `len` bytes from `src`'s socket to `dst`'s. `None` when no pipe could be had (the
-/// caller copies instead); otherwise every byte moved, or the error that stopped it.
+/// Moves `len` bytes from `src`'s socket to `dst`'s. `None` when a side is not TCP or no pipe
+/// could be had (the caller copies instead); otherwise every byte moved, or the error that
+/// stopped it.
 pub async fn splice_body<R: Stream, W: Stream, C: Fn(u64) -> Result<(), ProxyError>>(
     pipes: &Pipes,
     src: &mut Conn<R>,
@@ -85,8 +82,17 @@ pub async fn splice_body<R: Stream, W: Stream, C: Fn(u64) -> Result<(), ProxyErr
     len: u64,
     limits: SpliceLimits<C>,
 ) -> Option<Result<(), ProxyError>> {
+    let (Some(from), Some(to)) = (src.stream.tcp(), dst.stream.tcp()) else {
+        return None;
+    };
     let mut pipe = pipes.take()?;
-    let result = steps(&mut pipe, src, dst, len, &limits).await;
+    let ends = Ends {
+        from,
+        to,
+        from_timer: &src.timer,
+        to_timer: &dst.timer,
+    };
+    let result = steps(&mut pipe, ends, len, &limits).await;
     match result {
         Ok(()) => {
             pipes.give_back(pipe);
@@ -98,30 +104,37 @@ pub async fn splice_body<R: Stream, W: Stream, C: Fn(u64) -> Result<(), ProxyErr
     }
 }
 
+/// The two sockets, each with its connection's timer.
+struct Ends<'a> {
+    from: &'a mut TcpStream,
+    to: &'a mut TcpStream,
+    from_timer: &'a Timer,
+    to_timer: &'a Timer,
+}
+
 enum Failed {
     Read(IoFailure),
     Write(IoFailure),
     Check(ProxyError),
 }
 
-async fn steps<R: Stream, W: Stream, C: Fn(u64) -> Result<(), ProxyError>>(
+async fn steps<C: Fn(u64) -> Result<(), ProxyError>>(
     pipe: &mut PipePair,
-    src: &mut Conn<R>,
-    dst: &mut Conn<W>,
+    ends: Ends<'_>,
     len: u64,
     limits: &SpliceLimits<C>,
 ) -> Result<(), Failed> {
     let (read_timeout, write_timeout) = (limits.read_timeout, limits.write_timeout);
-    let (Some(from), Some(to)) = (src.stream.tcp(), dst.stream.tcp()) else {
-        return Err(Failed::Read(IoFailure::Io(
-            std::io::ErrorKind::Unsupported.into(),
-        )));
-    };
+    let Ends {
+        from,
+        to,
+        from_timer,
+        to_timer,
+    } = ends;
     let mut left = len;
     while left > 0 {
         let want = left.min(u64::from(STEP)) as u32;
-        let filled = src
-            .timer
+        let filled = from_timer
             .within(read_timeout, from.splice_to_pipe(&mut pipe.write, want))
             .await;
         let mut in_pipe = match filled {
@@ -132,8 +145,7 @@ async fn steps<R: Stream, W: Stream, C: Fn(u64) -> Result<(), ProxyError>>(
         };
         left -= u64::from(in_pipe);
         while in_pipe > 0 {
-            let drained = dst
-                .timer
+            let drained = to_timer
                 .within(write_timeout, to.splice_from_pipe(&mut pipe.read, in_pipe))
                 .await;
             match drained {
