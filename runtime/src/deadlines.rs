@@ -146,18 +146,17 @@ impl Timer {
     /// Runs `future` for at most `limit`: `None` when the time ran out first (then `future` is
     /// dropped).
     pub fn within<F: Future>(&self, limit: Duration, future: F) -> Within<'_, F> {
-        let armed = self.deadlines.arm(self.slot, Instant::now() + limit, false);
-        Within {
-            timer: self,
-            armed,
-            future,
-        }
+        self.wait(limit, future, false)
     }
 
     /// Like [`Self::within`], for a connection waiting between requests: the wait also ends
     /// (with `None`) when the worker drains, and does not start while it drains.
     pub fn idle<F: Future>(&self, limit: Duration, future: F) -> Within<'_, F> {
-        let armed = self.deadlines.arm(self.slot, Instant::now() + limit, true);
+        self.wait(limit, future, true)
+    }
+
+    fn wait<F: Future>(&self, limit: Duration, future: F, idle: bool) -> Within<'_, F> {
+        let armed = self.deadlines.arm(self.slot, Instant::now() + limit, idle);
         Within {
             timer: self,
             armed,
