@@ -25,10 +25,8 @@ start_nginx_origin "$dir" "$origin_port"
 trap 'kill $nginx_pid 2>/dev/null || true' EXIT
 for round in $(seq "$rounds"); do
   for binary in "$@"; do
-    taskset -c 0 "$binary" --upstream "127.0.0.1:$origin_port" --listen "127.0.0.1:$proxy_port" \
-      --workers 1 --no-pin > "$dir/proxy.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 100); do grep -q "listening on" "$dir/proxy.log" && break; sleep 0.05; done
+    start_ringwall "$binary" "$proxy_port" "$origin_port" "$dir/proxy.log"
+    pid=$ringwall_pid
     taskset -c 1 "$load" -c "$conns" -d 1s "http://127.0.0.1:$proxy_port/" > /dev/null
     cpu=$(taskset -c 1 "$load" -c "$conns" -d "${secs}s" --json --pid "$pid" \
       "http://127.0.0.1:$proxy_port/" | python3 -c '

@@ -29,10 +29,8 @@ start_nginx_origin "$dir" "$origin_port"
 trap 'kill $nginx_pid 2>/dev/null || true' EXIT
 events=raw_syscalls:sys_enter,syscalls:sys_enter_io_uring_enter,syscalls:sys_enter_recvfrom,syscalls:sys_enter_setsockopt,syscalls:sys_enter_close,io_uring:io_uring_submit_req,io_uring:io_uring_poll_arm,context-switches
 for binary in "$@"; do
-  taskset -c 0 "$binary" --upstream "127.0.0.1:$origin_port" --listen "127.0.0.1:$proxy_port" \
-    --workers 1 --no-pin > "$dir/proxy.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 100); do grep -q "listening on" "$dir/proxy.log" && break; sleep 0.05; done
+  start_ringwall "$binary" "$proxy_port" "$origin_port" "$dir/proxy.log"
+  pid=$ringwall_pid
   taskset -c 1 "$load" -c "$conns" -d 1s "${close[@]}" "http://127.0.0.1:$proxy_port/" > /dev/null
   perf stat -x, -e "$events" -p "$pid" -o "$dir/stat.csv" &
   perf_pid=$!
