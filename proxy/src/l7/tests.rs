@@ -419,7 +419,8 @@ fn an_idle_connection_carries_a_small_future() {
         let stream = monoio::net::TcpStream::from_std(std_stream).unwrap();
         let future = serve(worker, stream, "127.0.0.1:1".parse().unwrap(), 0);
         let size = std::mem::size_of_val(&future);
-
+        // docs/architecture.md quotes this line (`-- --nocapture`).
+        eprintln!("serve's future over TCP: {size} bytes");
         assert!(size <= 640, "serve's future is {size} bytes");
         // Nothing in it is cache-padded (a monoio `Sleep` is, and is 640 bytes by itself).
         assert!(std::mem::align_of_val(&future) <= 16);
