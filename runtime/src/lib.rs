@@ -13,6 +13,7 @@
 
 mod deadlines;
 mod driver;
+mod either;
 mod engine;
 mod gather;
 mod idle_probe;
@@ -20,9 +21,11 @@ mod limits;
 mod listener;
 mod shutdown;
 mod stream;
+mod tls;
 
 pub use deadlines::{Deadlines, Timer, Within};
 pub use driver::{DriverChoice, DriverKind};
+pub use either::Either;
 pub use engine::{Engine, EngineError, EngineOptions, WorkerContext};
 pub use gather::Gather;
 pub use idle_probe::idle_connection_is_clean;
@@ -30,6 +33,9 @@ pub use limits::raise_open_files_limit;
 pub use listener::bind_listeners;
 pub use shutdown::{Drain, Shutdown};
 pub use stream::{memory_pair, MemoryStream, Stream};
+pub use tls::{HandshakeError, TlsStream};
+/// rustls, as the runtime's TLS streams use it.
+pub use rustls;
 
 /// A monoio runtime for unit tests that need one (epoll: it runs anywhere).
 #[cfg(test)]

@@ -38,7 +38,7 @@ pub trait Stream: AsyncReadRent + AsyncWriteRent + Split + 'static {
 
     /// Resolves once a read would not wait (data, the end of the stream, or an error are
     /// there), holding no buffer meanwhile: how an idle connection waits for its next request.
-    fn readable(&self) -> impl std::future::Future<Output = io::Result<()>>;
+    fn readable(&mut self) -> impl std::future::Future<Output = io::Result<()>>;
 }
 
 impl Stream for TcpStream {
@@ -50,10 +50,10 @@ impl Stream for TcpStream {
         Some(self)
     }
 
-    fn readable(&self) -> impl std::future::Future<Output = io::Result<()>> {
+    fn readable(&mut self) -> impl std::future::Future<Output = io::Result<()>> {
         // A poll operation under io_uring; under epoll, `relaxed = false` asks the kernel
         // (poll(2)) rather than trusting a readiness left over from the last read.
-        TcpStream::readable(self, false)
+        TcpStream::readable(&*self, false)
     }
 
     fn set_nodelay(&self) {
@@ -248,7 +248,7 @@ impl Stream for MemoryStream {
         pipe.bytes.is_empty() && !pipe.write_closed
     }
 
-    async fn readable(&self) -> io::Result<()> {
+    async fn readable(&mut self) -> io::Result<()> {
         poll_fn(|cx| {
             let mut pipe = self.read.borrow_mut();
             if !pipe.bytes.is_empty() || pipe.write_closed {
