@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{
     parse_body_limit, parse_duration, parse_size, BodyLimit, EscapedSlashesMode, IoDriver,
+    TlsVersion,
 };
 
 /// ringwall: a thread-per-core HTTP/1.1 reverse proxy.
@@ -123,6 +124,30 @@ pub struct Cli {
     /// [default: 1h].
     #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
     pub tunnel_idle_timeout: Option<Duration>,
+
+    /// A TLS handshake must complete within this, else the connection is closed
+    /// [default: 10s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
+    pub tls_handshake_timeout: Option<Duration>,
+
+    /// Terminate TLS on every listener with this PEM certificate chain (repeatable, each with
+    /// its --tls-key, in the same order; the first is the default, the others are chosen by
+    /// SNI from their DNS names).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_cert: Vec<PathBuf>,
+
+    /// The PEM private key of the --tls-cert at the same position (repeatable).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_key: Vec<PathBuf>,
+
+    /// Oldest TLS version accepted on TLS listeners [default: 1.2].
+    #[arg(long, value_name = "VERSION", value_enum, global = true)]
+    pub tls_min_version: Option<TlsVersion>,
+
+    /// Ask TLS clients for a certificate and check it against this PEM CA file; clients
+    /// without one are refused.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_client_ca: Option<PathBuf>,
 
     /// Largest request head, else 431 [default: 32KiB].
     #[arg(long, value_name = "SIZE", value_parser = parse_size, global = true)]

@@ -13,3 +13,4 @@ pub mod filters;
 pub mod http1;
 pub mod l7;
 pub mod server;
+pub mod tls;

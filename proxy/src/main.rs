@@ -60,9 +60,14 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let workers = config.engine.workers;
+    let schemes: Vec<&str> = config
+        .listeners
+        .iter()
+        .map(|l| l.protocol.scheme())
+        .collect();
     let result = server::run(config.clone(), &shutdown, |bound, driver| {
-        for addr in bound {
-            tracing::info!("listening on http://{addr}");
+        for (addr, scheme) in bound.iter().zip(&schemes) {
+            tracing::info!("listening on {scheme}://{addr}");
         }
         tracing::info!("{workers} workers, I/O driver: {driver}");
         if let Some(origins) = &demo_origins {

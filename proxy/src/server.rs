@@ -9,11 +9,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use ringwall_runtime::{
-    bind_listeners, DriverChoice, DriverKind, Engine, EngineError, EngineOptions, Shutdown,
+    bind_listeners, DriverChoice, DriverKind, Either, Engine, EngineError, EngineOptions, Shutdown,
 };
 
 use crate::config::{Config, IoDriver};
-use crate::l7::{serve, ClientLimit, TcpDialer, Worker};
+use crate::l7::{serve, serve_tls, ClientLimit, TcpDialer, Worker};
+use crate::tls::{ListenerTls, TlsFileError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -21,6 +22,8 @@ pub enum ServerError {
     Bind(std::io::Error),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error("{0}")]
+    Tls(TlsFileError),
 }
 
 /// Runs the proxy until `shutdown` fires and the workers have drained. `on_ready` is called
@@ -37,6 +40,13 @@ pub fn run(
         ringwall_runtime::raise_open_files_limit(),
     );
     let client_limit = ClientLimit::new(config.limits.max_connections_per_ip);
+    let tls = config
+        .listeners
+        .iter()
+        .map(|l| l.tls.as_ref().map(ListenerTls::load).transpose())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ServerError::Tls)?;
+    let tls = Arc::new(tls);
     let (listeners, bound) =
         bind_listeners(&config.listen_addrs(), workers, config.engine.share_listen)
             .map_err(ServerError::Bind)?;
@@ -63,7 +73,22 @@ pub fn run(
             ));
             monoio::spawn(worker.clone().sweep_idle_upstreams());
             monoio::spawn(worker.run_deadlines());
-            move |stream, peer, listener| serve(worker.clone(), stream, peer, listener)
+            // This worker's own TLS configuration per listener (`None`: plain).
+            let tls: Vec<_> = tls
+                .iter()
+                .map(|t| t.as_ref().map(ListenerTls::for_worker))
+                .collect();
+            // The TLS path is boxed: a plain connection's task keeps its small size.
+            move |stream, peer, listener| match tls.get(listener).cloned().flatten() {
+                None => Either::left(serve(worker.clone(), stream, peer, listener)),
+                Some(config) => Either::right(Box::pin(serve_tls(
+                    worker.clone(),
+                    stream,
+                    peer,
+                    listener,
+                    config,
+                ))),
+            }
         },
     )?;
     Ok(())

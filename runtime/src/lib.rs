@@ -31,11 +31,11 @@ pub use gather::Gather;
 pub use idle_probe::idle_connection_is_clean;
 pub use limits::raise_open_files_limit;
 pub use listener::bind_listeners;
+/// rustls, as the runtime's TLS streams use it.
+pub use rustls;
 pub use shutdown::{Drain, Shutdown};
 pub use stream::{memory_pair, MemoryStream, Stream};
 pub use tls::{HandshakeError, TlsStream};
-/// rustls, as the runtime's TLS streams use it.
-pub use rustls;
 
 /// A monoio runtime for unit tests that need one (epoll: it runs anywhere).
 #[cfg(test)]

@@ -138,8 +138,8 @@ where
 
     /// The stream under the TLS layer (for a plain-text refusal after
     /// [`HandshakeError::PlainText`]).
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.io
+    pub fn into_inner(self) -> S {
+        self.io
     }
 
     /// Reads more ciphertext into `rx`; returns how much (0: the peer closed).
@@ -159,7 +159,10 @@ where
     fn feed(&mut self) -> Result<(), FeedError> {
         let mut state = self.state.borrow_mut();
         if self.rx.is_empty() {
-            state.conn.read_tls(&mut io::empty()).map_err(FeedError::Io)?;
+            state
+                .conn
+                .read_tls(&mut io::empty())
+                .map_err(FeedError::Io)?;
         }
         while !self.rx.is_empty() {
             let mut reader = &self.rx[..];

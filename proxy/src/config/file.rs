@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::units::{deserialize_duration, deserialize_some_duration, BodyLimit, ByteSize};
-use super::{EscapedSlashesMode, IoDriver, ListenerProtocol};
+use super::{EscapedSlashesMode, IoDriver, ListenerProtocol, TlsVersion};
 
 /// The whole file.
 #[derive(Clone, Debug, Deserialize)]
@@ -66,9 +66,94 @@ pub(crate) struct ListenerFile {
     pub name: Option<String>,
     /// `host:port` to accept connections on. Required.
     pub address: String,
-    /// What the connections speak. Default: `http`.
+    /// What the connections speak: `http` or `https`. Default: `http`.
     #[serde(default)]
     pub protocol: ListenerProtocol,
+    /// `[listener.tls]`: required for `https`, refused otherwise. Default: `None`.
+    #[serde(default)]
+    pub tls: Option<TlsFile>,
+}
+
+/// `[listener.tls]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsFile {
+    /// `[[listener.tls.certificate]]`: at least one. Default: none.
+    #[serde(default)]
+    pub certificate: Vec<CertificateFile>,
+    /// The oldest version accepted, `"1.2"` or `"1.3"`. Default: `"1.2"`.
+    #[serde(default)]
+    pub min_version: TlsVersion,
+    /// PEM file of CAs to check client certificates against. Default: `None` (no client
+    /// certificates asked for).
+    #[serde(default)]
+    pub client_ca: Option<String>,
+    /// With `client_ca`: `required` (no certificate, no handshake) or `optional` (checked if
+    /// sent). Default: `required`.
+    #[serde(default)]
+    pub client_auth: ClientAuthMode,
+    /// Sessions remembered per worker for resumption by session ID; 0 turns it off.
+    /// Default: `4096`.
+    #[serde(default = "default_session_cache")]
+    pub session_cache: usize,
+    /// Issue session tickets. Default: `true`.
+    #[serde(default = "default_true")]
+    pub session_tickets: bool,
+    /// Refuse clients whose SNI no certificate covers, or that send none. Default: `false`.
+    #[serde(default)]
+    pub strict_sni: bool,
+}
+
+impl Default for TlsFile {
+    fn default() -> Self {
+        TlsFile {
+            certificate: Vec::new(),
+            min_version: TlsVersion::default(),
+            client_ca: None,
+            client_auth: ClientAuthMode::default(),
+            session_cache: default_session_cache(),
+            session_tickets: true,
+            strict_sni: false,
+        }
+    }
+}
+
+fn default_session_cache() -> usize {
+    4096
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// `required` or `optional`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ClientAuthMode {
+    #[default]
+    Required,
+    Optional,
+}
+
+/// `[[listener.tls.certificate]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CertificateFile {
+    /// PEM file: the certificate, then its intermediates. Required.
+    pub cert: String,
+    /// PEM file: its private key (PKCS#8, PKCS#1 or SEC1). Required.
+    pub key: String,
+    /// DER file: an OCSP response to staple. Default: `None`.
+    #[serde(default)]
+    pub ocsp: Option<String>,
+    /// Names it serves (exact, or `*.example.com`). Default: `None`, meaning the
+    /// certificate's DNS names.
+    #[serde(default)]
+    pub names: Option<Vec<String>>,
+    /// Answers clients that send no SNI, or a name no certificate covers. Default: `false`
+    /// (then the first certificate does).
+    #[serde(default)]
+    pub default: bool,
 }
 
 /// `[engine]`.
@@ -142,6 +227,10 @@ pub(crate) struct TimeoutsFile {
     /// (HAProxy's `timeout tunnel`). Default: `1h`.
     #[serde(deserialize_with = "deserialize_duration")]
     pub tunnel_idle: Duration,
+    /// A TLS handshake must complete within this, else the connection is closed.
+    /// Default: `10s`.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub tls_handshake: Duration,
 }
 
 // Duration::from_mins needs Rust 1.91; the workspace's rust-version is 1.85.
@@ -160,6 +249,7 @@ impl Default for TimeoutsFile {
             lingering_time: Duration::from_secs(30),
             lingering_timeout: Duration::from_secs(5),
             tunnel_idle: Duration::from_secs(3600),
+            tls_handshake: Duration::from_secs(10),
         }
     }
 }
@@ -397,6 +487,38 @@ pub(crate) struct RouteFile {
     /// Overrides of `[limits]` for this route.
     #[serde(default)]
     pub limits: RouteLimitsFile,
+    /// Requests that arrive on a plain listener are redirected to `https://` (`true`: 301 to
+    /// port 443; a table sets `status` and `port`); those on TLS listeners are served.
+    /// Default: `None`.
+    #[serde(default)]
+    pub https_redirect: Option<HttpsRedirectFile>,
+}
+
+/// `https_redirect = true`, or `https_redirect = { status = 308, port = 8443 }`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum HttpsRedirectFile {
+    On(bool),
+    Table(HttpsRedirectTable),
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HttpsRedirectTable {
+    /// 301, 302, 303, 307 or 308. Default: `301`.
+    #[serde(default = "default_redirect_status")]
+    pub status: u16,
+    /// The port in the `Location`. Default: `443` (left out of the URL).
+    #[serde(default = "default_https_port")]
+    pub port: u16,
+}
+
+fn default_redirect_status() -> u16 {
+    301
+}
+
+fn default_https_port() -> u16 {
+    443
 }
 
 impl RouteFile {
@@ -422,6 +544,7 @@ impl RouteFile {
             response_headers: HeaderEditsFile::default(),
             timeouts: RouteTimeoutsFile::default(),
             limits: RouteLimitsFile::default(),
+            https_redirect: None,
         }
     }
 }

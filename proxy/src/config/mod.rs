@@ -36,8 +36,8 @@ use crate::cli::Cli;
 
 pub use error::{ConfigError, Location};
 pub use policy::{
-    parse_cidr, Cidr, EditOp, Forwarding, HeaderEdit, Http, PathRewrite, RegexRewrite, RoutePolicy,
-    RouteTimeouts, StaticResponse, Template, TemplatePart, Variable,
+    parse_cidr, Cidr, EditOp, Forwarding, HeaderEdit, Http, HttpsRedirect, PathRewrite,
+    RegexRewrite, RoutePolicy, RouteTimeouts, StaticResponse, Template, TemplatePart, Variable,
 };
 pub use units::{parse_body_limit, parse_duration, parse_size, BodyLimit, MAX_DURATION};
 
@@ -76,16 +76,19 @@ pub struct Listener {
     pub name: String,
     pub addr: SocketAddr,
     pub protocol: ListenerProtocol,
+    /// TLS termination; `Some` exactly when `protocol` is `https`.
+    pub tls: Option<TlsSettings>,
 }
 
-/// What a listener's connections speak. Only plain HTTP/1.x so far; TLS and TCP listeners
-/// are kinds to come.
+/// What a listener's connections speak.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerProtocol {
     /// HTTP/1.0 and HTTP/1.1 in plain text.
     #[default]
     Http,
+    /// HTTP/1.x inside TLS, terminated here.
+    Https,
 }
 
 impl ListenerProtocol {
@@ -93,8 +96,64 @@ impl ListenerProtocol {
     pub fn scheme(self) -> &'static str {
         match self {
             ListenerProtocol::Http => "http",
+            ListenerProtocol::Https => "https",
         }
     }
+}
+
+/// `[listener.tls]`: TLS termination on one listener. Paths are absolute (relative ones in the
+/// file are taken from the file's directory; those of flags from the current directory).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// Non-empty. The one marked default (else the first) answers clients that send no SNI
+    /// or a name no certificate covers (unless `strict_sni`).
+    pub certificates: Vec<TlsCertificate>,
+    pub min_version: TlsVersion,
+    /// Client certificates checked against a CA file; `None`: none asked for.
+    pub client_auth: Option<ClientAuth>,
+    /// TLS sessions remembered per worker for resumption by session ID (0: none).
+    pub session_cache: usize,
+    /// Issue session tickets (one key for every worker, so a ticket resumes on any core).
+    pub session_tickets: bool,
+    /// Refuse a handshake whose SNI no certificate covers, or that sends none.
+    pub strict_sni: bool,
+}
+
+/// One certificate chain and its key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsCertificate {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// A DER OCSP response stapled to handshakes.
+    pub ocsp: Option<PathBuf>,
+    /// Host names (exact or `*.` wildcard, lowercase) this certificate serves; empty: the
+    /// certificate's own DNS names.
+    pub names: Vec<String>,
+    pub default: bool,
+}
+
+/// The oldest TLS version a listener accepts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3.
+    #[default]
+    #[serde(rename = "1.2")]
+    #[value(name = "1.2")]
+    Tls12,
+    /// TLS 1.3 only.
+    #[serde(rename = "1.3")]
+    #[value(name = "1.3")]
+    Tls13,
+}
+
+/// Client certificate authentication.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// PEM file of the CAs client certificates must chain to.
+    pub ca: PathBuf,
+    /// Without a certificate the handshake fails; otherwise one is asked for and checked if
+    /// sent.
+    pub required: bool,
 }
 
 /// `[http].escaped_slashes`: what `%2F` in a request path means.
@@ -189,6 +248,8 @@ pub struct Timeouts {
     pub lingering_timeout: Duration,
     /// An upgraded connection with no byte either way for this long is closed.
     pub tunnel_idle: Duration,
+    /// A TLS handshake must complete within this, else the connection is closed.
+    pub tls_handshake: Duration,
 }
 
 /// `[limits]`, in bytes except `max_headers`.
@@ -423,6 +484,7 @@ fn apply_flags(
         file.listener.clear();
         locator.set_by_flag(path(&["listen"]), "--listen");
     }
+    apply_tls_flags(file, cli, locator);
     if let Some(level) = &cli.log_level {
         file.log_level.clone_from(level);
         locator.set_by_flag(path(&["log_level"]), "--log-level");
@@ -453,6 +515,79 @@ fn apply_flags(
             group.max_idle_per_server = max_idle;
         }
     }
+}
+
+/// `--tls-cert`/`--tls-key` make every listener a TLS one with those certificates (the
+/// plain addresses of `listen` become `https` listeners); `--tls-min-version` and
+/// `--tls-client-ca` then apply to every TLS listener.
+fn apply_tls_flags(file: &mut FileConfig, cli: &Cli, locator: &mut Locator<'_>) {
+    if !cli.tls_cert.is_empty() || !cli.tls_key.is_empty() {
+        // A cert without its key (or the other way round) stays in, empty, for the check
+        // to refuse.
+        let pairs: Vec<file::CertificateFile> = (0..cli.tls_cert.len().max(cli.tls_key.len()))
+            .map(|i| file::CertificateFile {
+                cert: cli
+                    .tls_cert
+                    .get(i)
+                    .map(|p| flag_path(p))
+                    .unwrap_or_default(),
+                key: cli.tls_key.get(i).map(|p| flag_path(p)).unwrap_or_default(),
+                ocsp: None,
+                names: None,
+                default: false,
+            })
+            .collect();
+        let addresses = file.listen.take().unwrap_or_else(|| {
+            if file.listener.is_empty() {
+                vec![validate::DEFAULT_LISTEN.to_owned()]
+            } else {
+                Vec::new()
+            }
+        });
+        let converted = addresses.into_iter().map(|address| file::ListenerFile {
+            name: None,
+            address,
+            protocol: ListenerProtocol::Http,
+            tls: None,
+        });
+        file.listener.splice(0..0, converted);
+        for (i, listener) in file.listener.iter_mut().enumerate() {
+            listener.protocol = ListenerProtocol::Https;
+            let tls = listener.tls.get_or_insert_with(file::TlsFile::default);
+            tls.certificate.clone_from(&pairs);
+            // A problem with a certificate names the flag it came from.
+            let at = path(&["listener"]).index(i).key("tls").key("certificate");
+            for j in 0..pairs.len() {
+                locator.set_by_flag(at.index(j).key("cert"), "--tls-cert");
+                locator.set_by_flag(at.index(j).key("key"), "--tls-key");
+                locator.set_by_flag(at.index(j), "--tls-cert");
+            }
+        }
+    }
+    for (i, listener) in file.listener.iter_mut().enumerate() {
+        let Some(tls) = listener.tls.as_mut() else {
+            continue;
+        };
+        let at = path(&["listener"]).index(i).key("tls");
+        if let Some(version) = cli.tls_min_version {
+            tls.min_version = version;
+            locator.set_by_flag(at.key("min_version"), "--tls-min-version");
+        }
+        if let Some(ca) = &cli.tls_client_ca {
+            tls.client_ca = Some(flag_path(ca));
+            tls.client_auth = file::ClientAuthMode::Required;
+            locator.set_by_flag(at.key("client_ca"), "--tls-client-ca");
+        }
+    }
+}
+
+/// A path given by a flag, made absolute from the current directory (the file's relative
+/// paths are taken from the file's directory instead).
+fn flag_path(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_path_buf())
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn apply_engine_flags(engine: &mut file::EngineFile, cli: &Cli, locator: &mut Locator<'_>) {
@@ -538,6 +673,12 @@ fn apply_timeout_flags(timeouts: &mut file::TimeoutsFile, cli: &Cli, locator: &m
             "tunnel_idle",
             cli.tunnel_idle_timeout,
             &mut t.tunnel_idle,
+        ),
+        (
+            "--tls-handshake-timeout",
+            "tls_handshake",
+            cli.tls_handshake_timeout,
+            &mut t.tls_handshake,
         ),
     ] {
         if let Some(value) = value {

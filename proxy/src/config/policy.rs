@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use super::error::{FieldPath, Problem};
 use super::file::{
-    HeaderEditsFile, HttpFile, RegexRewriteFile, ReplacePrefixFile, ReturnFile, RouteFile,
+    HeaderEditsFile, HttpFile, HttpsRedirectFile, RegexRewriteFile, ReplacePrefixFile, ReturnFile,
+    RouteFile,
 };
 use super::validate::check_duration;
 use super::{Limits, Timeouts};
@@ -89,6 +90,43 @@ pub struct RoutePolicy {
     pub max_body: Option<u64>,
     /// Least average request-body rate after a 5 s grace (408); 0 is off.
     pub min_body_rate: u64,
+    /// Requests on plain listeners are redirected to `https://`.
+    pub https_redirect: Option<HttpsRedirect>,
+}
+
+/// `https_redirect`: the status and the port of the `Location`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpsRedirect {
+    pub status: u16,
+    /// `None` for 443, which the URL leaves out.
+    pub port: Option<u16>,
+}
+
+fn check_https_redirect(
+    redirect: Option<&HttpsRedirectFile>,
+    here: &FieldPath,
+) -> Checked<Option<HttpsRedirect>> {
+    let (status, port) = match redirect {
+        None | Some(HttpsRedirectFile::On(false)) => return Ok(None),
+        Some(HttpsRedirectFile::On(true)) => (301, 443),
+        Some(HttpsRedirectFile::Table(t)) => (t.status, t.port),
+    };
+    if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+        return Err(Problem::new(
+            here.key("status"),
+            format!("must be a redirect status: 301, 302, 303, 307 or 308 (got {status})"),
+        ));
+    }
+    if port == 0 {
+        return Err(Problem::new(
+            here.key("port"),
+            "must be between 1 and 65535",
+        ));
+    }
+    Ok(Some(HttpsRedirect {
+        status,
+        port: (port != 443).then_some(port),
+    }))
 }
 
 /// The forwarding fields a route adds.
@@ -373,6 +411,10 @@ pub(crate) fn check_route_policy(
             .limits
             .min_body_rate
             .map_or(limits.min_body_rate, |r| r.0),
+        https_redirect: check_https_redirect(
+            route.https_redirect.as_ref(),
+            &here.key("https_redirect"),
+        )?,
     })
 }
 

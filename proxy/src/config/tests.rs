@@ -212,6 +212,7 @@ upstream = "static"
             lingering_time: Duration::from_secs(30),
             lingering_timeout: Duration::from_secs(5),
             tunnel_idle: Duration::from_secs(3600),
+            tls_handshake: Duration::from_secs(10),
         }
     );
     assert_eq!(
@@ -851,6 +852,7 @@ fn flags_override_the_file() {
             lingering_time: Duration::from_secs(30),
             lingering_timeout: Duration::from_secs(5),
             tunnel_idle: Duration::from_secs(3600),
+            tls_handshake: Duration::from_secs(10),
         }
     );
     assert_eq!(
@@ -1609,4 +1611,69 @@ fn ports_are_stripped_for_host_matching() {
     assert_eq!(strip_port(b"a.com"), b"a.com");
     assert_eq!(strip_port(b"[::1]:80"), b"[::1]");
     assert_eq!(strip_port(b"[::1]"), b"[::1]");
+}
+
+#[test]
+fn a_tls_listener_without_certificates_is_refused_with_its_line() {
+    let e =
+        error_after_minimal("\n[[listener]]\naddress = \"127.0.0.1:8443\"\nprotocol = \"https\"\n");
+    assert!(e.starts_with("ringwall.toml:10:"), "{e}");
+    assert!(e.contains("listener[0].protocol"), "{e}");
+    assert!(e.contains("[listener.tls]"), "{e}");
+
+    let e = error_after_minimal(
+        "\n[[listener]]\naddress = \"127.0.0.1:8443\"\n[listener.tls]\nmin_version = \"1.3\"\n",
+    );
+    assert!(e.contains("listener[0].tls"), "{e}");
+    assert!(e.contains("set protocol = \"https\""), "{e}");
+}
+
+#[test]
+fn a_missing_certificate_file_is_named_with_its_line_and_field() {
+    let e = error_after_minimal(
+        "\n[[listener]]\naddress = \"127.0.0.1:8443\"\nprotocol = \"https\"\n\
+         [[listener.tls.certificate]]\ncert = \"no-such.pem\"\nkey = \"no-such.key\"\n",
+    );
+    assert!(e.starts_with("ringwall.toml:12:"), "{e}");
+    assert!(e.contains("listener[0].tls.certificate[0].cert"), "{e}");
+    // Relative to the file's directory.
+    assert!(e.contains("no-such.pem: cannot read"), "{e}");
+}
+
+#[test]
+fn https_redirect_takes_a_redirect_status_only() {
+    let config = parse(&format!("{MINIMAL}https_redirect = true\n"));
+    assert_eq!(
+        config.routes[0].policy.https_redirect,
+        Some(HttpsRedirect {
+            status: 301,
+            port: None
+        })
+    );
+    let config = parse(&format!(
+        "{MINIMAL}https_redirect = {{ status = 308, port = 8443 }}\n"
+    ));
+    assert_eq!(
+        config.routes[0].policy.https_redirect,
+        Some(HttpsRedirect {
+            status: 308,
+            port: Some(8443)
+        })
+    );
+    let e = error(&format!("{MINIMAL}https_redirect = {{ status = 200 }}\n"));
+    assert!(e.contains("route[0].https_redirect.status"), "{e}");
+}
+
+#[test]
+fn tls_flags_without_their_pair_name_the_flag() {
+    let e = load(&cli(&[
+        "--upstream",
+        "127.0.0.1:9001",
+        "--tls-cert",
+        "a.pem",
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("--tls-key"), "{e}");
+    assert!(e.contains("each --tls-cert needs its --tls-key"), "{e}");
 }

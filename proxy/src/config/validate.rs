@@ -9,20 +9,21 @@
 use std::collections::HashMap;
 use std::net::{Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::{path, FieldPath, Problem};
 use super::file::{
-    EngineFile, FileConfig, HttpFile, LimitsFile, ListenerFile, RouteFile, TimeoutsFile,
-    UpstreamFile,
+    ClientAuthMode, EngineFile, FileConfig, HttpFile, LimitsFile, ListenerFile, RouteFile,
+    TimeoutsFile, TlsFile, UpstreamFile,
 };
 use super::policy::{check_http, check_return, check_route_policy, is_token, Http};
 use super::units::{format_size, MAX_DURATION};
 use super::{
-    Config, EngineConfig, HostPattern, Limits, Listener, ListenerProtocol, Route, RouteAction,
-    Timeouts, UpstreamGroup,
+    ClientAuth, Config, EngineConfig, HostPattern, Limits, Listener, ListenerProtocol, Route,
+    RouteAction, Timeouts, TlsCertificate, TlsSettings, UpstreamGroup,
 };
+use crate::tls::TlsField;
 
 /// The accepted log levels, least verbose first.
 pub(crate) const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
@@ -41,10 +42,14 @@ pub(crate) fn default_route_name(index: usize) -> String {
 }
 
 /// Where clients connect when the file names no listener.
-const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
 pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Config> {
-    let listeners = check_listeners(file.listen.as_deref(), &file.listener)?;
+    let base = source
+        .as_deref()
+        .and_then(std::path::Path::parent)
+        .map(std::path::Path::to_path_buf);
+    let listeners = check_listeners(file.listen.as_deref(), &file.listener, base.as_deref())?;
     let log_level = check_log_level(&file.log_level)?;
     let engine = check_engine(&file.engine)?;
     let timeouts = check_timeouts(&file.timeouts)?;
@@ -78,7 +83,11 @@ pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Co
 
 /// `listen` (plain HTTP addresses) and `[[listener]]`s, as one list; the default address when
 /// neither is given.
-fn check_listeners(listen: Option<&[String]>, entries: &[ListenerFile]) -> Checked<Vec<Listener>> {
+fn check_listeners(
+    listen: Option<&[String]>,
+    entries: &[ListenerFile],
+    base: Option<&Path>,
+) -> Checked<Vec<Listener>> {
     let default = [DEFAULT_LISTEN.to_owned()];
     let listen = match listen {
         Some([]) => return Err(Problem::new(path(&["listen"]), "must not be empty")),
@@ -94,6 +103,7 @@ fn check_listeners(listen: Option<&[String]>, entries: &[ListenerFile]) -> Check
                 None,
                 text,
                 ListenerProtocol::Http,
+                None,
                 path(&["listen"]).index(i),
             )
         })
@@ -102,12 +112,13 @@ fn check_listeners(listen: Option<&[String]>, entries: &[ListenerFile]) -> Check
                 Some((entry.name.as_deref(), i)),
                 &entry.address,
                 entry.protocol,
+                entry.tls.as_ref(),
                 path(&["listener"]).index(i),
             )
         }));
     let mut listeners: Vec<Listener> = Vec::new();
     let mut places: Vec<FieldPath> = Vec::new();
-    for (name, text, protocol, here) in given {
+    for (name, text, protocol, tls, here) in given {
         let at = if name.is_some() {
             here.key("address")
         } else {
@@ -136,14 +147,144 @@ fn check_listeners(listen: Option<&[String]>, entries: &[ListenerFile]) -> Check
             }
             _ => format!("listener-{}", listeners.len()),
         };
+        let tls = match (protocol, tls) {
+            (ListenerProtocol::Https, Some(tls)) => Some(check_tls(tls, base, &here.key("tls"))?),
+            (ListenerProtocol::Https, None) => {
+                return Err(Problem::new(
+                    here.key("protocol"),
+                    "protocol \"https\" needs a [listener.tls] table with a certificate",
+                ))
+            }
+            (ListenerProtocol::Http, Some(_)) => {
+                return Err(Problem::new(
+                    here.key("tls"),
+                    "TLS settings on a plain listener: set protocol = \"https\"",
+                ))
+            }
+            (ListenerProtocol::Http, None) => None,
+        };
         listeners.push(Listener {
             name,
             addr,
             protocol,
+            tls,
         });
         places.push(here);
     }
     Ok(listeners)
+}
+
+/// A path of the file, taken from the file's directory when relative.
+fn file_path(text: &str, base: Option<&Path>, here: &FieldPath) -> Checked<PathBuf> {
+    if text.is_empty() {
+        return Err(Problem::new(
+            here.clone(),
+            "must not be empty (on the command line: each --tls-cert needs its --tls-key)",
+        ));
+    }
+    let path = Path::new(text);
+    Ok(match base {
+        Some(base) if path.is_relative() => base.join(path),
+        _ => path.to_path_buf(),
+    })
+}
+
+/// `[listener.tls]`: the settings, then every file they name, read and checked as the start
+/// would (so `ringwall check` refuses what the start would refuse).
+fn check_tls(tls: &TlsFile, base: Option<&Path>, here: &FieldPath) -> Checked<TlsSettings> {
+    if tls.certificate.is_empty() {
+        return Err(Problem::new(
+            here.key("certificate"),
+            "at least one [[listener.tls.certificate]] is needed",
+        ));
+    }
+    let mut certificates = Vec::with_capacity(tls.certificate.len());
+    let mut defaults = 0;
+    for (i, c) in tls.certificate.iter().enumerate() {
+        let at = here.key("certificate").index(i);
+        let names = match &c.names {
+            None => Vec::new(),
+            Some(names) if names.is_empty() => {
+                return Err(Problem::new(at.key("names"), "must not be empty"))
+            }
+            Some(names) => names
+                .iter()
+                .enumerate()
+                .map(|(j, n)| {
+                    check_tls_name(n).map_err(|m| Problem::new(at.key("names").index(j), m))
+                })
+                .collect::<Checked<Vec<_>>>()?,
+        };
+        defaults += usize::from(c.default);
+        if defaults > 1 {
+            return Err(Problem::new(
+                at.key("default"),
+                "only one certificate may be the default",
+            ));
+        }
+        certificates.push(TlsCertificate {
+            cert: file_path(&c.cert, base, &at.key("cert"))?,
+            key: file_path(&c.key, base, &at.key("key"))?,
+            ocsp: c
+                .ocsp
+                .as_deref()
+                .map(|o| file_path(o, base, &at.key("ocsp")))
+                .transpose()?,
+            names,
+            default: c.default,
+        });
+    }
+    let client_auth = tls
+        .client_ca
+        .as_deref()
+        .map(|ca| {
+            Ok::<_, Problem>(ClientAuth {
+                ca: file_path(ca, base, &here.key("client_ca"))?,
+                required: tls.client_auth == ClientAuthMode::Required,
+            })
+        })
+        .transpose()?;
+    let settings = TlsSettings {
+        certificates,
+        min_version: tls.min_version,
+        client_auth,
+        session_cache: tls.session_cache,
+        session_tickets: tls.session_tickets,
+        strict_sni: tls.strict_sni,
+    };
+    crate::tls::ListenerTls::load(&settings).map_err(|e| {
+        let at = match e.field {
+            TlsField::Cert(i) => here.key("certificate").index(i).key("cert"),
+            TlsField::Key(i) => here.key("certificate").index(i).key("key"),
+            TlsField::Ocsp(i) => here.key("certificate").index(i).key("ocsp"),
+            TlsField::Names(i) => here.key("certificate").index(i),
+            TlsField::ClientCa => here.key("client_ca"),
+            TlsField::Settings => here.clone(),
+        };
+        Problem::new(at, e.to_string())
+    })?;
+    Ok(settings)
+}
+
+/// A host name a certificate serves: `example.com` or `*.example.com`, lowercased.
+fn check_tls_name(name: &str) -> Result<String, String> {
+    let host = name.strip_prefix("*.").unwrap_or(name);
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        });
+    if valid {
+        Ok(name.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "{name:?} is not a host name (or a `*.` wildcard of one)"
+        ))
+    }
 }
 
 fn check_log_level(level: &str) -> Checked<String> {
@@ -220,6 +361,7 @@ fn check_timeouts(timeouts: &TimeoutsFile) -> Checked<Timeouts> {
         lingering_time: check("lingering_time", timeouts.lingering_time)?,
         lingering_timeout: check("lingering_timeout", timeouts.lingering_timeout)?,
         tunnel_idle: check("tunnel_idle", timeouts.tunnel_idle)?,
+        tls_handshake: check("tls_handshake", timeouts.tls_handshake)?,
     })
 }
 

@@ -22,6 +22,7 @@
 
 mod forwarded;
 mod headers;
+mod https_redirect;
 mod request_id;
 mod rewrite;
 mod static_response;
@@ -227,6 +228,9 @@ impl FilterChain {
         }
         if let Some(header) = &policy.request_id {
             filters.push(Box::new(RequestIdFilter::new(header)));
+        }
+        if let Some(redirect) = policy.https_redirect {
+            filters.push(Box::new(https_redirect::HttpsRedirectFilter::new(redirect)));
         }
         if let RouteAction::Return(response) = &route.action {
             filters.push(Box::new(StaticResponseFilter::new(response.clone())));

@@ -31,6 +31,8 @@ pub enum ProxyError {
     BodyTooSlow,
     #[error("too many connections from this client address")]
     TooManyConnections,
+    #[error("plain HTTP sent to a TLS listener")]
+    PlainHttpToTls,
     #[error("request body larger than the limit")]
     BodyTooLarge,
     #[error("client closed the connection mid-request")]
@@ -71,6 +73,7 @@ impl ProxyError {
             | ProxyError::BodyTimeout
             | ProxyError::BodyTooSlow
             | ProxyError::TooManyConnections
+            | ProxyError::PlainHttpToTls
             | ProxyError::BodyTooLarge
             | ProxyError::ClientClosed
             | ProxyError::ClientIo(_)
@@ -90,7 +93,7 @@ impl ProxyError {
     pub fn status(&self) -> Option<u16> {
         Some(match self {
             ProxyError::BadRequest(e) => e.status(),
-            ProxyError::BadRequestBody(_) => 400,
+            ProxyError::BadRequestBody(_) | ProxyError::PlainHttpToTls => 400,
             ProxyError::HeaderTimeout | ProxyError::BodyTimeout | ProxyError::BodyTooSlow => 408,
             ProxyError::TooManyConnections => 429,
             ProxyError::BodyTooLarge => 413,
@@ -119,6 +122,13 @@ impl ProxyError {
 
     /// The response for this error, or `None` when the client can no longer be answered.
     pub fn response(&self) -> Option<LocalResponse> {
+        if let ProxyError::PlainHttpToTls = self {
+            // nginx's words, which clients and people already know.
+            return Some(LocalResponse::text(
+                400,
+                "The plain HTTP request was sent to HTTPS port\n",
+            ));
+        }
         self.status().map(LocalResponse::status_page)
     }
 }

@@ -33,7 +33,7 @@ use ringwall_runtime::{Deadlines, Drain};
 pub use client_limit::{ClientLimit, ClientSlot};
 pub use context::RequestContext;
 pub use error::{ProxyError, Side};
-pub use phases::serve;
+pub use phases::{serve, serve_tls};
 pub use router::{RouteEntry, RouteQuery, RouteTable};
 pub use transport::{read_some, Conn, ReadSize};
 pub use upstream::{Dialer, TcpDialer, Upstreams};

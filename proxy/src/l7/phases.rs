@@ -26,10 +26,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use ringwall_runtime::Stream;
+use monoio::net::TcpStream;
+use ringwall_runtime::{rustls, HandshakeError, Stream, TlsStream};
 
 use super::context::RequestContext;
 use super::error::{ProxyError, Side};
@@ -119,6 +121,38 @@ pub fn serve<C: Stream, D: Dialer>(
     // state, and this one would be kept twice.
     let client = Conn::new(stream, 0, worker.deadlines.timer());
     serve_connection(worker, client, remote, listener)
+}
+
+/// Serves one connection accepted on a TLS listener: the handshake (within
+/// `timeouts.tls_handshake`), then the same request path as plain connections. A failed
+/// handshake closes this connection only; a client that speaks plain HTTP to the port gets a
+/// plain-text 400 saying so.
+pub async fn serve_tls<D: Dialer>(
+    worker: Rc<Worker<D>>,
+    stream: TcpStream,
+    remote: SocketAddr,
+    listener: usize,
+    config: Arc<rustls::ServerConfig>,
+) {
+    let conn = match rustls::ServerConnection::new(config) {
+        Ok(conn) => conn,
+        Err(e) => return tracing::error!(%remote, "cannot start a TLS session: {e}"),
+    };
+    let mut tls = TlsStream::new(stream, conn);
+    let timer = worker.deadlines.timer();
+    let handshake = timer.within(worker.timeouts.tls_handshake, tls.handshake());
+    match handshake.await {
+        Some(Ok(())) => {}
+        None => return tracing::debug!(%remote, "TLS handshake timed out"),
+        Some(Err(HandshakeError::PlainText)) => {
+            drop(timer);
+            let mut client = Conn::new(tls.into_inner(), 0, worker.deadlines.timer());
+            return refuse(&worker, &mut client, &ProxyError::PlainHttpToTls, remote).await;
+        }
+        Some(Err(e)) => return tracing::debug!(%remote, "TLS handshake failed: {e}"),
+    }
+    drop(timer);
+    serve(worker, tls, remote, listener).await;
 }
 
 async fn serve_connection<C: Stream, D: Dialer>(

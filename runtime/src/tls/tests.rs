@@ -128,7 +128,9 @@ fn plain_text_to_a_tls_port_is_told_apart() {
         let (server_config, _) = configs();
         let (a, mut b) = memory_pair();
         let mut server = TlsStream::new(a, ServerConnection::new(server_config).unwrap());
-        let (w, _) = b.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()).await;
+        let (w, _) = b
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec())
+            .await;
         w.unwrap();
         assert!(matches!(
             server.handshake().await,
@@ -143,7 +145,9 @@ fn garbage_fails_the_handshake_with_an_alert() {
         let (server_config, _) = configs();
         let (a, mut b) = memory_pair();
         let mut server = TlsStream::new(a, ServerConnection::new(server_config).unwrap());
-        let (w, _) = b.write_all(vec![0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x00, 0x00, 0x00]).await;
+        let (w, _) = b
+            .write_all(vec![0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x00, 0x00, 0x00])
+            .await;
         w.unwrap();
         assert!(matches!(
             server.handshake().await,
