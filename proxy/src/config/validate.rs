@@ -125,7 +125,11 @@ fn check_listeners(
             here.clone()
         };
         let addr = resolve(text).map_err(|m| Problem::new(at.clone(), m))?;
-        if let Some(first) = listeners.iter().position(|l| l.addr == addr) {
+        // Port 0 asks the kernel for a free port: several such listeners do not collide.
+        if let Some(first) = listeners
+            .iter()
+            .position(|l| l.addr == addr && addr.port() != 0)
+        {
             return Err(Problem::new(
                 at,
                 format!(

@@ -67,7 +67,10 @@ impl Drop for TempFile {
 /// A running `ringwall`; killed and reaped when dropped.
 pub struct Proxy {
     child: Child,
+    /// The first listener's address.
     pub addr: SocketAddr,
+    /// Every listener's address, in listener order.
+    pub addrs: Vec<SocketAddr>,
     logs: Receiver<String>,
     log_lines: RefCell<Vec<String>>,
     exited: Option<ExitStatus>,
@@ -108,8 +111,27 @@ impl Proxy {
         Proxy::spawn(args, extra, Some(file))
     }
 
-    fn spawn(mut args: Vec<String>, extra: &[&str], config: Option<TempFile>) -> Proxy {
-        args.extend(["--listen", "127.0.0.1:0"].map(String::from));
+    /// Starts ringwall from a TOML configuration whose own listeners (on port 0) are kept:
+    /// no `--listen` is added.
+    pub fn with_config_listeners(toml: &str, extra: &[&str]) -> Proxy {
+        let file = TempFile::new("ringwall.toml", toml);
+        let args = vec!["--config".to_string(), file.display()];
+        Proxy::spawn_with(args, extra, Some(file), false)
+    }
+
+    fn spawn(args: Vec<String>, extra: &[&str], config: Option<TempFile>) -> Proxy {
+        Proxy::spawn_with(args, extra, config, true)
+    }
+
+    fn spawn_with(
+        mut args: Vec<String>,
+        extra: &[&str],
+        config: Option<TempFile>,
+        listen: bool,
+    ) -> Proxy {
+        if listen {
+            args.extend(["--listen", "127.0.0.1:0"].map(String::from));
+        }
         if !extra.contains(&"--workers") {
             args.extend(["--workers", "2"].map(String::from));
         }
@@ -133,12 +155,14 @@ impl Proxy {
         let mut proxy = Proxy {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            addrs: Vec::new(),
             logs,
             log_lines: RefCell::new(Vec::new()),
             exited: None,
             _config: config,
         };
-        proxy.addr = proxy.wait_listening(&args);
+        proxy.addrs = proxy.wait_listening(&args);
+        proxy.addr = proxy.addrs[0];
         proxy.check_driver(&args);
         proxy
     }
@@ -175,16 +199,20 @@ impl Proxy {
         );
     }
 
-    fn wait_listening(&mut self, args: &[String]) -> SocketAddr {
+    /// Every listening address, in listener order (the line naming the driver follows them).
+    fn wait_listening(&mut self, args: &[String]) -> Vec<SocketAddr> {
         let deadline = Instant::now() + START_TIMEOUT;
+        let mut addrs = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.logs.recv_timeout(left) {
                 Ok(line) => {
                     let addr = listening_addr(&line);
+                    let done = line.contains("I/O driver: ");
                     self.log_lines.borrow_mut().push(line);
-                    if let Some(addr) = addr {
-                        return addr;
+                    addrs.extend(addr);
+                    if done && !addrs.is_empty() {
+                        return addrs;
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => panic!(
