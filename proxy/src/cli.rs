@@ -41,11 +41,17 @@ pub struct Cli {
     #[arg(short = 'l', long, value_name = "ADDR", global = true)]
     pub listen: Vec<String>,
 
-    /// Upstream server host:port (repeatable). The servers form (or replace those of) the
+    /// Upstream server host:port, or `https://host[:port]` for TLS to it (repeatable). The
+    /// servers form (or replace those of) the
     /// upstream group "default"; unless a route already sends there, a catch-all route
     /// "default" is added after the file's routes.
     #[arg(short = 'u', long, value_name = "ADDR", global = true)]
     pub upstream: Vec<String>,
+
+    /// CA file (PEM) that the certificates of `https://` servers given by --upstream must
+    /// chain to [default: the system's roots].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub upstream_ca: Option<PathBuf>,
 
     /// Worker threads [default: one per online core].
     #[arg(short = 'w', long, value_name = "N", global = true)]

@@ -14,7 +14,7 @@ use ringwall_runtime::{
 
 use crate::config::{Config, IoDriver};
 use crate::l7::{serve, serve_tls, ClientLimit, TcpDialer, Worker};
-use crate::tls::{ListenerTls, TlsFileError};
+use crate::tls::{upstream_client_config, ListenerTls, TlsFileError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -47,6 +47,12 @@ pub fn run(
         .collect::<Result<Vec<_>, _>>()
         .map_err(ServerError::Tls)?;
     let tls = Arc::new(tls);
+    let upstream_tls = config
+        .upstreams
+        .iter()
+        .map(|g| g.tls.as_ref().map(upstream_client_config).transpose())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ServerError::Tls)?;
     let (listeners, bound) =
         bind_listeners(&config.listen_addrs(), workers, config.engine.share_listen)
             .map_err(ServerError::Bind)?;
@@ -69,7 +75,12 @@ pub fn run(
                 ctx.id,
                 ctx.drain.clone(),
                 client_limit.clone(),
-                TcpDialer,
+                TcpDialer::new(
+                    upstream_tls
+                        .iter()
+                        .map(|c| c.as_ref().map(|c| Arc::new(for_worker(c))))
+                        .collect(),
+                ),
             ));
             monoio::spawn(worker.clone().sweep_idle_upstreams());
             monoio::spawn(worker.run_deadlines());
@@ -92,6 +103,16 @@ pub fn run(
         },
     )?;
     Ok(())
+}
+
+/// A worker's own copy of an upstream group's client configuration: its own session store,
+/// so resuming sessions with an origin touches no other core's memory.
+fn for_worker(
+    config: &ringwall_runtime::rustls::ClientConfig,
+) -> ringwall_runtime::rustls::ClientConfig {
+    let mut config = config.clone();
+    config.resumption = ringwall_runtime::rustls::client::Resumption::in_memory_sessions(256);
+    config
 }
 
 /// Descriptors kept aside for listeners, the ring, logs and the like.

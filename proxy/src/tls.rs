@@ -25,9 +25,9 @@ use rustls::server::{
     WebPkiClientVerifier,
 };
 use rustls::sign::CertifiedKey;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
-use crate::config::{TlsCertificate, TlsSettings, TlsVersion};
+use crate::config::{TlsCertificate, TlsSettings, TlsVersion, UpstreamTls};
 
 /// The one ALPN protocol spoken on terminated connections.
 const ALPN_HTTP11: &[u8] = b"http/1.1";
@@ -48,8 +48,8 @@ pub enum TlsField {
     Ocsp(usize),
     /// `certificate[i].names`
     Names(usize),
-    /// `client_ca`
-    ClientCa,
+    /// `client_ca` of a listener, `ca` of an upstream group
+    Ca,
     /// The listener's TLS settings as a whole.
     Settings,
 }
@@ -128,7 +128,7 @@ impl ListenerTls {
         let builder = match &settings.client_auth {
             None => builder.with_no_client_auth(),
             Some(auth) => {
-                let roots = load_roots(&auth.ca, TlsField::ClientCa)?;
+                let roots = load_roots(&auth.ca, TlsField::Ca)?;
                 let verifier =
                     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
                 let verifier = if auth.required {
@@ -138,7 +138,7 @@ impl ListenerTls {
                 };
                 let verifier = verifier
                     .build()
-                    .map_err(|e| refuse(TlsField::ClientCa, &auth.ca, e.to_string()))?;
+                    .map_err(|e| refuse(TlsField::Ca, &auth.ca, e.to_string()))?;
                 builder.with_client_cert_verifier(verifier)
             }
         };
@@ -253,16 +253,8 @@ fn load_certificate(
     let leaf = check_leaf(&chain[0], now).map_err(|r| refuse(TlsField::Cert(i), cert_path, r))?;
     let key_path = &certificate.key;
     let key = read_key(key_path, TlsField::Key(i))?;
-    let mut key = CertifiedKey::from_der(chain, key, provider).map_err(|e| {
-        let reason = match e {
-            rustls::Error::InconsistentKeys(_) => format!(
-                "the key does not match the certificate in {}",
-                cert_path.display()
-            ),
-            other => format!("unusable private key: {other}"),
-        };
-        refuse(TlsField::Key(i), key_path, reason)
-    })?;
+    let mut key = CertifiedKey::from_der(chain, key, provider)
+        .map_err(|e| refuse(TlsField::Key(i), key_path, key_problem(&e, cert_path)))?;
     if let Some(ocsp) = &certificate.ocsp {
         let der = std::fs::read(ocsp)
             .map_err(|e| refuse(TlsField::Ocsp(i), ocsp, format!("cannot read: {e}")))?;
@@ -356,6 +348,70 @@ fn read_key(path: &Path, field: TlsField) -> Result<PrivateKeyDer<'static>, TlsF
         }
         other => refuse(field, path, format!("not a PEM private key: {other}")),
     })
+}
+
+/// The client configuration toward an upstream group's `https://` servers: their
+/// certificates checked against the group's CA file or the system's roots, a client
+/// certificate if configured, ALPN `http/1.1`. Each worker makes its own (and so keeps its
+/// own sessions for resumption).
+pub fn upstream_client_config(tls: &UpstreamTls) -> Result<ClientConfig, TlsFileError> {
+    let provider = provider();
+    let roots = match &tls.ca {
+        Some(ca) => load_roots(ca, TlsField::Ca)?,
+        None => system_roots()?,
+    };
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsFileError {
+            field: TlsField::Settings,
+            file: None,
+            reason: e.to_string(),
+        })?
+        .with_root_certificates(roots);
+    let mut config = match &tls.client_cert {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = read_certificates(cert, TlsField::Cert(0))?;
+            check_leaf(&chain[0], SystemTime::now())
+                .map_err(|r| refuse(TlsField::Cert(0), cert, r))?;
+            let der = read_key(key, TlsField::Key(0))?;
+            let certified = CertifiedKey::from_der(chain.clone(), der.clone_key(), &provider)
+                .map_err(|e| refuse(TlsField::Key(0), key, key_problem(&e, cert)))?;
+            drop(certified);
+            builder
+                .with_client_auth_cert(chain, der)
+                .map_err(|e| refuse(TlsField::Key(0), key, e.to_string()))?
+        }
+    };
+    config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    Ok(config)
+}
+
+/// The system's CA certificates (Debian's `ca-certificates`, or `SSL_CERT_FILE`).
+fn system_roots() -> Result<RootCertStore, TlsFileError> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        return Err(TlsFileError {
+            field: TlsField::Ca,
+            file: None,
+            reason: "no system CA certificates found (install ca-certificates, or give `ca`)"
+                .to_owned(),
+        });
+    }
+    Ok(roots)
+}
+
+/// Why a private key cannot go with its certificate.
+fn key_problem(e: &rustls::Error, cert: &Path) -> String {
+    match e {
+        rustls::Error::InconsistentKeys(_) => format!(
+            "the key does not match the certificate in {}",
+            cert.display()
+        ),
+        other => format!("unusable private key: {other}"),
+    }
 }
 
 /// A CA file as a trust store.

@@ -35,7 +35,7 @@ pub use listener::bind_listeners;
 pub use rustls;
 pub use shutdown::{Drain, Shutdown};
 pub use stream::{memory_pair, MemoryStream, Stream};
-pub use tls::{HandshakeError, TlsStream};
+pub use tls::{HandshakeError, MaybeTls, TlsStream};
 
 /// A monoio runtime for unit tests that need one (epoll: it runs anywhere).
 #[cfg(test)]

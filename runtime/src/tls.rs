@@ -450,5 +450,94 @@ where
     }
 }
 
+/// A connection that is plain or TLS, decided when it is made: what an upstream group of
+/// `http://` or `https://` servers hands out. The TLS side is boxed, so plain connections stay
+/// small.
+pub enum MaybeTls<S> {
+    Plain(S),
+    Tls(Box<TlsStream<S, rustls::ClientConnection>>),
+}
+
+impl<S: Stream> AsyncReadRent for MaybeTls<S> {
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            MaybeTls::Plain(s) => s.read(buf).await,
+            MaybeTls::Tls(s) => s.read(buf).await,
+        }
+    }
+
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            MaybeTls::Plain(s) => s.readv(buf).await,
+            MaybeTls::Tls(s) => s.readv(buf).await,
+        }
+    }
+}
+
+impl<S: Stream> AsyncWriteRent for MaybeTls<S> {
+    async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            MaybeTls::Plain(s) => s.write(buf).await,
+            MaybeTls::Tls(s) => s.write(buf).await,
+        }
+    }
+
+    async fn writev<T: IoVecBuf>(&mut self, buf: T) -> BufResult<usize, T> {
+        match self {
+            MaybeTls::Plain(s) => s.writev(buf).await,
+            MaybeTls::Tls(s) => s.writev(buf).await,
+        }
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        match self {
+            MaybeTls::Plain(s) => s.flush().await,
+            MaybeTls::Tls(s) => s.flush().await,
+        }
+    }
+
+    async fn shutdown(&mut self) -> io::Result<()> {
+        match self {
+            MaybeTls::Plain(s) => s.shutdown().await,
+            MaybeTls::Tls(s) => s.shutdown().await,
+        }
+    }
+}
+
+// SAFETY: each variant is `Split` (`TlsStream` when its stream is), and a split of the enum
+// splits the one variant it holds.
+#[allow(unsafe_code)]
+unsafe impl<S: Split> Split for MaybeTls<S> {}
+
+impl<S: Stream> Stream for MaybeTls<S> {
+    fn is_idle_clean(&self) -> bool {
+        match self {
+            MaybeTls::Plain(s) => s.is_idle_clean(),
+            MaybeTls::Tls(s) => s.is_idle_clean(),
+        }
+    }
+
+    fn set_nodelay(&self) {
+        match self {
+            MaybeTls::Plain(s) => s.set_nodelay(),
+            MaybeTls::Tls(s) => s.set_nodelay(),
+        }
+    }
+
+    fn tcp(&mut self) -> Option<&mut monoio::net::TcpStream> {
+        match self {
+            MaybeTls::Plain(s) => s.tcp(),
+            MaybeTls::Tls(_) => None,
+        }
+    }
+
+    async fn readable(&mut self) -> io::Result<()> {
+        match self {
+            MaybeTls::Plain(s) => s.readable().await,
+            MaybeTls::Tls(s) => s.readable().await,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

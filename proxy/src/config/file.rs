@@ -419,6 +419,29 @@ pub(crate) struct UpstreamFile {
     /// Most idle pooled connections kept per server (0 disables pooling). Default: `64`.
     #[serde(default = "default_max_idle_per_server")]
     pub max_idle_per_server: usize,
+    /// `[upstream.tls]`: settings for `https://` servers. Default: `None`.
+    #[serde(default)]
+    pub tls: Option<UpstreamTlsFile>,
+}
+
+/// `[upstream.tls]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpstreamTlsFile {
+    /// PEM file of the CAs the servers' certificates must chain to. Default: `None`, meaning
+    /// the system's roots.
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// The name sent as SNI and checked against every server's certificate. Default: `None`,
+    /// meaning the host of each server's URL.
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// PEM file of a client certificate chain to present. Default: `None`.
+    #[serde(default)]
+    pub client_cert: Option<String>,
+    /// PEM file of its private key; required with `client_cert`. Default: `None`.
+    #[serde(default)]
+    pub client_key: Option<String>,
 }
 
 /// Default of `[[upstream]].max_idle_per_server`.

@@ -282,6 +282,20 @@ pub struct UpstreamGroup {
     pub servers: Vec<SocketAddr>,
     /// Most idle pooled connections kept per server; 0 disables pooling.
     pub max_idle_per_server: usize,
+    /// TLS toward the servers (`https://` servers); `None`: plain TCP.
+    pub tls: Option<UpstreamTls>,
+}
+
+/// TLS toward an upstream group's servers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// Per server, in `servers` order: the name sent as SNI and that its certificate must
+    /// carry (the host of its `https://` URL, or the group's `sni`).
+    pub server_names: Vec<String>,
+    /// CAs the servers' certificates must chain to; `None`: the system's roots.
+    pub ca: Option<PathBuf>,
+    /// A client certificate chain and key to present.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// A `[[route]]`. A request matches when every condition holds.
@@ -505,6 +519,17 @@ fn apply_flags(
     if let Some((servers, flag)) = servers {
         let (group, route) = add_default_upstream(file, servers);
         locator.set_by_flag(path(&["upstream"]).index(group).key("servers"), flag);
+        if let Some(ca) = &cli.upstream_ca {
+            let tls = file.upstream[group]
+                .tls
+                .get_or_insert_with(file::UpstreamTlsFile::default);
+            tls.ca = Some(flag_path(ca));
+            locator.set_by_flag(
+                path(&["upstream"]).index(group).key("tls").key("ca"),
+                "--upstream-ca",
+            );
+            locator.set_by_flag(path(&["upstream"]).index(group).key("tls"), "--upstream-ca");
+        }
         if let Some(route) = route {
             locator.set_by_flag(path(&["route"]).index(route), flag);
         }
@@ -805,6 +830,7 @@ fn add_default_upstream(file: &mut FileConfig, servers: Vec<String>) -> (usize, 
             name: DEFAULT_UPSTREAM.to_owned(),
             servers,
             max_idle_per_server: file::default_max_idle_per_server(),
+            tls: None,
         });
         file.upstream.len() - 1
     };

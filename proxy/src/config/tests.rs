@@ -111,6 +111,7 @@ fn every_default() {
             name: "app".into(),
             servers: vec![addr("127.0.0.1:9001")],
             max_idle_per_server: 64,
+            tls: None,
         }]
     );
     let routes = &config.routes;
@@ -980,6 +981,7 @@ fn upstream_flag_alone_builds_group_and_catch_all_route() {
             name: "default".into(),
             servers: vec![addr("127.0.0.1:9001"), addr("127.0.0.1:9002")],
             max_idle_per_server: 64,
+            tls: None,
         }]
     );
     let routes = &config.routes;
@@ -1048,6 +1050,7 @@ upstream = "default"
             name: "default".into(),
             servers: vec![addr("127.0.0.1:9200")],
             max_idle_per_server: 5,
+            tls: None,
         }]
     );
     // A route already sends to `default`: no route is added.
@@ -1676,4 +1679,28 @@ fn tls_flags_without_their_pair_name_the_flag() {
     .to_string();
     assert!(e.starts_with("--tls-key"), "{e}");
     assert!(e.contains("each --tls-cert needs its --tls-key"), "{e}");
+}
+
+#[test]
+fn https_servers_take_their_name_and_port_443() {
+    let config = parse(
+        "[[upstream]]\nname = \"app\"\nservers = [\"https://localhost\", \"https://127.0.0.1:8443\"]\n\
+         [[route]]\nupstream = \"app\"\n",
+    );
+    let group = &config.upstreams[0];
+    assert_eq!(group.servers[0].port(), 443);
+    assert_eq!(group.servers[1], addr("127.0.0.1:8443"));
+    let tls = group.tls.as_ref().expect("TLS toward https:// servers");
+    assert_eq!(tls.server_names, ["localhost", "127.0.0.1"]);
+    assert_eq!(tls.ca, None);
+
+    let e = error(
+        "[[upstream]]\nname = \"app\"\nservers = [\"https://127.0.0.1:1\", \"127.0.0.1:2\"]\n\
+         [[route]]\nupstream = \"app\"\n",
+    );
+    assert!(e.contains("upstream[0].servers[1]"), "{e}");
+    assert!(e.contains("mixes https://"), "{e}");
+
+    let e = error_after_minimal("[upstream.tls]\nca = \"x.pem\"\n");
+    assert!(e.contains("upstream[0].tls"), "{e}");
 }

@@ -15,15 +15,16 @@ use std::time::Duration;
 use super::error::{path, FieldPath, Problem};
 use super::file::{
     ClientAuthMode, EngineFile, FileConfig, HttpFile, LimitsFile, ListenerFile, RouteFile,
-    TimeoutsFile, TlsFile, UpstreamFile,
+    TimeoutsFile, TlsFile, UpstreamFile, UpstreamTlsFile,
 };
 use super::policy::{check_http, check_return, check_route_policy, is_token, Http};
 use super::units::{format_size, MAX_DURATION};
 use super::{
     ClientAuth, Config, EngineConfig, HostPattern, Limits, Listener, ListenerProtocol, Route,
-    RouteAction, Timeouts, TlsCertificate, TlsSettings, UpstreamGroup,
+    RouteAction, Timeouts, TlsCertificate, TlsSettings, UpstreamGroup, UpstreamTls,
 };
 use crate::tls::TlsField;
+use ringwall_runtime::rustls;
 
 /// The accepted log levels, least verbose first.
 pub(crate) const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
@@ -55,7 +56,7 @@ pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Co
     let timeouts = check_timeouts(&file.timeouts)?;
     let limits = check_limits(&file.limits)?;
     let http = check_http(&file.http, &path(&["http"]))?;
-    let upstreams = check_upstreams(&file.upstream)?;
+    let upstreams = check_upstreams(&file.upstream, base.as_deref())?;
     let settings = RouteSettings {
         http: (&file.http, &http),
         timeouts: &timeouts,
@@ -262,7 +263,7 @@ fn check_tls(tls: &TlsFile, base: Option<&Path>, here: &FieldPath) -> Checked<Tl
             TlsField::Key(i) => here.key("certificate").index(i).key("key"),
             TlsField::Ocsp(i) => here.key("certificate").index(i).key("ocsp"),
             TlsField::Names(i) => here.key("certificate").index(i),
-            TlsField::ClientCa => here.key("client_ca"),
+            TlsField::Ca => here.key("client_ca"),
             TlsField::Settings => here.clone(),
         };
         Problem::new(at, e.to_string())
@@ -415,7 +416,7 @@ fn check_limits(limits: &LimitsFile) -> Checked<Limits> {
     })
 }
 
-fn check_upstreams(groups: &[UpstreamFile]) -> Checked<Vec<UpstreamGroup>> {
+fn check_upstreams(groups: &[UpstreamFile], base: Option<&Path>) -> Checked<Vec<UpstreamGroup>> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut checked = Vec::with_capacity(groups.len());
     for (index, group) in groups.iter().enumerate() {
@@ -434,23 +435,140 @@ fn check_upstreams(groups: &[UpstreamFile]) -> Checked<Vec<UpstreamGroup>> {
             return Err(Problem::new(here.key("servers"), "must not be empty"));
         }
         let mut servers = Vec::with_capacity(group.servers.len());
+        let mut names = Vec::with_capacity(group.servers.len());
+        let mut https = None;
         for (i, text) in group.servers.iter().enumerate() {
-            let server =
-                resolve(text).map_err(|m| Problem::new(here.key("servers").index(i), m))?;
+            let at = here.key("servers").index(i);
+            let (is_https, host_port) = split_scheme(text);
+            if *https.get_or_insert(is_https) != is_https {
+                return Err(Problem::new(
+                    at,
+                    "mixes https:// and plain servers in one group: give each its own group",
+                ));
+            }
+            let server = resolve(&host_port).map_err(|m| Problem::new(at.clone(), m))?;
             if server.port() == 0 {
                 return Err(Problem::new(
-                    here.key("servers").index(i),
+                    at,
                     format!("invalid address {text:?}: port must not be 0"),
                 ));
             }
             servers.push(server);
+            let host = host_port
+                .rsplit_once(':')
+                .map_or(&host_port[..], |(h, _)| h);
+            names.push(
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned(),
+            );
         }
+        let tls = match (https == Some(true), &group.tls) {
+            (false, Some(_)) => {
+                return Err(Problem::new(
+                    here.key("tls"),
+                    "TLS settings for plain servers: write them as https://host:port",
+                ))
+            }
+            (false, None) => None,
+            (true, tls) => Some(check_upstream_tls(
+                tls.as_ref().unwrap_or(&UpstreamTlsFile::default()),
+                names,
+                base,
+                &here.key("tls"),
+            )?),
+        };
         checked.push(UpstreamGroup {
             name: group.name.clone(),
             servers,
             max_idle_per_server: group.max_idle_per_server,
+            tls,
         });
     }
+    Ok(checked)
+}
+
+/// `https://host[:port]` (443 by default), `http://host:port` or `host:port`: whether it is
+/// TLS, and `host:port`.
+fn split_scheme(text: &str) -> (bool, String) {
+    let trimmed = text.trim();
+    if let Some(rest) = trimmed.strip_prefix("https://") {
+        let rest = rest.trim_end_matches('/');
+        let has_port = rest
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| !port.is_empty() && !port.contains(']'));
+        return (
+            true,
+            if has_port {
+                rest.to_owned()
+            } else {
+                format!("{rest}:443")
+            },
+        );
+    }
+    let rest = trimmed.strip_prefix("http://").unwrap_or(trimmed);
+    (false, rest.trim_end_matches('/').to_owned())
+}
+
+/// `[upstream.tls]`, with the files it names read and checked.
+fn check_upstream_tls(
+    tls: &UpstreamTlsFile,
+    names: Vec<String>,
+    base: Option<&Path>,
+    here: &FieldPath,
+) -> Checked<UpstreamTls> {
+    let server_names = match &tls.sni {
+        Some(sni) => {
+            check_tls_name(sni).map_err(|m| Problem::new(here.key("sni"), m))?;
+            vec![sni.to_ascii_lowercase(); names.len()]
+        }
+        None => names,
+    };
+    for name in &server_names {
+        if rustls::pki_types::ServerName::try_from(name.as_str()).is_err() {
+            return Err(Problem::new(
+                here.key("sni"),
+                format!("{name:?} is not a name a TLS server can be checked against"),
+            ));
+        }
+    }
+    let client_cert = match (&tls.client_cert, &tls.client_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some((
+            file_path(cert, base, &here.key("client_cert"))?,
+            file_path(key, base, &here.key("client_key"))?,
+        )),
+        (Some(_), None) => {
+            return Err(Problem::new(
+                here.key("client_key"),
+                "needed with client_cert",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(Problem::new(
+                here.key("client_cert"),
+                "needed with client_key",
+            ))
+        }
+    };
+    let checked = UpstreamTls {
+        server_names,
+        ca: tls
+            .ca
+            .as_deref()
+            .map(|ca| file_path(ca, base, &here.key("ca")))
+            .transpose()?,
+        client_cert,
+    };
+    crate::tls::upstream_client_config(&checked).map_err(|e| {
+        let at = match e.field {
+            TlsField::Ca => here.key("ca"),
+            TlsField::Cert(_) => here.key("client_cert"),
+            TlsField::Key(_) => here.key("client_key"),
+            _ => here.clone(),
+        };
+        Problem::new(at, e.to_string())
+    })?;
     Ok(checked)
 }
 

@@ -48,6 +48,11 @@ pub enum ProxyError {
         addr: std::net::SocketAddr,
         source: io::Error,
     },
+    #[error("TLS with upstream {addr} failed: {reason}")]
+    UpstreamTls {
+        addr: std::net::SocketAddr,
+        reason: String,
+    },
     #[error("upstream {0} did not accept the connection in time")]
     UpstreamConnectTimeout(std::net::SocketAddr),
     #[error("upstream did not respond in time")]
@@ -80,6 +85,7 @@ impl ProxyError {
             | ProxyError::ClientSendTimeout => Side::Downstream,
             ProxyError::NoRoute | ProxyError::Internal(_) => Side::Internal,
             ProxyError::UpstreamConnect { .. }
+            | ProxyError::UpstreamTls { .. }
             | ProxyError::UpstreamConnectTimeout(_)
             | ProxyError::UpstreamTimeout
             | ProxyError::UpstreamClosed
@@ -100,6 +106,7 @@ impl ProxyError {
             ProxyError::NoRoute => 404,
             ProxyError::Internal(_) => 500,
             ProxyError::UpstreamConnect { .. }
+            | ProxyError::UpstreamTls { .. }
             | ProxyError::UpstreamClosed
             | ProxyError::UpstreamInvalid(_)
             | ProxyError::UpstreamUnsupported(_)
@@ -116,7 +123,9 @@ impl ProxyError {
     pub fn retry_safe(&self) -> bool {
         matches!(
             self,
-            ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamConnectTimeout(_)
+            ProxyError::UpstreamConnect { .. }
+                | ProxyError::UpstreamTls { .. }
+                | ProxyError::UpstreamConnectTimeout(_)
         )
     }
 

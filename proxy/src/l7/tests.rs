@@ -38,7 +38,12 @@ impl MemoryDialer {
 impl Dialer for MemoryDialer {
     type Stream = MemoryStream;
 
-    async fn dial(&self, addr: SocketAddr, _timeout: Duration) -> Result<MemoryStream, ProxyError> {
+    async fn dial(
+        &self,
+        target: &super::upstream::UpstreamTarget,
+        _timeout: Duration,
+    ) -> Result<MemoryStream, ProxyError> {
+        let addr = target.addr;
         self.dials.borrow_mut().push(addr);
         let Some(script) = self.origins.borrow().get(&addr).cloned() else {
             return Err(ProxyError::UpstreamConnect {
@@ -412,7 +417,7 @@ fn an_idle_connection_carries_a_small_future() {
             0,
             Drain::default(),
             None,
-            super::TcpDialer,
+            super::TcpDialer::default(),
         ));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let std_stream = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();

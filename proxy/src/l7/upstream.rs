@@ -15,8 +15,11 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use monoio::net::TcpStream;
-use ringwall_runtime::{Deadlines, Stream};
+use ringwall_runtime::rustls::{self, pki_types::ServerName};
+use ringwall_runtime::{Deadlines, MaybeTls, Stream, TlsStream};
 
 use super::error::ProxyError;
 use super::transport::Conn;
@@ -28,30 +31,89 @@ const UPSTREAM_BUF: usize = 16 * 1024;
 /// sent something or closed it meanwhile (see `take_idle`).
 const PROBE_AFTER: Duration = Duration::from_millis(1);
 
+/// Where a connection to one upstream server goes, and whether it speaks TLS.
+pub struct UpstreamTarget {
+    pub addr: SocketAddr,
+    pub tls: Option<TlsTarget>,
+}
+
+/// TLS toward one server: the worker's client configuration for its group, and the name sent
+/// as SNI and checked against its certificate.
+pub struct TlsTarget {
+    pub config: Arc<rustls::ClientConfig>,
+    pub name: ServerName<'static>,
+}
+
 /// Makes connections to origin servers.
 pub trait Dialer: 'static {
     type Stream: Stream;
 
-    /// A new connection to `addr`, within `timeout`.
+    /// The TLS client configuration for upstream group `group` (index into
+    /// `Config::upstreams`) when its servers are `https://`.
+    fn tls_config(&self, _group: usize) -> Option<Arc<rustls::ClientConfig>> {
+        None
+    }
+
+    /// A new connection to `target`, within `timeout` (the TLS handshake included).
     fn dial(
         &self,
-        addr: SocketAddr,
+        target: &UpstreamTarget,
         timeout: Duration,
     ) -> impl Future<Output = Result<Self::Stream, ProxyError>>;
 }
 
-/// Plain TCP to the origins.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct TcpDialer;
+/// TCP to the origins, with TLS for the groups of `https://` servers.
+#[derive(Clone, Debug, Default)]
+pub struct TcpDialer {
+    /// By upstream group: this worker's own client configuration (its own session cache).
+    tls: Vec<Option<Arc<rustls::ClientConfig>>>,
+}
+
+impl TcpDialer {
+    pub fn new(tls: Vec<Option<Arc<rustls::ClientConfig>>>) -> Self {
+        Self { tls }
+    }
+}
 
 impl Dialer for TcpDialer {
-    type Stream = TcpStream;
+    type Stream = MaybeTls<TcpStream>;
 
-    async fn dial(&self, addr: SocketAddr, timeout: Duration) -> Result<TcpStream, ProxyError> {
-        match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+    fn tls_config(&self, group: usize) -> Option<Arc<rustls::ClientConfig>> {
+        self.tls.get(group).cloned().flatten()
+    }
+
+    async fn dial(
+        &self,
+        target: &UpstreamTarget,
+        timeout: Duration,
+    ) -> Result<MaybeTls<TcpStream>, ProxyError> {
+        let addr = target.addr;
+        let deadline = Instant::now() + timeout;
+        let tcp = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+            Err(_) => return Err(ProxyError::UpstreamConnectTimeout(addr)),
+            Ok(Err(source)) => return Err(ProxyError::UpstreamConnect { addr, source }),
+            Ok(Ok(stream)) => stream,
+        };
+        let Some(tls) = &target.tls else {
+            return Ok(MaybeTls::Plain(tcp));
+        };
+        let _ = tcp.set_nodelay(true);
+        let conn =
+            rustls::ClientConnection::new(tls.config.clone(), tls.name.clone()).map_err(|e| {
+                ProxyError::UpstreamTls {
+                    addr,
+                    reason: e.to_string(),
+                }
+            })?;
+        let mut stream = TlsStream::new(tcp, conn);
+        let left = deadline.saturating_duration_since(Instant::now());
+        match monoio::time::timeout(left, stream.handshake()).await {
             Err(_) => Err(ProxyError::UpstreamConnectTimeout(addr)),
-            Ok(Err(source)) => Err(ProxyError::UpstreamConnect { addr, source }),
-            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(ProxyError::UpstreamTls {
+                addr,
+                reason: e.to_string(),
+            }),
+            Ok(Ok(())) => Ok(MaybeTls::Tls(Box::new(stream))),
         }
     }
 }
@@ -71,7 +133,7 @@ struct IdleConn<S> {
 }
 
 struct Server {
-    addr: SocketAddr,
+    target: UpstreamTarget,
     max_idle: usize,
 }
 
@@ -99,13 +161,27 @@ impl<D: Dialer> Upstreams<D> {
         let groups = config
             .upstreams
             .iter()
-            .map(|group| {
+            .enumerate()
+            .map(|(g, group)| {
+                let tls_config = dialer.tls_config(g);
                 let ids = group
                     .servers
                     .iter()
-                    .map(|&addr| {
+                    .enumerate()
+                    .map(|(i, &addr)| {
+                        let tls = tls_config.as_ref().zip(group.tls.as_ref()).and_then(
+                            |(config, tls)| {
+                                // Checked by validation.
+                                let name =
+                                    ServerName::try_from(tls.server_names[i].clone()).ok()?;
+                                Some(TlsTarget {
+                                    config: config.clone(),
+                                    name,
+                                })
+                            },
+                        );
                         servers.push(Server {
-                            addr,
+                            target: UpstreamTarget { addr, tls },
                             max_idle: group.max_idle_per_server,
                         });
                         servers.len() - 1
@@ -150,7 +226,7 @@ impl<D: Dialer> Upstreams<D> {
     }
 
     pub fn addr(&self, server: usize) -> SocketAddr {
-        self.servers[server].addr
+        self.servers[server].target.addr
     }
 
     /// An idle pooled connection to `server`, or a new one.
@@ -192,7 +268,10 @@ impl<D: Dialer> Upstreams<D> {
         timeout: Duration,
     ) -> Pin<Box<impl Future<Output = Result<UpstreamConn<D::Stream>, ProxyError>> + '_>> {
         Box::pin(async move {
-            let stream = self.dialer.dial(self.addr(server), timeout).await?;
+            let stream = self
+                .dialer
+                .dial(&self.servers[server].target, timeout)
+                .await?;
             stream.set_nodelay();
             Ok(UpstreamConn {
                 conn: Conn::new(stream, UPSTREAM_BUF, self.deadlines.timer()),

@@ -136,7 +136,7 @@ fn a_bad_ocsp_file_and_a_bad_ca_file_are_refused() {
         ca: key,
         required: true,
     });
-    assert_eq!(refusal(&with_ca).field, TlsField::ClientCa);
+    assert_eq!(refusal(&with_ca).field, TlsField::Ca);
 }
 
 #[test]
