@@ -103,6 +103,10 @@ pub struct LoadArgs {
     #[arg(short = 'k', long)]
     pub insecure: bool,
 
+    /// Make a full TLS handshake on every new connection (no session resumption).
+    #[arg(long)]
+    pub no_tls_resume: bool,
+
     /// PEM file of CA certificates to trust for https [default: the system bundle].
     #[arg(long, value_name = "FILE")]
     pub cacert: Option<PathBuf>,
@@ -207,6 +211,7 @@ impl LoadArgs {
             keepalive: !self.no_keepalive,
             timeout: self.timeout,
             insecure: self.insecure,
+            tls_resume: !self.no_tls_resume,
             ca_file: self.cacert.clone(),
             cpus: self.cpus.clone().map(|c| c.0).unwrap_or_default(),
             pids: self.pids.clone(),

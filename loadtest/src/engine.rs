@@ -132,7 +132,10 @@ fn make_plan(opts: &LoadOptions, target: &Target) -> anyhow::Result<Plan> {
     let tls = match target.scheme {
         Scheme::Http => None,
         Scheme::Https => {
-            let config = tls::client_config(opts.insecure, opts.ca_file.as_deref())?;
+            let mut config = tls::client_config(opts.insecure, opts.ca_file.as_deref())?;
+            if !opts.tls_resume {
+                config.resumption = rustls::client::Resumption::disabled();
+            }
             Some((
                 monoio_rustls::TlsConnector::from(config),
                 tls::server_name(&target.host)?,

@@ -54,6 +54,8 @@ pub struct LoadOptions {
     pub timeout: Duration,
     /// Accept any TLS certificate (self-signed test certificates).
     pub insecure: bool,
+    /// Resume TLS sessions on new connections (`false`: a full handshake every time).
+    pub tls_resume: bool,
     /// PEM file of trusted CA certificates for https; default: the system's bundle.
     pub ca_file: Option<PathBuf>,
     /// Cores to pin the generator threads to, thread `i` on `cpus[i % len]`. Empty: no pinning.
@@ -81,6 +83,7 @@ impl Default for LoadOptions {
             keepalive: true,
             timeout: Duration::from_secs(2),
             insecure: false,
+            tls_resume: true,
             ca_file: None,
             cpus: Vec::new(),
             pids: Vec::new(),

@@ -26,7 +26,8 @@ pub struct Layout {
     /// Temp dir holding configs, logs, pid files, the certificate and the origin's files.
     pub dir: PathBuf,
     pub origin_port: u16,
-    pub ringwall_port: u16,
+    /// ringwall's plain and TLS listeners (it has no L4 listener yet).
+    pub ringwall: ProxyPorts,
     pub nginx: ProxyPorts,
     pub haproxy: ProxyPorts,
     /// Client connections the proxies must accept at once (the idle scenario), plus margin.
@@ -37,7 +38,7 @@ pub struct Layout {
     pub nginx_stream_module: Option<PathBuf>,
 }
 
-/// The three listeners of nginx or HAProxy.
+/// The three listeners of a proxy under test.
 #[derive(Clone, Copy, Debug)]
 pub struct ProxyPorts {
     pub http: u16,
@@ -251,24 +252,56 @@ backend origin_tcp
     )
 }
 
-/// ringwall's arguments (after the binary): plain HTTP/1.1, one worker, not self-pinned (the
-/// harness pins it with taskset).
+/// ringwall's arguments (after the binary): its configuration file, one worker, not
+/// self-pinned (the harness pins it with taskset).
 pub fn ringwall_args(l: &Layout) -> Vec<String> {
     vec![
-        "--listen".into(),
-        format!("127.0.0.1:{}", l.ringwall_port),
-        "--upstream".into(),
-        format!("127.0.0.1:{}", l.origin_port),
+        "--config".into(),
+        l.file("ringwall.toml").display().to_string(),
         "--workers".into(),
         "1".into(),
         "--no-pin".into(),
-        "--upstream-max-idle".into(),
-        UPSTREAM_POOL.to_string(),
-        "--client-keepalive-timeout".into(),
-        format!("{KEEPALIVE_TIMEOUT_S}s"),
-        "--log-level".into(),
-        "warn".into(),
     ]
+}
+
+/// ringwall as the proxy under test: plain HTTP/1.1 and TLS 1.3 listeners with the same
+/// certificate as the others, the same pool and keep-alive settings, logging at `warn`.
+pub fn ringwall(l: &Layout) -> String {
+    format!(
+        r#"# ringwall-load compare: ringwall under test.
+log_level = "warn"
+
+[[listener]]
+address = "127.0.0.1:{http}"
+
+[[listener]]
+address = "127.0.0.1:{tls}"
+protocol = "https"
+[listener.tls]
+min_version = "1.3"
+[[listener.tls.certificate]]
+cert = "{cert}"
+key = "{key}"
+
+[timeouts]
+client_keepalive = "{ka}s"
+
+[[upstream]]
+name = "origin"
+servers = ["127.0.0.1:{origin}"]
+max_idle_per_server = {pool}
+
+[[route]]
+upstream = "origin"
+"#,
+        http = l.ringwall.http,
+        tls = l.ringwall.tls,
+        cert = p(&l.cert()),
+        key = p(&l.key()),
+        ka = KEEPALIVE_TIMEOUT_S,
+        origin = l.origin_port,
+        pool = UPSTREAM_POOL,
+    )
 }
 
 /// The origin's static files: name and size.
@@ -282,7 +315,11 @@ mod tests {
         Layout {
             dir: PathBuf::from("/tmp/cmp"),
             origin_port: 9000,
-            ringwall_port: 9001,
+            ringwall: ProxyPorts {
+                http: 9001,
+                tls: 9002,
+                l4: 9003,
+            },
             nginx: ProxyPorts {
                 http: 9010,
                 tls: 9011,
@@ -352,11 +389,14 @@ mod tests {
     }
 
     #[test]
-    fn ringwall_command_line() {
+    fn ringwall_command_line_and_config() {
         let a = ringwall_args(&layout()).join(" ");
-        assert!(
-            a.starts_with("--listen 127.0.0.1:9001 --upstream 127.0.0.1:9000 --workers 1 --no-pin")
-        );
-        assert!(a.contains("--upstream-max-idle 64"));
+        assert_eq!(a, "--config /tmp/cmp/ringwall.toml --workers 1 --no-pin");
+        let c = ringwall(&layout());
+        assert!(c.contains("address = \"127.0.0.1:9001\""));
+        assert!(c.contains("address = \"127.0.0.1:9002\"\nprotocol = \"https\""));
+        assert!(c.contains("min_version = \"1.3\""));
+        assert!(c.contains("cert = \"/tmp/cmp/cert.pem\""));
+        assert!(c.contains("max_idle_per_server = 64"));
     }
 }

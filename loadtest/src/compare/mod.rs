@@ -227,7 +227,7 @@ fn prepare(dir: &Path, idle_connections: usize, nofile_limit: u64) -> anyhow::Re
     let layout = Layout {
         dir: dir.to_path_buf(),
         origin_port: free_port()?,
-        ringwall_port: free_port()?,
+        ringwall: ports()?,
         nginx: ports()?,
         haproxy: ports()?,
         max_connections: idle_connections,
@@ -249,6 +249,7 @@ fn prepare(dir: &Path, idle_connections: usize, nofile_limit: u64) -> anyhow::Re
     std::fs::write(layout.file("origin.conf"), configs::nginx_origin(&layout))?;
     std::fs::write(layout.file("nginx.conf"), configs::nginx_proxy(&layout))?;
     std::fs::write(layout.file("haproxy.cfg"), configs::haproxy(&layout))?;
+    std::fs::write(layout.file("ringwall.toml"), configs::ringwall(&layout))?;
     Ok(layout)
 }
 
@@ -319,7 +320,7 @@ fn start_proxies(
             &args.ringwall,
             &configs::ringwall_args(l),
             &l.file("ringwall.out"),
-            l.ringwall_port,
+            l.ringwall.http,
         )?)
     } else {
         None
@@ -347,11 +348,7 @@ impl Servers {
 /// The URL of `proxy`'s listener for `scenario`.
 fn url(l: &Layout, proxy: Proxy, s: Scenario) -> String {
     let ports = match proxy {
-        Proxy::Ringwall => ProxyPorts {
-            http: l.ringwall_port,
-            tls: 0,
-            l4: 0,
-        },
+        Proxy::Ringwall => l.ringwall,
         Proxy::Nginx => l.nginx,
         Proxy::Haproxy => l.haproxy,
     };
@@ -381,7 +378,8 @@ fn load_options(
         method: if post { "POST" } else { "GET" }.to_string(),
         body: post.then(|| vec![b'x'; 1 << 20]),
         rate: if s == Scenario::SmallRate { rate } else { None },
-        keepalive: s != Scenario::NewConnection,
+        keepalive: !matches!(s, Scenario::NewConnection | Scenario::TlsHandshake),
+        tls_resume: s != Scenario::TlsHandshake,
         timeout: Duration::from_secs(5),
         insecure: s.listener() == Listener::Tls,
         cpus: vec![args.load_cpu],
@@ -633,7 +631,11 @@ mod tests {
         let l = Layout {
             dir: PathBuf::from("/tmp/x"),
             origin_port: 1,
-            ringwall_port: 2,
+            ringwall: ProxyPorts {
+                http: 2,
+                tls: 3,
+                l4: 4,
+            },
             nginx: ProxyPorts {
                 http: 10,
                 tls: 11,

@@ -390,10 +390,16 @@ mod tests {
             runs.push(run(Scenario::Small16, Proxy::Ringwall, round, 50_000.0, rw));
             runs.push(run(Scenario::Small16, Proxy::Nginx, round, 40_000.0, ng));
             runs.push(run(Scenario::Small16, Proxy::Haproxy, round, 38_000.0, hp));
-            runs.push(run(Scenario::Tls, Proxy::Nginx, round, 30_000.0, 20.0));
-            runs.push(run(Scenario::Tls, Proxy::Haproxy, round, 28_000.0, 22.0));
+            runs.push(run(Scenario::L4Body1m, Proxy::Nginx, round, 30_000.0, 20.0));
+            runs.push(run(
+                Scenario::L4Body1m,
+                Proxy::Haproxy,
+                round,
+                28_000.0,
+                22.0,
+            ));
         }
-        let c = Comparison::from_runs(&[Scenario::Small16, Scenario::Tls], runs, 3, 10.0, &[]);
+        let c = Comparison::from_runs(&[Scenario::Small16, Scenario::L4Body1m], runs, 3, 10.0, &[]);
         let small = &c.scenarios[0];
         let rw = small.ringwall.medians().unwrap();
         // The outlier round (30 µs) does not move the median.
@@ -412,7 +418,7 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| tls | CPU µs/request | not supported | 20.0 | 22.0 | – | – | 1.10 |"),
+            md.contains("| l4-1m | requests/s | not supported | 30000 | 28000 | – | – | 0.93 |"),
             "{md}"
         );
         assert!(md.contains("| small-16 | requests/s | 50000 | 40000 | 38000 | 1.25 |"));

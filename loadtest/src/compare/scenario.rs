@@ -32,8 +32,8 @@ impl Proxy {
     /// What ringwall, nginx and HAProxy can each be asked to do.
     pub fn supports(self, scenario: Scenario) -> bool {
         match self {
-            // ringwall proxies plain HTTP/1.1 only, for now: no TLS termination, no L4.
-            Proxy::Ringwall => !matches!(scenario.listener(), Listener::Tls | Listener::L4),
+            // ringwall terminates TLS but has no L4 forwarding yet.
+            Proxy::Ringwall => scenario.listener() != Listener::L4,
             Proxy::Nginx | Proxy::Haproxy => true,
         }
     }
@@ -78,12 +78,13 @@ pub enum Scenario {
     Post1m,
     NewConnection,
     Tls,
+    TlsHandshake,
     L4Body1m,
     Idle,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 11] = [
         Scenario::Small16,
         Scenario::Small256,
         Scenario::SmallRate,
@@ -92,6 +93,7 @@ impl Scenario {
         Scenario::Post1m,
         Scenario::NewConnection,
         Scenario::Tls,
+        Scenario::TlsHandshake,
         Scenario::L4Body1m,
         Scenario::Idle,
     ];
@@ -107,6 +109,7 @@ impl Scenario {
             Scenario::Post1m => "post-1m",
             Scenario::NewConnection => "new-conn",
             Scenario::Tls => "tls",
+            Scenario::TlsHandshake => "tls-new",
             Scenario::L4Body1m => "l4-1m",
             Scenario::Idle => "idle",
         }
@@ -127,6 +130,9 @@ impl Scenario {
                 "GET 12-byte body, a new connection per request (Connection: close), 16 connections"
             }
             Scenario::Tls => "GET 12-byte body over TLS 1.3 (P-256), keep-alive, 64 connections",
+            Scenario::TlsHandshake => {
+                "GET 12-byte body over TLS 1.3 (P-256), a new connection and a full handshake per request, 16 connections"
+            }
             Scenario::L4Body1m => {
                 "GET 1 MiB through TCP (L4) forwarding, keep-alive, 16 connections"
             }
@@ -140,7 +146,7 @@ impl Scenario {
 
     pub fn listener(self) -> Listener {
         match self {
-            Scenario::Tls => Listener::Tls,
+            Scenario::Tls | Scenario::TlsHandshake => Listener::Tls,
             Scenario::L4Body1m => Listener::L4,
             _ => Listener::Http,
         }
@@ -169,9 +175,11 @@ impl Scenario {
     /// Client connections of a load run (the idle scenario takes `--idle-connections`).
     pub fn connections(self) -> usize {
         match self {
-            Scenario::Small16 | Scenario::Post1m | Scenario::NewConnection | Scenario::L4Body1m => {
-                16
-            }
+            Scenario::Small16
+            | Scenario::Post1m
+            | Scenario::NewConnection
+            | Scenario::TlsHandshake
+            | Scenario::L4Body1m => 16,
             Scenario::Small256 => 256,
             _ => 64,
         }
@@ -223,7 +231,8 @@ mod tests {
         assert!(Proxy::Ringwall.supports(Scenario::Small16));
         assert!(Proxy::Ringwall.supports(Scenario::Post1m));
         assert!(Proxy::Ringwall.supports(Scenario::Idle));
-        assert!(!Proxy::Ringwall.supports(Scenario::Tls));
+        assert!(Proxy::Ringwall.supports(Scenario::Tls));
+        assert!(!Proxy::Ringwall.supports(Scenario::L4Body1m));
         assert!(!Proxy::Ringwall.supports(Scenario::L4Body1m));
         for s in Scenario::ALL {
             assert!(Proxy::Nginx.supports(s) && Proxy::Haproxy.supports(s));

@@ -462,7 +462,7 @@ mod tests {
         let scenarios = [
             Scenario::Small16,
             Scenario::SmallRate,
-            Scenario::Tls,
+            Scenario::L4Body1m,
             Scenario::Idle,
         ];
         let mut runs = Vec::new();
@@ -479,7 +479,7 @@ mod tests {
         assert!(svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("Requests/s relative to nginx"));
         assert!(svg.contains("Latency at a fixed 20000 requests/s"));
-        // small-16 and tls in panel 1 (3 + 2 bars), all four in panel 2 (3 + 3 + 2 + 3).
+        // small-16 and l4-1m in panel 1 (3 + 2 bars), all four in panel 2 (3 + 3 + 2 + 3).
         assert_eq!(svg.matches("<rect x=").count(), 3 + 5 + 11);
         assert_eq!(svg.matches(">n/s</text>").count(), 2);
         assert_eq!(svg.matches("<polyline").count(), 3);
