@@ -17,6 +17,22 @@ use crate::config::{
     TlsVersion,
 };
 
+/// What `--mode` makes of the listeners.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// HTTP reverse proxy (HTTPS with --tls-cert).
+    Http,
+    /// TCP forwarding to the --upstream servers (TLS terminated first with --tls-cert).
+    L4,
+}
+
+/// `--send-proxy-protocol`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProxyVersionArg {
+    V1,
+    V2,
+}
+
 /// ringwall: a thread-per-core HTTP/1.1 reverse proxy.
 ///
 /// Settings come from the --config file (see docs/configuration.md); every option below
@@ -130,6 +146,28 @@ pub struct Cli {
     /// [default: 1h].
     #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
     pub tunnel_idle_timeout: Option<Duration>,
+
+    /// What the listeners do: `http` (reverse proxy) or `l4` (forward TCP connections to the
+    /// --upstream servers; with --tls-cert, TLS is terminated first) [default: http, or
+    /// each listener's protocol in the file].
+    #[arg(long, value_name = "MODE", value_enum, global = true)]
+    pub mode: Option<Mode>,
+
+    /// Send a PROXY protocol header (v1 or v2) to the origin first on every forwarded TCP
+    /// connection (--mode l4).
+    #[arg(long, value_name = "VERSION", value_enum, global = true)]
+    pub send_proxy_protocol: Option<ProxyVersionArg>,
+
+    /// An address or CIDR block of a load balancer in front whose connections start with a
+    /// PROXY protocol header; the client address is taken from it (repeatable; every
+    /// listener).
+    #[arg(long, value_name = "CIDR", global = true)]
+    pub proxy_protocol_from: Vec<String>,
+
+    /// Close a forwarded TCP connection after this long with no byte either way
+    /// [default: 10m].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
+    pub tcp_idle_timeout: Option<Duration>,
 
     /// A TLS handshake must complete within this, else the connection is closed
     /// [default: 10s].

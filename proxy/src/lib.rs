@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod filters;
 pub mod http1;
+pub mod l4;
 pub mod l7;
 pub mod server;
 pub mod tls;

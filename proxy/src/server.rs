@@ -4,7 +4,9 @@
 //! worker starts), starts the engine, builds each worker's [`Worker`] on that worker, and
 //! returns when the shutdown has been triggered and every worker has drained.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -12,8 +14,9 @@ use ringwall_runtime::{
     bind_listeners, DriverChoice, DriverKind, Either, Engine, EngineError, EngineOptions, Shutdown,
 };
 
-use crate::config::{Config, IoDriver};
-use crate::l7::{serve, serve_tls, ClientLimit, TcpDialer, Worker};
+use crate::config::{Config, IoDriver, ListenerProtocol};
+use crate::l4::serve_tcp;
+use crate::l7::{serve, serve_proxied, serve_tls, ClientLimit, TcpDialer, Worker};
 use crate::tls::{upstream_client_config, ListenerTls, TlsFileError};
 
 #[derive(Debug, thiserror::Error)]
@@ -89,16 +92,30 @@ pub fn run(
                 .iter()
                 .map(|t| t.as_ref().map(ListenerTls::for_worker))
                 .collect();
-            // The TLS path is boxed: a plain connection's task keeps its small size.
-            move |stream, peer, listener| match tls.get(listener).cloned().flatten() {
-                None => Either::left(serve(worker.clone(), stream, peer, listener)),
-                Some(config) => Either::right(Box::pin(serve_tls(
-                    worker.clone(),
-                    stream,
-                    peer,
-                    listener,
-                    config,
-                ))),
+            // Every path but plain HTTP is boxed: a plain connection's task keeps its small
+            // size.
+            move |stream, peer, listener| {
+                let w = worker.clone();
+                let config = tls.get(listener).cloned().flatten();
+                let protocol = w.listeners[listener].protocol;
+                if protocol == ListenerProtocol::Http
+                    && !w.listeners[listener].expects_proxy_header(peer)
+                {
+                    return Either::left(serve(w, stream, peer, listener));
+                }
+                let other: Pin<Box<dyn Future<Output = ()>>> = match protocol {
+                    ListenerProtocol::Tcp | ListenerProtocol::Tls => {
+                        Box::pin(serve_tcp(w, stream, peer, listener, config))
+                    }
+                    _ if w.listeners[listener].expects_proxy_header(peer) => {
+                        Box::pin(serve_proxied(w, stream, peer, listener, config))
+                    }
+                    _ => match config {
+                        Some(config) => Box::pin(serve_tls(w, stream, peer, listener, config)),
+                        None => Box::pin(async {}),
+                    },
+                };
+                Either::right(other)
             }
         },
     )?;

@@ -36,6 +36,15 @@ pub trait Stream: AsyncReadRent + AsyncWriteRent + Split + 'static {
         None
     }
 
+    /// The TCP socket itself, when this stream is one (to be split into halves that splice);
+    /// otherwise the stream back.
+    fn into_tcp(self) -> Result<TcpStream, Self>
+    where
+        Self: Sized,
+    {
+        Err(self)
+    }
+
     /// Resolves once a read would not wait (data, the end of the stream, or an error are
     /// there), holding no buffer meanwhile: how an idle connection waits for its next request.
     fn readable(&mut self) -> impl std::future::Future<Output = io::Result<()>>;
@@ -48,6 +57,10 @@ impl Stream for TcpStream {
 
     fn tcp(&mut self) -> Option<&mut TcpStream> {
         Some(self)
+    }
+
+    fn into_tcp(self) -> Result<TcpStream, Self> {
+        Ok(self)
     }
 
     fn readable(&mut self) -> impl std::future::Future<Output = io::Result<()>> {

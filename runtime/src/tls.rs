@@ -86,9 +86,15 @@ where
     /// Wraps `io`; nothing is sent or read until [`Self::handshake`] (or the first read or
     /// write, which complete the handshake on the way).
     pub fn new(io: S, conn: C) -> Self {
+        Self::with_buffered(io, conn, BytesMut::new())
+    }
+
+    /// Like [`Self::new`], for a connection whose first bytes were already read (after a
+    /// PROXY protocol header, say): `buffered` is where the TLS stream starts.
+    pub fn with_buffered(io: S, conn: C, buffered: BytesMut) -> Self {
         Self {
             io,
-            rx: BytesMut::new(),
+            rx: buffered,
             state: RefCell::new(State {
                 conn,
                 tx: Vec::new(),
@@ -113,7 +119,11 @@ where
             if !handshaking {
                 return Ok(());
             }
-            let n = self.fill_rx().await.map_err(HandshakeError::Io)?;
+            let n = if first && !self.rx.is_empty() {
+                self.rx.len()
+            } else {
+                self.fill_rx().await.map_err(HandshakeError::Io)?
+            };
             if first && looks_like_plain_text(&self.rx) {
                 return Err(HandshakeError::PlainText);
             }
@@ -528,6 +538,13 @@ impl<S: Stream> Stream for MaybeTls<S> {
         match self {
             MaybeTls::Plain(s) => s.tcp(),
             MaybeTls::Tls(_) => None,
+        }
+    }
+
+    fn into_tcp(self) -> Result<monoio::net::TcpStream, Self> {
+        match self {
+            MaybeTls::Plain(s) => s.into_tcp().map_err(MaybeTls::Plain),
+            tls @ MaybeTls::Tls(_) => Err(tls),
         }
     }
 

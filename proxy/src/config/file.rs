@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use super::units::{deserialize_duration, deserialize_some_duration, BodyLimit, ByteSize};
 use super::{EscapedSlashesMode, IoDriver, ListenerProtocol, TlsVersion};
+use crate::l4::ProxyVersion;
 
 /// The whole file.
 #[derive(Clone, Debug, Deserialize)]
@@ -57,7 +58,7 @@ impl Default for FileConfig {
 }
 
 /// One `[[listener]]`. `address` is required.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListenerFile {
     /// Name for logs. Default: `None`, meaning `"listener-<index>"` (0-based over all
@@ -69,9 +70,35 @@ pub(crate) struct ListenerFile {
     /// What the connections speak: `http` or `https`. Default: `http`.
     #[serde(default)]
     pub protocol: ListenerProtocol,
-    /// `[listener.tls]`: required for `https`, refused otherwise. Default: `None`.
+    /// `[listener.tls]`: required for `https` and `tls`, refused otherwise. Default: `None`.
     #[serde(default)]
     pub tls: Option<TlsFile>,
+    /// `tcp` and `tls` listeners: the `[[upstream]]` group connections are forwarded to
+    /// (for `tcp` with `sni_routes`: the one for names no route covers). Default: `None`.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// `tcp` listeners: TLS connections passed through by the SNI of their `ClientHello`, to
+    /// the first route whose hosts match. Default: none.
+    #[serde(default)]
+    pub sni_routes: Vec<SniRouteFile>,
+    /// `tcp` and `tls` listeners: send a PROXY protocol header (`"v1"` or `"v2"`) first on
+    /// every connection to the origin. Default: `None`.
+    #[serde(default)]
+    pub send_proxy_protocol: Option<ProxyVersion>,
+    /// Addresses or CIDR blocks of load balancers in front whose connections start with a
+    /// PROXY protocol header (v1 or v2); the client address is taken from it. Default: none.
+    #[serde(default)]
+    pub proxy_protocol_from: Vec<String>,
+}
+
+/// One of a `tcp` listener's `sni_routes`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SniRouteFile {
+    /// Host patterns (exact or `*.`), as a route's `hosts`. Required, non-empty.
+    pub hosts: Vec<String>,
+    /// The `[[upstream]]` group. Required.
+    pub upstream: String,
 }
 
 /// `[listener.tls]`.
@@ -231,6 +258,10 @@ pub(crate) struct TimeoutsFile {
     /// Default: `10s`.
     #[serde(deserialize_with = "deserialize_duration")]
     pub tls_handshake: Duration,
+    /// A forwarded TCP connection (`tcp` and `tls` listeners) with no byte either way for this
+    /// long is closed (nginx's `proxy_timeout`). Default: `10m`.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub tcp_idle: Duration,
 }
 
 // Duration::from_mins needs Rust 1.91; the workspace's rust-version is 1.85.
@@ -250,6 +281,7 @@ impl Default for TimeoutsFile {
             lingering_timeout: Duration::from_secs(5),
             tunnel_idle: Duration::from_secs(3600),
             tls_handshake: Duration::from_secs(10),
+            tcp_idle: Duration::from_secs(600),
         }
     }
 }

@@ -76,8 +76,30 @@ pub struct Listener {
     pub name: String,
     pub addr: SocketAddr,
     pub protocol: ListenerProtocol,
-    /// TLS termination; `Some` exactly when `protocol` is `https`.
+    /// TLS termination; `Some` exactly when `protocol` is `https` or `tls`.
     pub tls: Option<TlsSettings>,
+    /// Where a `tcp` or `tls` listener forwards; `Some` exactly for those.
+    pub forward: Option<TcpForward>,
+    /// Peers whose connections start with a PROXY protocol header.
+    pub proxy_protocol_from: Vec<Cidr>,
+}
+
+/// Where the connections of a `tcp` or `tls` listener go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpForward {
+    /// Index into [`Config::upstreams`]: every connection (`tls`, or `tcp` without
+    /// `sni_routes`), or those whose SNI no route covers.
+    pub upstream: Option<usize>,
+    /// In order; the first whose hosts match the `ClientHello`'s SNI wins.
+    pub sni_routes: Vec<SniRoute>,
+    pub send_proxy_protocol: Option<crate::l4::ProxyVersion>,
+}
+
+/// TLS passed through to `upstream` when the SNI matches one of `hosts`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SniRoute {
+    pub hosts: Vec<HostPattern>,
+    pub upstream: usize,
 }
 
 /// What a listener's connections speak.
@@ -89,6 +111,11 @@ pub enum ListenerProtocol {
     Http,
     /// HTTP/1.x inside TLS, terminated here.
     Https,
+    /// TCP forwarded to an upstream group as it is (spliced), or routed by the SNI of a TLS
+    /// `ClientHello` without terminating it.
+    Tcp,
+    /// TLS terminated here, the plain bytes forwarded over TCP.
+    Tls,
 }
 
 impl ListenerProtocol {
@@ -97,7 +124,19 @@ impl ListenerProtocol {
         match self {
             ListenerProtocol::Http => "http",
             ListenerProtocol::Https => "https",
+            ListenerProtocol::Tcp => "tcp",
+            ListenerProtocol::Tls => "tls",
         }
+    }
+
+    /// Whether the connections carry HTTP that ringwall parses (`http`, `https`).
+    pub fn is_http(self) -> bool {
+        matches!(self, ListenerProtocol::Http | ListenerProtocol::Https)
+    }
+
+    /// Whether ringwall terminates TLS on it (`https`, `tls`).
+    pub fn terminates_tls(self) -> bool {
+        matches!(self, ListenerProtocol::Https | ListenerProtocol::Tls)
     }
 }
 
@@ -250,6 +289,8 @@ pub struct Timeouts {
     pub tunnel_idle: Duration,
     /// A TLS handshake must complete within this, else the connection is closed.
     pub tls_handshake: Duration,
+    /// A forwarded TCP connection idle this long either way is closed.
+    pub tcp_idle: Duration,
 }
 
 /// `[limits]`, in bytes except `max_headers`.
@@ -499,6 +540,7 @@ fn apply_flags(
         locator.set_by_flag(path(&["listen"]), "--listen");
     }
     apply_tls_flags(file, cli, locator);
+    apply_l4_flags(file, cli, locator);
     if let Some(level) = &cli.log_level {
         file.log_level.clone_from(level);
         locator.set_by_flag(path(&["log_level"]), "--log-level");
@@ -562,20 +604,7 @@ fn apply_tls_flags(file: &mut FileConfig, cli: &Cli, locator: &mut Locator<'_>) 
                 default: false,
             })
             .collect();
-        let addresses = file.listen.take().unwrap_or_else(|| {
-            if file.listener.is_empty() {
-                vec![validate::DEFAULT_LISTEN.to_owned()]
-            } else {
-                Vec::new()
-            }
-        });
-        let converted = addresses.into_iter().map(|address| file::ListenerFile {
-            name: None,
-            address,
-            protocol: ListenerProtocol::Http,
-            tls: None,
-        });
-        file.listener.splice(0..0, converted);
+        listen_as_listeners(file, cli, locator);
         for (i, listener) in file.listener.iter_mut().enumerate() {
             listener.protocol = ListenerProtocol::Https;
             let tls = listener.tls.get_or_insert_with(file::TlsFile::default);
@@ -604,6 +633,70 @@ fn apply_tls_flags(file: &mut FileConfig, cli: &Cli, locator: &mut Locator<'_>) 
             locator.set_by_flag(at.key("client_ca"), "--tls-client-ca");
         }
     }
+}
+
+/// `--mode l4` makes every listener forward TCP to the group `--upstream` builds (`tls` when
+/// `--tls-cert` made it TLS); `--send-proxy-protocol` applies to every TCP listener and
+/// `--proxy-protocol-from` to every listener.
+fn apply_l4_flags(file: &mut FileConfig, cli: &Cli, locator: &mut Locator<'_>) {
+    if cli.mode == Some(crate::cli::Mode::L4) {
+        listen_as_listeners(file, cli, locator);
+        for (i, listener) in file.listener.iter_mut().enumerate() {
+            listener.protocol = match listener.protocol {
+                ListenerProtocol::Https | ListenerProtocol::Tls => ListenerProtocol::Tls,
+                ListenerProtocol::Http | ListenerProtocol::Tcp => ListenerProtocol::Tcp,
+            };
+            listener.upstream = Some(DEFAULT_UPSTREAM.to_owned());
+            locator.set_by_flag(path(&["listener"]).index(i).key("upstream"), "--mode");
+        }
+    }
+    if !cli.proxy_protocol_from.is_empty() {
+        listen_as_listeners(file, cli, locator);
+    }
+    for (i, listener) in file.listener.iter_mut().enumerate() {
+        let at = path(&["listener"]).index(i);
+        if let Some(version) = cli.send_proxy_protocol {
+            listener.send_proxy_protocol = Some(match version {
+                crate::cli::ProxyVersionArg::V1 => crate::l4::ProxyVersion::V1,
+                crate::cli::ProxyVersionArg::V2 => crate::l4::ProxyVersion::V2,
+            });
+            locator.set_by_flag(at.key("send_proxy_protocol"), "--send-proxy-protocol");
+        }
+        if !cli.proxy_protocol_from.is_empty() {
+            listener
+                .proxy_protocol_from
+                .clone_from(&cli.proxy_protocol_from);
+            for j in 0..cli.proxy_protocol_from.len() {
+                locator.set_by_flag(
+                    at.key("proxy_protocol_from").index(j),
+                    "--proxy-protocol-from",
+                );
+            }
+        }
+    }
+}
+
+/// Makes the plain addresses of `listen` (or the default address, when no listener is given
+/// at all) `[[listener]]` entries at the front, so that flags can set what only those have.
+fn listen_as_listeners(file: &mut FileConfig, cli: &Cli, locator: &mut Locator<'_>) {
+    if !cli.listen.is_empty() {
+        // Their addresses still came from `--listen`.
+        for i in 0..cli.listen.len() {
+            locator.set_by_flag(path(&["listener"]).index(i).key("address"), "--listen");
+        }
+    }
+    let addresses = file.listen.take().unwrap_or_else(|| {
+        if file.listener.is_empty() {
+            vec![validate::DEFAULT_LISTEN.to_owned()]
+        } else {
+            Vec::new()
+        }
+    });
+    let converted = addresses.into_iter().map(|address| file::ListenerFile {
+        address,
+        ..file::ListenerFile::default()
+    });
+    file.listener.splice(0..0, converted);
 }
 
 /// A path given by a flag, made absolute from the current directory (the file's relative
@@ -704,6 +797,12 @@ fn apply_timeout_flags(timeouts: &mut file::TimeoutsFile, cli: &Cli, locator: &m
             "tls_handshake",
             cli.tls_handshake_timeout,
             &mut t.tls_handshake,
+        ),
+        (
+            "--tcp-idle-timeout",
+            "tcp_idle",
+            cli.tcp_idle_timeout,
+            &mut t.tcp_idle,
         ),
     ] {
         if let Some(value) = value {

@@ -214,6 +214,7 @@ upstream = "static"
             lingering_timeout: Duration::from_secs(5),
             tunnel_idle: Duration::from_secs(3600),
             tls_handshake: Duration::from_secs(10),
+            tcp_idle: Duration::from_secs(600),
         }
     );
     assert_eq!(
@@ -854,6 +855,7 @@ fn flags_override_the_file() {
             lingering_timeout: Duration::from_secs(5),
             tunnel_idle: Duration::from_secs(3600),
             tls_handshake: Duration::from_secs(10),
+            tcp_idle: Duration::from_secs(600),
         }
     );
     assert_eq!(
@@ -1406,10 +1408,10 @@ fn listeners_from_listen_and_listener_entries() {
 #[test]
 fn listener_errors() {
     assert_error_on_line(
-        &format!("[[listener]]\naddress = \"127.0.0.1:7002\"\nprotocol = \"tls\"\n\n{MINIMAL}"),
+        &format!("[[listener]]\naddress = \"127.0.0.1:7002\"\nprotocol = \"quic\"\n\n{MINIMAL}"),
         3,
         "listener[0].protocol",
-        "unknown variant `tls`, expected `http`",
+        "unknown variant `quic`, expected one of `http`, `https`, `tcp`, `tls`",
     );
     assert_error_on_line(
         &format!("listen = [\"127.0.0.1:7002\"]\n[[listener]]\naddress = \"127.0.0.1:7002\"\n\n{MINIMAL}"),
@@ -1703,4 +1705,45 @@ fn https_servers_take_their_name_and_port_443() {
 
     let e = error_after_minimal("[upstream.tls]\nca = \"x.pem\"\n");
     assert!(e.contains("upstream[0].tls"), "{e}");
+}
+
+#[test]
+fn tcp_listeners_forward_to_a_group_and_http_ones_do_not() {
+    let config = parse(&format!(
+        "{MINIMAL}\n[[listener]]\naddress = \"127.0.0.1:7100\"\nprotocol = \"tcp\"\n\
+         upstream = \"app\"\nsend_proxy_protocol = \"v2\"\nproxy_protocol_from = [\"10.0.0.0/8\"]\n\
+         [[listener.sni_routes]]\nhosts = [\"*.a.test\"]\nupstream = \"app\"\n"
+    ));
+    let tcp = &config.listeners[0];
+    assert_eq!(tcp.protocol, ListenerProtocol::Tcp);
+    let forward = tcp.forward.as_ref().unwrap();
+    assert_eq!(forward.upstream, Some(0));
+    assert_eq!(forward.sni_routes[0].upstream, 0);
+    assert_eq!(
+        forward.send_proxy_protocol,
+        Some(crate::l4::ProxyVersion::V2)
+    );
+    assert_eq!(tcp.proxy_protocol_from.len(), 1);
+
+    let e = error(&format!(
+        "{MINIMAL}\n[[listener]]\naddress = \"127.0.0.1:7100\"\nprotocol = \"tcp\"\nupstream = \"nope\"\n"
+    ));
+    assert!(
+        e.contains("listener[0].upstream: unknown upstream group \"nope\""),
+        "{e}"
+    );
+    let e = error(&format!(
+        "{MINIMAL}\n[[listener]]\naddress = \"127.0.0.1:7100\"\nprotocol = \"tcp\"\n"
+    ));
+    assert!(e.contains("needs the upstream group"), "{e}");
+    let e = error(&format!(
+        "{MINIMAL}\n[[listener]]\naddress = \"127.0.0.1:7100\"\nupstream = \"app\"\n"
+    ));
+    assert!(e.contains("listener[0].upstream: only for protocol"), "{e}");
+    // Only TCP listeners: no route is needed.
+    let config = parse(
+        "[[upstream]]\nname = \"db\"\nservers = [\"127.0.0.1:5432\"]\n\
+         [[listener]]\naddress = \"127.0.0.1:7101\"\nprotocol = \"tcp\"\nupstream = \"db\"\n",
+    );
+    assert!(config.routes.is_empty());
 }

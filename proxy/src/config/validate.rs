@@ -17,11 +17,12 @@ use super::file::{
     ClientAuthMode, EngineFile, FileConfig, HttpFile, LimitsFile, ListenerFile, RouteFile,
     TimeoutsFile, TlsFile, UpstreamFile, UpstreamTlsFile,
 };
-use super::policy::{check_http, check_return, check_route_policy, is_token, Http};
+use super::policy::{check_http, check_return, check_route_policy, is_token, parse_cidr, Http};
 use super::units::{format_size, MAX_DURATION};
 use super::{
-    ClientAuth, Config, EngineConfig, HostPattern, Limits, Listener, ListenerProtocol, Route,
-    RouteAction, Timeouts, TlsCertificate, TlsSettings, UpstreamGroup, UpstreamTls,
+    Cidr, ClientAuth, Config, EngineConfig, HostPattern, Limits, Listener, ListenerProtocol, Route,
+    RouteAction, SniRoute, TcpForward, Timeouts, TlsCertificate, TlsSettings, UpstreamGroup,
+    UpstreamTls,
 };
 use crate::tls::TlsField;
 use ringwall_runtime::rustls;
@@ -50,20 +51,25 @@ pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Co
         .as_deref()
         .and_then(std::path::Path::parent)
         .map(std::path::Path::to_path_buf);
-    let listeners = check_listeners(file.listen.as_deref(), &file.listener, base.as_deref())?;
+    let upstreams = check_upstreams(&file.upstream, base.as_deref())?;
+    let listeners = check_listeners(
+        file.listen.as_deref(),
+        &file.listener,
+        base.as_deref(),
+        &upstreams,
+    )?;
     let log_level = check_log_level(&file.log_level)?;
     let engine = check_engine(&file.engine)?;
     let timeouts = check_timeouts(&file.timeouts)?;
     let limits = check_limits(&file.limits)?;
     let http = check_http(&file.http, &path(&["http"]))?;
-    let upstreams = check_upstreams(&file.upstream, base.as_deref())?;
     let settings = RouteSettings {
         http: (&file.http, &http),
         timeouts: &timeouts,
         limits: &limits,
     };
     let routes = check_routes(&file.route, &upstreams, &settings)?;
-    if routes.is_empty() {
+    if routes.is_empty() && listeners.iter().any(|l| l.protocol.is_http()) {
         return Err(Problem::new(
             path(&["route"]),
             "no routes: add a [[route]] or pass --upstream <ADDR>",
@@ -88,6 +94,7 @@ fn check_listeners(
     listen: Option<&[String]>,
     entries: &[ListenerFile],
     base: Option<&Path>,
+    upstreams: &[UpstreamGroup],
 ) -> Checked<Vec<Listener>> {
     let default = [DEFAULT_LISTEN.to_owned()];
     let listen = match listen {
@@ -105,6 +112,7 @@ fn check_listeners(
                 text,
                 ListenerProtocol::Http,
                 None,
+                None,
                 path(&["listen"]).index(i),
             )
         })
@@ -114,12 +122,13 @@ fn check_listeners(
                 &entry.address,
                 entry.protocol,
                 entry.tls.as_ref(),
+                Some(entry),
                 path(&["listener"]).index(i),
             )
         }));
     let mut listeners: Vec<Listener> = Vec::new();
     let mut places: Vec<FieldPath> = Vec::new();
-    for (name, text, protocol, tls, here) in given {
+    for (name, text, protocol, tls, entry, here) in given {
         let at = if name.is_some() {
             here.key("address")
         } else {
@@ -152,31 +161,155 @@ fn check_listeners(
             }
             _ => format!("listener-{}", listeners.len()),
         };
-        let tls = match (protocol, tls) {
-            (ListenerProtocol::Https, Some(tls)) => Some(check_tls(tls, base, &here.key("tls"))?),
-            (ListenerProtocol::Https, None) => {
-                return Err(Problem::new(
-                    here.key("protocol"),
-                    "protocol \"https\" needs a [listener.tls] table with a certificate",
-                ))
-            }
-            (ListenerProtocol::Http, Some(_)) => {
-                return Err(Problem::new(
-                    here.key("tls"),
-                    "TLS settings on a plain listener: set protocol = \"https\"",
-                ))
-            }
-            (ListenerProtocol::Http, None) => None,
-        };
+        let (tls, forward, proxy_protocol_from) =
+            check_listener_kind(protocol, tls, entry, base, upstreams, &here)?;
         listeners.push(Listener {
             name,
             addr,
             protocol,
             tls,
+            forward,
+            proxy_protocol_from,
         });
         places.push(here);
     }
     Ok(listeners)
+}
+
+/// What a listener's protocol asks for: its TLS settings, where a TCP listener forwards, and
+/// the balancers whose PROXY headers it takes.
+fn check_listener_kind(
+    protocol: ListenerProtocol,
+    tls: Option<&TlsFile>,
+    entry: Option<&ListenerFile>,
+    base: Option<&Path>,
+    upstreams: &[UpstreamGroup],
+    here: &FieldPath,
+) -> Checked<(Option<TlsSettings>, Option<TcpForward>, Vec<Cidr>)> {
+    let tls = match (protocol.terminates_tls(), tls) {
+        (true, Some(tls)) => Some(check_tls(tls, base, &here.key("tls"))?),
+        (true, None) => {
+            return Err(Problem::new(
+                here.key("protocol"),
+                format!(
+                    "protocol \"{}\" needs a [listener.tls] table with a certificate",
+                    protocol.scheme()
+                ),
+            ))
+        }
+        (false, Some(_)) => {
+            return Err(Problem::new(
+                here.key("tls"),
+                "TLS settings on a listener that does not terminate TLS: set protocol = \
+                     \"https\" (HTTP) or \"tls\" (TCP)",
+            ))
+        }
+        (false, None) => None,
+    };
+    let (forward, proxy_protocol_from) = match entry {
+        None => (None, Vec::new()),
+        Some(entry) => (
+            check_forward(entry, protocol, upstreams, here)?,
+            entry
+                .proxy_protocol_from
+                .iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    parse_cidr(text)
+                        .map_err(|m| Problem::new(here.key("proxy_protocol_from").index(i), m))
+                })
+                .collect::<Checked<Vec<_>>>()?,
+        ),
+    };
+    Ok((tls, forward, proxy_protocol_from))
+}
+
+/// Where a `tcp` or `tls` listener forwards; `None` for HTTP listeners, which must not say.
+fn check_forward(
+    entry: &ListenerFile,
+    protocol: ListenerProtocol,
+    upstreams: &[UpstreamGroup],
+    here: &FieldPath,
+) -> Checked<Option<TcpForward>> {
+    let group = |name: &str, at: FieldPath| {
+        upstreams
+            .iter()
+            .position(|g| g.name == name)
+            .ok_or_else(|| {
+                let known: Vec<String> =
+                    upstreams.iter().map(|g| format!("{:?}", g.name)).collect();
+                let known = if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                };
+                Problem::new(
+                    at,
+                    format!("unknown upstream group {name:?} (known: {known})"),
+                )
+            })
+    };
+    if protocol.is_http() {
+        for (given, key) in [
+            (entry.upstream.is_some(), "upstream"),
+            (!entry.sni_routes.is_empty(), "sni_routes"),
+            (entry.send_proxy_protocol.is_some(), "send_proxy_protocol"),
+        ] {
+            if given {
+                return Err(Problem::new(
+                    here.key(key),
+                    "only for protocol \"tcp\" or \"tls\" listeners (HTTP listeners route \
+                     by [[route]])",
+                ));
+            }
+        }
+        return Ok(None);
+    }
+    let upstream = entry
+        .upstream
+        .as_deref()
+        .map(|name| group(name, here.key("upstream")))
+        .transpose()?;
+    if protocol == ListenerProtocol::Tls && !entry.sni_routes.is_empty() {
+        return Err(Problem::new(
+            here.key("sni_routes"),
+            "routing by SNI is for TLS passed through (protocol \"tcp\"); a \"tls\" listener \
+             terminates it and picks the certificate by SNI",
+        ));
+    }
+    let mut sni_routes = Vec::with_capacity(entry.sni_routes.len());
+    for (i, route) in entry.sni_routes.iter().enumerate() {
+        let at = here.key("sni_routes").index(i);
+        if route.hosts.is_empty() {
+            return Err(Problem::new(at.key("hosts"), "must not be empty"));
+        }
+        let hosts = route
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(j, h)| {
+                parse_host_pattern(h).map_err(|m| Problem::new(at.key("hosts").index(j), m))
+            })
+            .collect::<Checked<Vec<_>>>()?;
+        sni_routes.push(SniRoute {
+            hosts,
+            upstream: group(&route.upstream, at.key("upstream"))?,
+        });
+    }
+    if upstream.is_none() && sni_routes.is_empty() {
+        return Err(Problem::new(
+            here.key("upstream"),
+            format!(
+                "a \"{}\" listener needs the upstream group it forwards to",
+                protocol.scheme()
+            ),
+        ));
+    }
+    Ok(Some(TcpForward {
+        upstream,
+        sni_routes,
+        send_proxy_protocol: entry.send_proxy_protocol,
+    }))
 }
 
 /// A path of the file, taken from the file's directory when relative.
@@ -367,6 +500,7 @@ fn check_timeouts(timeouts: &TimeoutsFile) -> Checked<Timeouts> {
         lingering_timeout: check("lingering_timeout", timeouts.lingering_timeout)?,
         tunnel_idle: check("tunnel_idle", timeouts.tunnel_idle)?,
         tls_handshake: check("tls_handshake", timeouts.tls_handshake)?,
+        tcp_idle: check("tcp_idle", timeouts.tcp_idle)?,
     })
 }
 

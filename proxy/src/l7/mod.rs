@@ -23,6 +23,7 @@ mod upstream;
 mod tests;
 
 use std::cell::RefCell;
+use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -33,12 +34,14 @@ use ringwall_runtime::{Deadlines, Drain};
 pub use client_limit::{ClientLimit, ClientSlot};
 pub use context::RequestContext;
 pub use error::{ProxyError, Side};
-pub use phases::{serve, serve_tls};
+pub use phases::{serve, serve_proxied, serve_tls};
 pub use router::{RouteEntry, RouteQuery, RouteTable};
-pub use transport::{read_some, Conn, ReadSize};
+pub use splice::splice_both;
+pub use transport::{read_some, Conn, IoFailure, ReadSize};
+pub use tunnel::relay_streams;
 pub use upstream::{Dialer, TcpDialer, Upstreams};
 
-use crate::config::{Config, Http, Limits, Timeouts};
+use crate::config::{Cidr, Config, Http, Limits, ListenerProtocol, TcpForward, Timeouts};
 use crate::http1::{HeadLimits, HeadOverlay};
 
 /// Overlays kept for reuse per worker: enough for every request in flight on a busy worker,
@@ -49,8 +52,22 @@ const OVERLAY_POOL: usize = 256;
 #[derive(Clone, Debug)]
 pub struct ListenerInfo {
     pub name: String,
-    /// `http`, or `https` once TLS listeners exist.
+    /// `http`, `https`, `tcp` or `tls`.
     pub scheme: &'static str,
+    pub protocol: ListenerProtocol,
+    /// Where a `tcp` or `tls` listener forwards.
+    pub forward: Option<TcpForward>,
+    /// Peers whose connections start with a PROXY protocol header.
+    pub proxy_protocol_from: Vec<Cidr>,
+}
+
+impl ListenerInfo {
+    /// Whether a connection from `peer` starts with a PROXY protocol header.
+    pub fn expects_proxy_header(&self, peer: SocketAddr) -> bool {
+        self.proxy_protocol_from
+            .iter()
+            .any(|cidr| cidr.contains(peer.ip()))
+    }
 }
 
 /// One worker's view of the proxy: everything the request path reads, owned by that worker.
@@ -138,6 +155,9 @@ impl<D: Dialer> Worker<D> {
                 .map(|l| ListenerInfo {
                     name: l.name.clone(),
                     scheme: l.protocol.scheme(),
+                    protocol: l.protocol,
+                    forward: l.forward.clone(),
+                    proxy_protocol_from: l.proxy_protocol_from.clone(),
                 })
                 .collect(),
             routes: RouteTable::new(config),

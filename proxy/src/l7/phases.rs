@@ -48,6 +48,7 @@ use crate::http1::{
     write_response_head, BodyDecoder, BodyKind, HeadOverlay, LocalResponse, Method, OutFraming,
     RequestFraming, RequestHead, ResponseHead, Version,
 };
+use crate::l4::read_proxy_header;
 
 /// The read buffer a client connection starts with, and goes back to when it is idle: enough
 /// for most request heads, small enough that idle keep-alive connections cost little.
@@ -134,11 +135,47 @@ pub async fn serve_tls<D: Dialer>(
     listener: usize,
     config: Arc<rustls::ServerConfig>,
 ) {
+    serve_tls_after(worker, stream, BytesMut::new(), remote, listener, config).await;
+}
+
+/// Serves a connection of an HTTP or HTTPS listener from a trusted load balancer: its PROXY
+/// protocol header first (the client's address is taken from it; a connection without a valid
+/// one is closed), then the same path as any other.
+pub async fn serve_proxied<D: Dialer>(
+    worker: Rc<Worker<D>>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: usize,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
+    let mut conn = Conn::new(stream, 0, worker.deadlines.timer());
+    let remote = match read_proxy_header(&mut conn, worker.timeouts.client_header).await {
+        Some(source) => source.unwrap_or(peer),
+        None => return tracing::debug!(%peer, "no valid PROXY protocol header: closed"),
+    };
+    match tls {
+        None => serve_connection(worker, conn, remote, listener).await,
+        Some(config) => {
+            let Conn { stream, buf, .. } = conn;
+            serve_tls_after(worker, stream, buf, remote, listener, config).await;
+        }
+    }
+}
+
+/// [`serve_tls`] for a connection whose first bytes, `buffered`, were already read.
+async fn serve_tls_after<D: Dialer>(
+    worker: Rc<Worker<D>>,
+    stream: TcpStream,
+    buffered: BytesMut,
+    remote: SocketAddr,
+    listener: usize,
+    config: Arc<rustls::ServerConfig>,
+) {
     let conn = match rustls::ServerConnection::new(config) {
         Ok(conn) => conn,
         Err(e) => return tracing::error!(%remote, "cannot start a TLS session: {e}"),
     };
-    let mut tls = TlsStream::new(stream, conn);
+    let mut tls = TlsStream::with_buffered(stream, conn, buffered);
     let timer = worker.deadlines.timer();
     let handshake = timer.within(worker.timeouts.tls_handshake, tls.handshake());
     match handshake.await {

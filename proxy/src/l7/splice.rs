@@ -9,10 +9,11 @@
 //! space). Pipes are kept per worker ([`Pipes`]) and reused; one that an error left with bytes
 //! in it is closed instead.
 
-use std::cell::RefCell;
-use std::time::Duration;
+use std::cell::{Cell, RefCell};
+use std::time::{Duration, Instant};
 
 use monoio::io::splice::{SpliceDestination, SpliceSource};
+use monoio::io::{AsyncWriteRent, Splitable};
 use monoio::net::unix::{new_pipe, Pipe};
 use monoio::net::TcpStream;
 use ringwall_runtime::{Stream, Timer};
@@ -158,4 +159,94 @@ async fn steps<C: Fn(u64) -> Result<(), ProxyError>>(
         (limits.check)(len - left).map_err(Failed::Check)?;
     }
     Ok(())
+}
+
+/// Relays two TCP connections both ways through pipes, with no copy into user space, until
+/// both directions end or nothing moved for `idle`: the L4 forwarding of `tcp` listeners. A
+/// side's end (FIN) is passed on as a shutdown of the other's write side while the other
+/// direction goes on (half-close). Returns the bytes moved `a` → `b` and `b` → `a`; the
+/// sockets back when no pipes could be had (the caller copies instead).
+pub async fn splice_both(
+    pipes: &Pipes,
+    a: TcpStream,
+    b: TcpStream,
+    idle: Duration,
+) -> Result<(u64, u64), (TcpStream, TcpStream)> {
+    let Some(mut there) = pipes.take() else {
+        return Err((a, b));
+    };
+    let Some(mut back) = pipes.take() else {
+        pipes.give_back(there);
+        return Err((a, b));
+    };
+    let (mut a_read, mut a_write) = a.into_split();
+    let (mut b_read, mut b_write) = b.into_split();
+    let activity = Cell::new(Instant::now());
+    let (mut up, mut down) = (0, 0);
+    let mut clean = (false, false);
+    {
+        let both = async {
+            monoio::join!(
+                splice_until_end(&mut a_read, &mut b_write, &mut there, &activity, &mut up),
+                splice_until_end(&mut b_read, &mut a_write, &mut back, &activity, &mut down),
+            )
+        };
+        let watchdog = async {
+            loop {
+                let left = idle.saturating_sub(activity.get().elapsed());
+                if left.is_zero() {
+                    break;
+                }
+                monoio::time::sleep(left).await;
+            }
+        };
+        monoio::select! {
+            ends = both => clean = ends,
+            () = watchdog => tracing::debug!("TCP connection idle for {idle:?}: closed"),
+        }
+    }
+    // A pipe is reused only when its direction ended with nothing left in it.
+    if clean.0 {
+        pipes.give_back(there);
+    }
+    if clean.1 {
+        pipes.give_back(back);
+    }
+    Ok((up, down))
+}
+
+/// Splices `src` into `dst` until `src` ends (then shuts `dst`'s write side) or either side
+/// fails. `true` when it ended with the pipe empty.
+async fn splice_until_end(
+    src: &mut impl SpliceSource,
+    dst: &mut (impl SpliceDestination + AsyncWriteRent),
+    pipe: &mut PipePair,
+    activity: &Cell<Instant>,
+    moved: &mut u64,
+) -> bool {
+    let clean = loop {
+        let mut in_pipe = match src.splice_to_pipe(&mut pipe.write, STEP).await {
+            Ok(0) => break true,
+            Ok(n) => n,
+            Err(_) => break false,
+        };
+        activity.set(Instant::now());
+        *moved += u64::from(in_pipe);
+        let mut failed = false;
+        while in_pipe > 0 {
+            match dst.splice_from_pipe(&mut pipe.read, in_pipe).await {
+                Ok(0) | Err(_) => {
+                    failed = true;
+                    break;
+                }
+                Ok(n) => in_pipe -= n.min(in_pipe),
+            }
+        }
+        if failed {
+            break false;
+        }
+        activity.set(Instant::now());
+    };
+    let _ = dst.shutdown().await;
+    clean
 }

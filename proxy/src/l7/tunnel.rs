@@ -58,11 +58,20 @@ pub async fn relay<C: Stream, U: Stream>(
     {
         return (0, early_down);
     }
-    let (mut client_read, mut client_write) = client_stream.into_split();
-    let (mut upstream_read, mut upstream_write) = upstream_stream.into_split();
+    let (up, down) = relay_streams(client_stream, upstream_stream, idle).await;
+    (early_up + up, early_down + down)
+}
+
+/// Relays between two streams, each direction on its own half, until both directions end or
+/// nothing moved for `idle`; a side's end is passed on as a shutdown of the other's write side.
+/// Returns the bytes moved `a` → `b` and `b` → `a`. (The L4 listeners use it too, for what
+/// cannot be spliced.)
+pub async fn relay_streams<A: Stream, B: Stream>(a: A, b: B, idle: Duration) -> (u64, u64) {
+    let (mut client_read, mut client_write) = a.into_split();
+    let (mut upstream_read, mut upstream_write) = b.into_split();
     let activity = Cell::new(Instant::now());
-    let up = Cell::new(early_up);
-    let down = Cell::new(early_down);
+    let up = Cell::new(0);
+    let down = Cell::new(0);
     let both = async {
         monoio::join!(
             copy(&mut client_read, &mut upstream_write, &activity, &up),

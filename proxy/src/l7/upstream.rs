@@ -268,17 +268,24 @@ impl<D: Dialer> Upstreams<D> {
         timeout: Duration,
     ) -> Pin<Box<impl Future<Output = Result<UpstreamConn<D::Stream>, ProxyError>> + '_>> {
         Box::pin(async move {
-            let stream = self
-                .dialer
-                .dial(&self.servers[server].target, timeout)
-                .await?;
-            stream.set_nodelay();
+            let stream = self.dial(server, timeout).await?;
             Ok(UpstreamConn {
                 conn: Conn::new(stream, UPSTREAM_BUF, self.deadlines.timer()),
                 server,
                 reused: false,
             })
         })
+    }
+
+    /// A new connection to `server`, bare: no buffer, no timer, no pool (the L4 listeners
+    /// relay it as it is).
+    pub async fn dial(&self, server: usize, timeout: Duration) -> Result<D::Stream, ProxyError> {
+        let stream = self
+            .dialer
+            .dial(&self.servers[server].target, timeout)
+            .await?;
+        stream.set_nodelay();
+        Ok(stream)
     }
 
     /// Returns a connection that finished a clean exchange to its server's pool; closes it

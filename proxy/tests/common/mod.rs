@@ -23,8 +23,12 @@
 
 mod origins;
 mod process;
+mod tls;
 mod wire;
 
 pub use origins::*;
 pub use process::*;
+// Only the TLS tests use it; the other test binaries include it unused.
+#[allow(unused_imports)]
+pub use tls::*;
 pub use wire::*;
