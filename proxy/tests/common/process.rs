@@ -322,9 +322,8 @@ impl Drop for Proxy {
 
 fn listening_addr(line: &str) -> Option<SocketAddr> {
     let rest = &line[line.find("listening on ")? + "listening on ".len()..];
-    let rest = rest
-        .strip_prefix("http://")
-        .or_else(|| rest.strip_prefix("https://"))?;
+    // `http://`, `https://`, `tcp://`, `tls://`.
+    let (_, rest) = rest.split_once("://")?;
     let addr: String = rest
         .chars()
         .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
