@@ -26,7 +26,7 @@ pub struct Layout {
     /// Temp dir holding configs, logs, pid files, the certificate and the origin's files.
     pub dir: PathBuf,
     pub origin_port: u16,
-    /// ringwall's plain and TLS listeners (it has no L4 listener yet).
+    /// ringwall's plain, TLS and TCP listeners.
     pub ringwall: ProxyPorts,
     pub nginx: ProxyPorts,
     pub haproxy: ProxyPorts,
@@ -264,8 +264,8 @@ pub fn ringwall_args(l: &Layout) -> Vec<String> {
     ]
 }
 
-/// ringwall as the proxy under test: plain HTTP/1.1 and TLS 1.3 listeners with the same
-/// certificate as the others, the same pool and keep-alive settings, logging at `warn`.
+/// ringwall as the proxy under test: plain HTTP/1.1, TLS 1.3 (the same certificate as the
+/// others) and TCP (L4) listeners, the same pool and keep-alive settings, logging at `warn`.
 pub fn ringwall(l: &Layout) -> String {
     format!(
         r#"# ringwall-load compare: ringwall under test.
@@ -283,6 +283,11 @@ min_version = "1.3"
 cert = "{cert}"
 key = "{key}"
 
+[[listener]]
+address = "127.0.0.1:{l4}"
+protocol = "tcp"
+upstream = "origin"
+
 [timeouts]
 client_keepalive = "{ka}s"
 
@@ -296,6 +301,7 @@ upstream = "origin"
 "#,
         http = l.ringwall.http,
         tls = l.ringwall.tls,
+        l4 = l.ringwall.l4,
         cert = p(&l.cert()),
         key = p(&l.key()),
         ka = KEEPALIVE_TIMEOUT_S,
@@ -398,5 +404,6 @@ mod tests {
         assert!(c.contains("min_version = \"1.3\""));
         assert!(c.contains("cert = \"/tmp/cmp/cert.pem\""));
         assert!(c.contains("max_idle_per_server = 64"));
+        assert!(c.contains("address = \"127.0.0.1:9003\"\nprotocol = \"tcp\""));
     }
 }

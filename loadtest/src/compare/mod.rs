@@ -174,8 +174,7 @@ pub fn execute(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(2));
     }
-    let needs_ringwall = scenarios.iter().any(|&s| Proxy::Ringwall.supports(s));
-    if needs_ringwall && !args.ringwall.is_file() {
+    if !args.ringwall.is_file() {
         bail!(
             "no ringwall binary at {} (build it with `cargo build --release -p ringwall`, or pass --ringwall PATH)",
             args.ringwall.display()
@@ -266,7 +265,7 @@ fn nginx_args(l: &Layout, conf: &str) -> Vec<String> {
     ]
 }
 
-fn start_servers(args: &CompareArgs, l: &Layout, with_ringwall: bool) -> anyhow::Result<Servers> {
+fn start_servers(args: &CompareArgs, l: &Layout) -> anyhow::Result<Servers> {
     let nginx = processes::find_program("nginx").context("nginx")?;
     let origin = Server::start(
         "origin nginx",
@@ -276,21 +275,17 @@ fn start_servers(args: &CompareArgs, l: &Layout, with_ringwall: bool) -> anyhow:
         &l.file("origin.out"),
         l.origin_port,
     )?;
-    let (ringwall, nginx, haproxy) = start_proxies(args, l, with_ringwall)?;
+    let (ringwall, nginx, haproxy) = start_proxies(args, l)?;
     Ok(Servers {
         origin,
-        ringwall,
+        ringwall: Some(ringwall),
         nginx: Some(nginx),
         haproxy: Some(haproxy),
     })
 }
 
 /// Starts the three proxies on the proxy core.
-fn start_proxies(
-    args: &CompareArgs,
-    l: &Layout,
-    with_ringwall: bool,
-) -> anyhow::Result<(Option<Server>, Server, Server)> {
+fn start_proxies(args: &CompareArgs, l: &Layout) -> anyhow::Result<(Server, Server, Server)> {
     let nginx_bin = processes::find_program("nginx").context("nginx")?;
     let haproxy_bin = processes::find_program("haproxy").context("haproxy")?;
     let nginx = Server::start(
@@ -313,18 +308,14 @@ fn start_proxies(
         &l.file("haproxy.out"),
         l.haproxy.http,
     )?;
-    let ringwall = if with_ringwall {
-        Some(Server::start(
-            "ringwall",
-            args.proxy_cpu,
-            &args.ringwall,
-            &configs::ringwall_args(l),
-            &l.file("ringwall.out"),
-            l.ringwall.http,
-        )?)
-    } else {
-        None
-    };
+    let ringwall = Server::start(
+        "ringwall",
+        args.proxy_cpu,
+        &args.ringwall,
+        &configs::ringwall_args(l),
+        &l.file("ringwall.out"),
+        l.ringwall.http,
+    )?;
     Ok((ringwall, nginx, haproxy))
 }
 
@@ -332,13 +323,12 @@ impl Servers {
     /// Stops the proxies and starts them afresh (the origin keeps running), so that a
     /// memory figure is not shaped by what earlier scenarios left in their allocators.
     fn restart_proxies(&mut self, args: &CompareArgs, l: &Layout) -> anyhow::Result<()> {
-        let with_ringwall = self.ringwall.is_some();
         // Stopped first, so that their listening ports are free again.
         self.ringwall = None;
         self.nginx = None;
         self.haproxy = None;
-        let (ringwall, nginx, haproxy) = start_proxies(args, l, with_ringwall)?;
-        self.ringwall = ringwall;
+        let (ringwall, nginx, haproxy) = start_proxies(args, l)?;
+        self.ringwall = Some(ringwall);
         self.nginx = Some(nginx);
         self.haproxy = Some(haproxy);
         Ok(())
@@ -395,12 +385,8 @@ fn run_all(
     idle_connections: usize,
     cancel: &Arc<AtomicBool>,
 ) -> anyhow::Result<Comparison> {
-    let with_ringwall = scenarios.iter().any(|&s| Proxy::Ringwall.supports(s));
-    let mut servers = start_servers(args, l, with_ringwall)?;
-    let total_runs: usize = scenarios
-        .iter()
-        .map(|&s| Proxy::ALL.iter().filter(|p| p.supports(s)).count() * args.rounds)
-        .sum();
+    let mut servers = start_servers(args, l)?;
+    let total_runs = scenarios.len() * Proxy::ALL.len() * args.rounds;
     let warmup = (args.duration / 5).min(Duration::from_secs(1));
     let started = Instant::now();
     let mut done = 0usize;
@@ -415,7 +401,7 @@ fn run_all(
         } else {
             None
         };
-        let proxies: Vec<Proxy> = Proxy::ALL.into_iter().filter(|p| p.supports(s)).collect();
+        let proxies = Proxy::ALL;
         // Warm every proxy up for this scenario (pools filled, caches hot), unrecorded.
         if s != Scenario::Idle && !warmup.is_zero() {
             for &p in &proxies {

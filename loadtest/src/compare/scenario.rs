@@ -28,15 +28,6 @@ impl Proxy {
             Proxy::Haproxy => "HAProxy",
         }
     }
-
-    /// What ringwall, nginx and HAProxy can each be asked to do.
-    pub fn supports(self, scenario: Scenario) -> bool {
-        match self {
-            // ringwall terminates TLS but has no L4 forwarding yet.
-            Proxy::Ringwall => scenario.listener() != Listener::L4,
-            Proxy::Nginx | Proxy::Haproxy => true,
-        }
-    }
 }
 
 impl fmt::Display for Proxy {
@@ -224,18 +215,5 @@ mod tests {
         assert_eq!(parse_list("all").unwrap().len(), Scenario::ALL.len());
         assert!(parse_list("nope").unwrap_err().contains("small-16"));
         assert!(parse_list(",").is_err());
-    }
-
-    #[test]
-    fn ringwall_support_table() {
-        assert!(Proxy::Ringwall.supports(Scenario::Small16));
-        assert!(Proxy::Ringwall.supports(Scenario::Post1m));
-        assert!(Proxy::Ringwall.supports(Scenario::Idle));
-        assert!(Proxy::Ringwall.supports(Scenario::Tls));
-        assert!(!Proxy::Ringwall.supports(Scenario::L4Body1m));
-        assert!(!Proxy::Ringwall.supports(Scenario::L4Body1m));
-        for s in Scenario::ALL {
-            assert!(Proxy::Nginx.supports(s) && Proxy::Haproxy.supports(s));
-        }
     }
 }

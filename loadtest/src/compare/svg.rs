@@ -468,12 +468,15 @@ mod tests {
         let mut runs = Vec::new();
         for s in scenarios {
             for p in Proxy::ALL {
-                if p.supports(s) {
+                if p != Proxy::Ringwall || s != Scenario::L4Body1m {
                     runs.push(figures(s, p, 40_000.0, 1000));
                 }
             }
         }
-        let c = Comparison::from_runs(&scenarios, runs, 1, 5.0, &[(Scenario::SmallRate, 20_000.0)]);
+        let mut c =
+            Comparison::from_runs(&scenarios, runs, 1, 5.0, &[(Scenario::SmallRate, 20_000.0)]);
+        // As in a result written before ringwall forwarded TCP.
+        c.scenarios[2].ringwall = Outcome::NotSupported;
         let svg = chart(&c);
         assert!(svg.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
         assert!(svg.trim_end().ends_with("</svg>"));
