@@ -24,6 +24,8 @@ pub enum Mode {
     Http,
     /// TCP forwarding to the --upstream servers (TLS terminated first with --tls-cert).
     L4,
+    /// UDP forwarding to the --upstream servers, a session per client address and port.
+    Udp,
 }
 
 /// `--send-proxy-protocol`.
@@ -147,9 +149,9 @@ pub struct Cli {
     #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
     pub tunnel_idle_timeout: Option<Duration>,
 
-    /// What the listeners do: `http` (reverse proxy) or `l4` (forward TCP connections to the
-    /// --upstream servers; with --tls-cert, TLS is terminated first) [default: http, or
-    /// each listener's protocol in the file].
+    /// What the listeners do: `http` (reverse proxy), `l4` (forward TCP connections to the
+    /// --upstream servers; with --tls-cert, TLS is terminated first) or `udp` (forward UDP
+    /// datagrams) [default: http, or each listener's protocol in the file].
     #[arg(long, value_name = "MODE", value_enum, global = true)]
     pub mode: Option<Mode>,
 
@@ -168,6 +170,10 @@ pub struct Cli {
     /// [default: 10m].
     #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
     pub tcp_idle_timeout: Option<Duration>,
+
+    /// End a UDP session after this long without a datagram either way [default: 60s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
+    pub udp_idle_timeout: Option<Duration>,
 
     /// A TLS handshake must complete within this, else the connection is closed
     /// [default: 10s].

@@ -11,11 +11,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use ringwall_runtime::{
-    bind_listeners, DriverChoice, DriverKind, Either, Engine, EngineError, EngineOptions, Shutdown,
+    bind_listeners, bind_udp, DriverChoice, DriverKind, Either, Engine, EngineError, EngineOptions,
+    Shutdown,
 };
 
 use crate::config::{Config, IoDriver, ListenerProtocol};
-use crate::l4::serve_tcp;
+use crate::l4::{serve_tcp, serve_udp};
 use crate::l7::{serve, serve_proxied, serve_tls, ClientLimit, TcpDialer, Worker};
 use crate::tls::{upstream_client_config, ListenerTls, TlsFileError};
 
@@ -56,9 +57,14 @@ pub fn run(
         .map(|g| g.tls.as_ref().map(upstream_client_config).transpose())
         .collect::<Result<Vec<_>, _>>()
         .map_err(ServerError::Tls)?;
-    let (listeners, bound) =
-        bind_listeners(&config.listen_addrs(), workers, config.engine.share_listen)
-            .map_err(ServerError::Bind)?;
+    let Bound {
+        tcp,
+        tcp_index,
+        udp,
+        udp_index,
+        addrs: bound,
+    } = bind(&config, workers)?;
+    let udp_sockets = Arc::new(udp);
     let options = EngineOptions {
         workers,
         pin: config.engine.pin,
@@ -69,7 +75,7 @@ pub fn run(
     };
     Engine::run(
         &options,
-        listeners,
+        tcp,
         shutdown,
         |driver| on_ready(&bound, driver),
         move |ctx| {
@@ -87,6 +93,16 @@ pub fn run(
             ));
             monoio::spawn(worker.clone().sweep_idle_upstreams());
             monoio::spawn(worker.run_deadlines());
+            for (socket, &listener) in udp_sockets[ctx.id].iter().zip(&udp_index) {
+                // A second descriptor of this worker's socket (the first stays with the
+                // main thread until the end of the run).
+                match socket.try_clone() {
+                    Ok(socket) => {
+                        monoio::spawn(serve_udp(worker.clone(), socket, listener));
+                    }
+                    Err(e) => tracing::error!("worker {}: cannot use its UDP socket: {e}", ctx.id),
+                }
+            }
             // This worker's own TLS configuration per listener (`None`: plain).
             let tls: Vec<_> = tls
                 .iter()
@@ -94,7 +110,9 @@ pub fn run(
                 .collect();
             // Every path but plain HTTP is boxed: a plain connection's task keeps its small
             // size.
-            move |stream, peer, listener| {
+            let tcp_index = tcp_index.clone();
+            move |stream, peer, engine_index: usize| {
+                let listener = tcp_index[engine_index];
                 let w = worker.clone();
                 let config = tls.get(listener).cloned().flatten();
                 let protocol = w.listeners[listener].protocol;
@@ -120,6 +138,48 @@ pub fn run(
         },
     )?;
     Ok(())
+}
+
+/// Every listening socket, bound before any worker starts.
+struct Bound {
+    /// Per worker, the sockets of the TCP listeners (the engine's accept loops).
+    tcp: Vec<Vec<std::net::TcpListener>>,
+    /// The listener index of each engine socket index.
+    tcp_index: Vec<usize>,
+    /// Per worker, the sockets of the UDP listeners.
+    udp: Vec<Vec<std::net::UdpSocket>>,
+    udp_index: Vec<usize>,
+    /// The bound addresses in listener order (port 0 resolved).
+    addrs: Vec<SocketAddr>,
+}
+
+/// Binds every listener, TCP ones for the engine's accept loops and UDP ones a socket per
+/// worker each.
+fn bind(config: &Config, workers: usize) -> Result<Bound, ServerError> {
+    let (udp_index, tcp_index): (Vec<usize>, Vec<usize>) = (0..config.listeners.len())
+        .partition(|&i| config.listeners[i].protocol == ListenerProtocol::Udp);
+    let addrs_of = |index: &[usize]| -> Vec<SocketAddr> {
+        index.iter().map(|&i| config.listeners[i].addr).collect()
+    };
+    let share = config.engine.share_listen;
+    let (tcp, tcp_bound) =
+        bind_listeners(&addrs_of(&tcp_index), workers, share).map_err(ServerError::Bind)?;
+    let (udp, udp_bound) =
+        bind_udp(&addrs_of(&udp_index), workers, share).map_err(ServerError::Bind)?;
+    let mut addrs = vec![SocketAddr::from(([0, 0, 0, 0], 0)); config.listeners.len()];
+    for (&i, &addr) in tcp_index.iter().zip(&tcp_bound) {
+        addrs[i] = addr;
+    }
+    for (&i, &addr) in udp_index.iter().zip(&udp_bound) {
+        addrs[i] = addr;
+    }
+    Ok(Bound {
+        tcp,
+        tcp_index,
+        udp,
+        udp_index,
+        addrs,
+    })
 }
 
 /// A worker's own copy of an upstream group's client configuration: its own session store,

@@ -30,7 +30,7 @@ pub use engine::{Engine, EngineError, EngineOptions, WorkerContext};
 pub use gather::Gather;
 pub use idle_probe::idle_connection_is_clean;
 pub use limits::raise_open_files_limit;
-pub use listener::bind_listeners;
+pub use listener::{bind_listeners, bind_udp};
 /// rustls, as the runtime's TLS streams use it.
 pub use rustls;
 pub use shutdown::{Drain, Shutdown};

@@ -11,7 +11,7 @@
 //! while anything listens there.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -48,6 +48,60 @@ pub fn bind_listeners(
         }
     }
     Ok((per_worker, bound))
+}
+
+/// Binds `workers` UDP sockets on each address, as [`bind_listeners`] does for TCP: per worker
+/// one socket per address (in the order of `addrs`), all of an address in one `SO_REUSEPORT`
+/// group (the kernel sends a client's datagrams, by its address and port, to the same worker),
+/// port 0 resolved by the first. Unless `share` is set, an address something already uses is an
+/// error.
+pub fn bind_udp(
+    addrs: &[SocketAddr],
+    workers: usize,
+    share: bool,
+) -> io::Result<(Vec<Vec<UdpSocket>>, Vec<SocketAddr>)> {
+    let mut per_worker: Vec<Vec<UdpSocket>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut bound = Vec::with_capacity(addrs.len());
+    for &addr in addrs {
+        let cannot = |e: io::Error, at: SocketAddr| {
+            let reason = if e.kind() == io::ErrorKind::AddrInUse && !share {
+                "another process already uses it; stop it, or pass --share-listen to share the \
+                 address on purpose"
+                    .to_owned()
+            } else {
+                e.to_string()
+            };
+            io::Error::new(e.kind(), format!("cannot listen on udp {at}: {reason}"))
+        };
+        // Without sharing, the first socket binds without SO_REUSEPORT first: the kernel then
+        // refuses an address already in use, instead of joining another process's group.
+        if !share && addr.port() != 0 {
+            drop(UdpSocket::bind(addr).map_err(|e| cannot(e, addr))?);
+        }
+        let first = bind_one_udp(addr).map_err(|e| cannot(e, addr))?;
+        let actual = first.local_addr()?;
+        bound.push(actual);
+        let mut sockets = vec![first];
+        for _ in 1..workers {
+            sockets.push(bind_one_udp(actual).map_err(|e| cannot(e, actual))?);
+        }
+        for (worker, socket) in per_worker.iter_mut().zip(sockets) {
+            worker.push(socket);
+        }
+    }
+    Ok((per_worker, bound))
+}
+
+fn bind_one_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 /// Fails when something listens on `addr`. `SO_REUSEADDR` (without `SO_REUSEPORT`) lets the

@@ -67,7 +67,7 @@ pub(crate) struct ListenerFile {
     pub name: Option<String>,
     /// `host:port` to accept connections on. Required.
     pub address: String,
-    /// What the connections speak: `http` or `https`. Default: `http`.
+    /// What the connections speak: `http`, `https`, `tcp`, `tls` or `udp`. Default: `http`.
     #[serde(default)]
     pub protocol: ListenerProtocol,
     /// `[listener.tls]`: required for `https` and `tls`, refused otherwise. Default: `None`.
@@ -262,6 +262,9 @@ pub(crate) struct TimeoutsFile {
     /// long is closed (nginx's `proxy_timeout`). Default: `10m`.
     #[serde(deserialize_with = "deserialize_duration")]
     pub tcp_idle: Duration,
+    /// A UDP session without a datagram either way for this long ends. Default: `60s`.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub udp_idle: Duration,
 }
 
 // Duration::from_mins needs Rust 1.91; the workspace's rust-version is 1.85.
@@ -282,6 +285,7 @@ impl Default for TimeoutsFile {
             tunnel_idle: Duration::from_secs(3600),
             tls_handshake: Duration::from_secs(10),
             tcp_idle: Duration::from_secs(600),
+            udp_idle: Duration::from_secs(60),
         }
     }
 }

@@ -116,6 +116,8 @@ pub enum ListenerProtocol {
     Tcp,
     /// TLS terminated here, the plain bytes forwarded over TCP.
     Tls,
+    /// UDP datagrams forwarded to an upstream group, a session per client address and port.
+    Udp,
 }
 
 impl ListenerProtocol {
@@ -126,6 +128,7 @@ impl ListenerProtocol {
             ListenerProtocol::Https => "https",
             ListenerProtocol::Tcp => "tcp",
             ListenerProtocol::Tls => "tls",
+            ListenerProtocol::Udp => "udp",
         }
     }
 
@@ -291,6 +294,8 @@ pub struct Timeouts {
     pub tls_handshake: Duration,
     /// A forwarded TCP connection idle this long either way is closed.
     pub tcp_idle: Duration,
+    /// A UDP session without a datagram either way for this long ends.
+    pub udp_idle: Duration,
 }
 
 /// `[limits]`, in bytes except `max_headers`.
@@ -636,16 +641,18 @@ fn apply_tls_flags(file: &mut FileConfig, cli: &Cli, locator: &mut Locator<'_>) 
 }
 
 /// `--mode l4` makes every listener forward TCP to the group `--upstream` builds (`tls` when
-/// `--tls-cert` made it TLS); `--send-proxy-protocol` applies to every TCP listener and
+/// `--tls-cert` made it TLS), `--mode udp` UDP; `--send-proxy-protocol` applies to every TCP listener and
 /// `--proxy-protocol-from` to every listener.
 fn apply_l4_flags(file: &mut FileConfig, cli: &Cli, locator: &mut Locator<'_>) {
-    if cli.mode == Some(crate::cli::Mode::L4) {
+    if let Some(mode @ (crate::cli::Mode::L4 | crate::cli::Mode::Udp)) = cli.mode {
         listen_as_listeners(file, cli, locator);
         for (i, listener) in file.listener.iter_mut().enumerate() {
-            listener.protocol = match listener.protocol {
-                ListenerProtocol::Https | ListenerProtocol::Tls => ListenerProtocol::Tls,
-                ListenerProtocol::Http | ListenerProtocol::Tcp => ListenerProtocol::Tcp,
+            listener.protocol = match (mode, listener.protocol) {
+                (crate::cli::Mode::Udp, _) => ListenerProtocol::Udp,
+                (_, ListenerProtocol::Https | ListenerProtocol::Tls) => ListenerProtocol::Tls,
+                _ => ListenerProtocol::Tcp,
             };
+            locator.set_by_flag(path(&["listener"]).index(i).key("protocol"), "--mode");
             listener.upstream = Some(DEFAULT_UPSTREAM.to_owned());
             locator.set_by_flag(path(&["listener"]).index(i).key("upstream"), "--mode");
         }
@@ -803,6 +810,12 @@ fn apply_timeout_flags(timeouts: &mut file::TimeoutsFile, cli: &Cli, locator: &m
             "tcp_idle",
             cli.tcp_idle_timeout,
             &mut t.tcp_idle,
+        ),
+        (
+            "--udp-idle-timeout",
+            "udp_idle",
+            cli.udp_idle_timeout,
+            &mut t.udp_idle,
         ),
     ] {
         if let Some(value) = value {

@@ -215,6 +215,7 @@ upstream = "static"
             tunnel_idle: Duration::from_secs(3600),
             tls_handshake: Duration::from_secs(10),
             tcp_idle: Duration::from_secs(600),
+            udp_idle: Duration::from_secs(60),
         }
     );
     assert_eq!(
@@ -856,6 +857,7 @@ fn flags_override_the_file() {
             tunnel_idle: Duration::from_secs(3600),
             tls_handshake: Duration::from_secs(10),
             tcp_idle: Duration::from_secs(600),
+            udp_idle: Duration::from_secs(60),
         }
     );
     assert_eq!(
@@ -1411,7 +1413,7 @@ fn listener_errors() {
         &format!("[[listener]]\naddress = \"127.0.0.1:7002\"\nprotocol = \"quic\"\n\n{MINIMAL}"),
         3,
         "listener[0].protocol",
-        "unknown variant `quic`, expected one of `http`, `https`, `tcp`, `tls`",
+        "unknown variant `quic`, expected one of `http`, `https`, `tcp`, `tls`, `udp`",
     );
     assert_error_on_line(
         &format!("listen = [\"127.0.0.1:7002\"]\n[[listener]]\naddress = \"127.0.0.1:7002\"\n\n{MINIMAL}"),

@@ -136,10 +136,11 @@ fn check_listeners(
         };
         let addr = resolve(text).map_err(|m| Problem::new(at.clone(), m))?;
         // Port 0 asks the kernel for a free port: several such listeners do not collide.
-        if let Some(first) = listeners
-            .iter()
-            .position(|l| l.addr == addr && addr.port() != 0)
-        {
+        // A UDP and a TCP listener may share an address (DNS on port 53 is both).
+        let udp = protocol == ListenerProtocol::Udp;
+        if let Some(first) = listeners.iter().position(|l| {
+            l.addr == addr && addr.port() != 0 && (l.protocol == ListenerProtocol::Udp) == udp
+        }) {
             return Err(Problem::new(
                 at,
                 format!(
@@ -270,6 +271,20 @@ fn check_forward(
         .as_deref()
         .map(|name| group(name, here.key("upstream")))
         .transpose()?;
+    if protocol == ListenerProtocol::Udp {
+        for (given, key) in [
+            (!entry.sni_routes.is_empty(), "sni_routes"),
+            (entry.send_proxy_protocol.is_some(), "send_proxy_protocol"),
+            (!entry.proxy_protocol_from.is_empty(), "proxy_protocol_from"),
+        ] {
+            if given {
+                return Err(Problem::new(
+                    here.key(key),
+                    "not for protocol \"udp\" listeners (TCP only)",
+                ));
+            }
+        }
+    }
     if protocol == ListenerProtocol::Tls && !entry.sni_routes.is_empty() {
         return Err(Problem::new(
             here.key("sni_routes"),
@@ -501,6 +516,7 @@ fn check_timeouts(timeouts: &TimeoutsFile) -> Checked<Timeouts> {
         tunnel_idle: check("tunnel_idle", timeouts.tunnel_idle)?,
         tls_handshake: check("tls_handshake", timeouts.tls_handshake)?,
         tcp_idle: check("tcp_idle", timeouts.tcp_idle)?,
+        udp_idle: check("udp_idle", timeouts.udp_idle)?,
     })
 }
 

@@ -1,4 +1,5 @@
-//! L4: TCP listeners that forward whole connections to an upstream group.
+//! L4: TCP listeners that forward whole connections to an upstream group, and UDP listeners
+//! that forward datagrams ([`serve_udp`]).
 //!
 //! A `tcp` listener forwards bytes as they are, spliced both ways through pipes (no copy into
 //! user space), and may route TLS it does not terminate by the SNI of the `ClientHello`
@@ -10,7 +11,9 @@
 mod client_hello;
 pub mod proxy_protocol;
 mod tcp;
+mod udp;
 
 pub use client_hello::{peek_sni, Hello};
 pub use proxy_protocol::ProxyVersion;
 pub use tcp::{read_proxy_header, serve_tcp};
+pub use udp::serve_udp;

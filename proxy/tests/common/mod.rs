@@ -26,9 +26,12 @@ mod process;
 mod tls;
 mod wire;
 
+// Each test binary uses a part of these; the others are unused there.
+#[allow(unused_imports)]
 pub use origins::*;
+#[allow(unused_imports)]
 pub use process::*;
-// Only the TLS tests use it; the other test binaries include it unused.
 #[allow(unused_imports)]
 pub use tls::*;
+#[allow(unused_imports)]
 pub use wire::*;
