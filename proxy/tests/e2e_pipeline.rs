@@ -327,7 +327,7 @@ fn listeners_and_their_errors_in_check() {
     assert!(!run.status.success());
     assert!(
         run.stderr
-            .contains(":3:12: listener[0].protocol: unknown variant `tls`"),
+            .contains(":3:12: listener[0].protocol: protocol \"tls\" needs a [listener.tls] table"),
         "{}",
         run.stderr
     );

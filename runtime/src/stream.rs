@@ -187,36 +187,58 @@ impl Drop for MemoryStream {
 }
 
 impl AsyncReadRent for MemoryStream {
-    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        let (ptr, len) = (buf.write_ptr(), buf.bytes_total());
-        let result = self.read_into(ptr, len).await;
-        if let Ok(n) = result {
-            // SAFETY: `read_into` initialised the first `n` bytes behind `write_ptr`.
-            #[allow(unsafe_code)]
-            unsafe {
-                buf.set_init(n);
-            }
-        }
-        (result, buf)
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        read_through(buf, |ptr, len| self.read_into(ptr, len)).await
     }
 
-    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        // SAFETY: the first iovec of `buf`, which lives until the read completes.
-        #[allow(unsafe_code)]
-        let first = unsafe { RawBuf::new_from_iovec_mut(&mut buf) };
-        let Some(mut raw) = first else {
-            return (Ok(0), buf);
-        };
-        let result = self.read_into(raw.write_ptr(), raw.bytes_total()).await;
-        if let Ok(n) = result {
-            // SAFETY: `read_into` initialised the first `n` bytes of the first iovec.
-            #[allow(unsafe_code)]
-            unsafe {
-                buf.set_init(n);
-            }
-        }
-        (result, buf)
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        readv_through(buf, |ptr, len| self.read_into(ptr, len)).await
     }
+}
+
+/// A rent-based read for a stream whose bytes are copied in by `fill(ptr, len)` (the memory
+/// pair's, TLS's decrypted ones): `fill` writes at most `len` bytes at `ptr` and returns how
+/// many, which then count as initialised.
+pub(crate) async fn read_through<T, F, Fut>(mut buf: T, fill: F) -> BufResult<usize, T>
+where
+    T: IoBufMut,
+    F: FnOnce(*mut u8, usize) -> Fut,
+    Fut: std::future::Future<Output = io::Result<usize>>,
+{
+    let (ptr, len) = (buf.write_ptr(), buf.bytes_total());
+    let result = fill(ptr, len).await;
+    if let Ok(n) = result {
+        // SAFETY: `fill` initialised the first `n` bytes behind `write_ptr`.
+        #[allow(unsafe_code)]
+        unsafe {
+            buf.set_init(n);
+        }
+    }
+    (result, buf)
+}
+
+/// [`read_through`] for a vectored read: the first iovec is filled.
+pub(crate) async fn readv_through<T, F, Fut>(mut buf: T, fill: F) -> BufResult<usize, T>
+where
+    T: IoVecBufMut,
+    F: FnOnce(*mut u8, usize) -> Fut,
+    Fut: std::future::Future<Output = io::Result<usize>>,
+{
+    // SAFETY: the first iovec of `buf`, which lives until the read completes.
+    #[allow(unsafe_code)]
+    let first = unsafe { RawBuf::new_from_iovec_mut(&mut buf) };
+    let Some(mut raw) = first else {
+        return (Ok(0), buf);
+    };
+    let result = fill(raw.write_ptr(), raw.bytes_total()).await;
+    if let Ok(n) = result {
+        // SAFETY: `fill` initialised the first `n` bytes of the first iovec.
+        #[allow(unsafe_code)]
+        unsafe {
+            buf.set_init(n);
+        }
+    }
+    (result, buf)
 }
 
 impl AsyncWriteRent for MemoryStream {

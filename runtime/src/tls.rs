@@ -25,12 +25,12 @@ use std::ops::DerefMut;
 use std::task::{Poll, Waker};
 
 use bytes::{Buf, BytesMut};
-use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut, RawBuf};
+use monoio::buf::{IoBuf, IoBufMut, IoVecBuf, IoVecBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Split};
 use monoio::BufResult;
 use rustls::ConnectionCommon;
 
-use crate::stream::Stream;
+use crate::stream::{read_through, readv_through, Stream};
 
 /// Room for one full TLS record (16 KiB of plaintext plus its header and tag).
 const RECORD_ROOM: usize = 16 * 1024 + 512;
@@ -358,35 +358,12 @@ where
     C: DerefMut<Target = ConnectionCommon<D>> + 'static,
     D: 'static,
 {
-    async fn read<T: IoBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        let (ptr, len) = (buf.write_ptr(), buf.bytes_total());
-        let result = self.read_plain(ptr, len).await;
-        if let Ok(n) = result {
-            // SAFETY: `read_plain` initialised the first `n` bytes behind `write_ptr`.
-            #[allow(unsafe_code)]
-            unsafe {
-                buf.set_init(n);
-            }
-        }
-        (result, buf)
+    async fn read<T: IoBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        read_through(buf, |ptr, len| self.read_plain(ptr, len)).await
     }
 
-    async fn readv<T: IoVecBufMut>(&mut self, mut buf: T) -> BufResult<usize, T> {
-        // SAFETY: the first iovec of `buf`, which lives until the read completes.
-        #[allow(unsafe_code)]
-        let first = unsafe { RawBuf::new_from_iovec_mut(&mut buf) };
-        let Some(mut raw) = first else {
-            return (Ok(0), buf);
-        };
-        let result = self.read_plain(raw.write_ptr(), raw.bytes_total()).await;
-        if let Ok(n) = result {
-            // SAFETY: `read_plain` initialised the first `n` bytes of the first iovec.
-            #[allow(unsafe_code)]
-            unsafe {
-                buf.set_init(n);
-            }
-        }
-        (result, buf)
+    async fn readv<T: IoVecBufMut>(&mut self, buf: T) -> BufResult<usize, T> {
+        readv_through(buf, |ptr, len| self.read_plain(ptr, len)).await
     }
 }
 

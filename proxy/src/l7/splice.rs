@@ -20,6 +20,7 @@ use ringwall_runtime::{Stream, Timer};
 
 use super::pump::Direction;
 use super::transport::{Conn, IoFailure};
+use super::tunnel::idle_for;
 use crate::l7::ProxyError;
 
 /// Bodies with less than this still to come are copied: below it, the pipe's two operations
@@ -191,18 +192,11 @@ pub async fn splice_both(
                 splice_until_end(&mut b_read, &mut a_write, &mut back, &activity, &mut down),
             )
         };
-        let watchdog = async {
-            loop {
-                let left = idle.saturating_sub(activity.get().elapsed());
-                if left.is_zero() {
-                    break;
-                }
-                monoio::time::sleep(left).await;
-            }
-        };
         monoio::select! {
             ends = both => clean = ends,
-            () = watchdog => tracing::debug!("TCP connection idle for {idle:?}: closed"),
+            () = idle_for(&activity, idle) => {
+                tracing::debug!("TCP connection idle for {idle:?}: closed");
+            }
         }
     }
     // A pipe is reused only when its direction ended with nothing left in it.

@@ -78,20 +78,22 @@ pub async fn relay_streams<A: Stream, B: Stream>(a: A, b: B, idle: Duration) -> 
             copy(&mut upstream_read, &mut client_write, &activity, &down),
         );
     };
-    let watchdog = async {
-        loop {
-            let left = idle.saturating_sub(activity.get().elapsed());
-            if left.is_zero() {
-                break;
-            }
-            monoio::time::sleep(left).await;
-        }
-    };
     monoio::select! {
         () = both => {}
-        () = watchdog => tracing::debug!("tunnel idle for {idle:?}: closed"),
+        () = idle_for(&activity, idle) => tracing::debug!("tunnel idle for {idle:?}: closed"),
     }
     (up.get(), down.get())
+}
+
+/// Resolves once nothing moved for `idle`: `activity` is when something last did.
+pub async fn idle_for(activity: &Cell<Instant>, idle: Duration) {
+    loop {
+        let left = idle.saturating_sub(activity.get().elapsed());
+        if left.is_zero() {
+            return;
+        }
+        monoio::time::sleep(left).await;
+    }
 }
 
 /// Copies `src` to `dst` until `src` ends or either side fails, then shuts `dst`'s write side.
