@@ -8,7 +8,7 @@ secs="${SECONDS_EACH:-20}"
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 # cargo-fuzz passes -Z sanitizer flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
 export RUSTC_BOOTSTRAP=1
-for target in request_head response_head chunked config path; do
+for target in request_head response_head chunked config path l4_preamble; do
   mkdir -p "corpus/$target"
   echo "fuzz: $target for ${secs}s"
   log="$(mktemp)"

@@ -170,6 +170,14 @@ mod tests {
     }
 
     #[test]
+    fn a_real_clients_hello_gives_its_name() {
+        // What Python's ssl module (OpenSSL 3) sent first for server_hostname="api.example.test",
+        // kept as a fuzz seed.
+        let hello = include_bytes!("../../../fuzz/seeds/l4_preamble/client_hello");
+        assert_eq!(peek_sni(hello), Hello::Parsed(Some("api.example.test")));
+    }
+
+    #[test]
     fn partial_hellos_ask_for_more_and_other_protocols_are_not_tls() {
         let hello = client_hello(Some("a.test"));
         for cut in [0, 1, 4, 5, 20, hello.len() - 1] {
