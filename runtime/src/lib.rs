@@ -19,6 +19,7 @@ mod gather;
 mod idle_probe;
 mod limits;
 mod listener;
+mod mesh;
 mod shutdown;
 mod stream;
 mod tls;
@@ -31,6 +32,7 @@ pub use gather::Gather;
 pub use idle_probe::idle_connection_is_clean;
 pub use limits::raise_open_files_limit;
 pub use listener::{bind_listeners, bind_udp};
+pub use mesh::{Mesh, Postbox};
 /// rustls, as the runtime's TLS streams use it.
 pub use rustls;
 pub use shutdown::{Drain, Shutdown};
