@@ -28,6 +28,15 @@ pub enum Mode {
     Udp,
 }
 
+/// `--access-log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormatArg {
+    /// nginx's `combined`.
+    Combined,
+    /// One JSON object per line.
+    Json,
+}
+
 /// `--send-proxy-protocol`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProxyVersionArg {
@@ -148,6 +157,15 @@ pub struct Cli {
     /// [default: 1h].
     #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
     pub tunnel_idle_timeout: Option<Duration>,
+
+    /// Where request lines go: a file (appended to, reopened on SIGUSR1), `stdout`, or `off`
+    /// [default: off].
+    #[arg(long, value_name = "PATH|stdout|off", global = true)]
+    pub access_log: Option<String>,
+
+    /// How request lines look [default: combined].
+    #[arg(long, value_name = "FORMAT", value_enum, global = true)]
+    pub access_log_format: Option<LogFormatArg>,
 
     /// What the listeners do: `http` (reverse proxy), `l4` (forward TCP connections to the
     /// --upstream servers; with --tls-cert, TLS is terminated first) or `udp` (forward UDP

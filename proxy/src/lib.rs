@@ -6,6 +6,7 @@
 //! `l7`, and leave again through the engine.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -15,6 +15,7 @@ use ringwall_runtime::{
     Shutdown,
 };
 
+use crate::access_log::LogWriter;
 use crate::config::{Config, IoDriver, ListenerProtocol};
 use crate::l4::{serve_tcp, serve_udp};
 use crate::l7::{serve, serve_proxied, serve_tls, ClientLimit, TcpDialer, Worker};
@@ -28,6 +29,8 @@ pub enum ServerError {
     Engine(#[from] EngineError),
     #[error("{0}")]
     Tls(TlsFileError),
+    #[error("cannot open the access log {0}")]
+    AccessLog(String),
 }
 
 /// Runs the proxy until `shutdown` fires and the workers have drained. `on_ready` is called
@@ -65,6 +68,10 @@ pub fn run(
         addrs: bound,
     } = bind(&config, workers)?;
     let udp_sockets = Arc::new(udp);
+    let log_writer =
+        LogWriter::start(&config.access_log).map_err(|e| ServerError::AccessLog(e.to_string()))?;
+    let log_writer = Arc::new(log_writer);
+    let workers_log = log_writer.clone();
     let options = EngineOptions {
         workers,
         pin: config.engine.pin,
@@ -73,13 +80,13 @@ pub fn run(
         drain_timeout: config.timeouts.drain,
         max_connections,
     };
-    Engine::run(
+    let result = Engine::run(
         &options,
         tcp,
         shutdown,
         |driver| on_ready(&bound, driver),
         move |ctx| {
-            let worker = Rc::new(Worker::new(
+            let mut worker = Worker::new(
                 &config,
                 ctx.id,
                 ctx.drain.clone(),
@@ -90,7 +97,13 @@ pub fn run(
                         .map(|c| c.as_ref().map(|c| Arc::new(for_worker(c))))
                         .collect(),
                 ),
-            ));
+            );
+            if let Some(writer) = workers_log.as_ref() {
+                let log = Rc::new(writer.for_worker(&config.access_log));
+                monoio::spawn(log.clone().run());
+                worker.access_log = Some(log);
+            }
+            let worker = Rc::new(worker);
             monoio::spawn(worker.clone().sweep_idle_upstreams());
             monoio::spawn(worker.run_deadlines());
             for (socket, &listener) in udp_sockets[ctx.id].iter().zip(&udp_index) {
@@ -108,36 +121,47 @@ pub fn run(
                 .iter()
                 .map(|t| t.as_ref().map(ListenerTls::for_worker))
                 .collect();
-            // Every path but plain HTTP is boxed: a plain connection's task keeps its small
-            // size.
             let tcp_index = tcp_index.clone();
             move |stream, peer, engine_index: usize| {
                 let listener = tcp_index[engine_index];
-                let w = worker.clone();
                 let config = tls.get(listener).cloned().flatten();
-                let protocol = w.listeners[listener].protocol;
-                if protocol == ListenerProtocol::Http
-                    && !w.listeners[listener].expects_proxy_header(peer)
-                {
-                    return Either::left(serve(w, stream, peer, listener));
-                }
-                let other: Pin<Box<dyn Future<Output = ()>>> = match protocol {
-                    ListenerProtocol::Tcp | ListenerProtocol::Tls => {
-                        Box::pin(serve_tcp(w, stream, peer, listener, config))
-                    }
-                    _ if w.listeners[listener].expects_proxy_header(peer) => {
-                        Box::pin(serve_proxied(w, stream, peer, listener, config))
-                    }
-                    _ => match config {
-                        Some(config) => Box::pin(serve_tls(w, stream, peer, listener, config)),
-                        None => Box::pin(async {}),
-                    },
-                };
-                Either::right(other)
+                serve_accepted(worker.clone(), stream, peer, listener, config)
             }
         },
-    )?;
+    );
+    // The workers are gone, and their logs with them: let the writer write what they left.
+    if let Some(writer) = Arc::into_inner(log_writer).flatten() {
+        writer.finish();
+    }
+    result?;
     Ok(())
+}
+
+/// The task of one accepted TCP connection, by its listener's kind. Every path but plain HTTP
+/// is boxed: a plain connection's task keeps its small size.
+fn serve_accepted(
+    worker: Rc<Worker>,
+    stream: monoio::net::TcpStream,
+    peer: SocketAddr,
+    listener: usize,
+    config: Option<Arc<ringwall_runtime::rustls::ServerConfig>>,
+) -> Either<impl Future<Output = ()>, Pin<Box<dyn Future<Output = ()>>>> {
+    let info = &worker.listeners[listener];
+    let (protocol, proxied) = (info.protocol, info.expects_proxy_header(peer));
+    if protocol == ListenerProtocol::Http && !proxied {
+        return Either::left(serve(worker, stream, peer, listener));
+    }
+    let other: Pin<Box<dyn Future<Output = ()>>> = match protocol {
+        ListenerProtocol::Tcp | ListenerProtocol::Tls => {
+            Box::pin(serve_tcp(worker, stream, peer, listener, config))
+        }
+        _ if proxied => Box::pin(serve_proxied(worker, stream, peer, listener, config)),
+        _ => match config {
+            Some(config) => Box::pin(serve_tls(worker, stream, peer, listener, config)),
+            None => Box::pin(async {}),
+        },
+    };
+    Either::right(other)
 }
 
 /// Every listening socket, bound before any worker starts.

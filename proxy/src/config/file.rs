@@ -39,6 +39,30 @@ pub(crate) struct FileConfig {
     pub upstream: Vec<UpstreamFile>,
     /// `[[route]]`s, matched in order. Default: none.
     pub route: Vec<RouteFile>,
+    /// `[access_log]`. Default: off.
+    pub access_log: AccessLogFile,
+}
+
+/// `[access_log]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct AccessLogFile {
+    /// `"off"`, `"stdout"`, or a file path. Default: `"off"`.
+    pub target: String,
+    /// `"combined"`, `"json"` or `"template"`. Default: `"combined"`.
+    pub format: String,
+    /// With `format = "template"`: text with `${field}` references. Default: `None`.
+    pub template: Option<String>,
+}
+
+impl Default for AccessLogFile {
+    fn default() -> Self {
+        AccessLogFile {
+            target: "off".to_owned(),
+            format: "combined".to_owned(),
+            template: None,
+        }
+    }
 }
 
 impl Default for FileConfig {
@@ -53,6 +77,7 @@ impl Default for FileConfig {
             http: HttpFile::default(),
             upstream: Vec::new(),
             route: Vec::new(),
+            access_log: AccessLogFile::default(),
         }
     }
 }

@@ -67,6 +67,36 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// One of `error`, `warn`, `info`, `debug`, `trace`.
     pub log_level: String,
+    /// `[access_log]`.
+    pub access_log: AccessLogSettings,
+}
+
+/// `[access_log]`: where request lines go and how they look.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessLogSettings {
+    pub target: AccessLogTarget,
+    pub format: AccessLogFormat,
+}
+
+/// Where request lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    Off,
+    Stdout,
+    /// Appended to; reopened on SIGUSR1. Absolute (a relative path in the file is taken from
+    /// the file's directory).
+    File(PathBuf),
+}
+
+/// How a request line looks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLogFormat {
+    /// nginx's `combined`.
+    Combined,
+    /// One JSON object per line.
+    Json,
+    /// Text with `${field}` references.
+    Template(Vec<crate::access_log::TemplatePiece>),
 }
 
 /// One listening address and what its connections speak.
@@ -543,6 +573,23 @@ fn apply_flags(
         file.listen = Some(cli.listen.clone());
         file.listener.clear();
         locator.set_by_flag(path(&["listen"]), "--listen");
+    }
+    if let Some(target) = &cli.access_log {
+        // A relative path from the command line is the current directory's.
+        file.access_log.target = match target.as_str() {
+            "off" | "stdout" | "-" => target.clone(),
+            path => flag_path(Path::new(path)),
+        };
+        locator.set_by_flag(path(&["access_log"]).key("target"), "--access-log");
+    }
+    if let Some(format) = cli.access_log_format {
+        match format {
+            crate::cli::LogFormatArg::Combined => "combined",
+            crate::cli::LogFormatArg::Json => "json",
+        }
+        .clone_into(&mut file.access_log.format);
+        file.access_log.template = None;
+        locator.set_by_flag(path(&["access_log"]).key("format"), "--access-log-format");
     }
     apply_tls_flags(file, cli, locator);
     apply_l4_flags(file, cli, locator);

@@ -14,15 +14,15 @@ use std::time::Duration;
 
 use super::error::{path, FieldPath, Problem};
 use super::file::{
-    ClientAuthMode, EngineFile, FileConfig, HttpFile, LimitsFile, ListenerFile, RouteFile,
-    TimeoutsFile, TlsFile, UpstreamFile, UpstreamTlsFile,
+    AccessLogFile, ClientAuthMode, EngineFile, FileConfig, HttpFile, LimitsFile, ListenerFile,
+    RouteFile, TimeoutsFile, TlsFile, UpstreamFile, UpstreamTlsFile,
 };
 use super::policy::{check_http, check_return, check_route_policy, is_token, parse_cidr, Http};
 use super::units::{format_size, MAX_DURATION};
 use super::{
-    Cidr, ClientAuth, Config, EngineConfig, HostPattern, Limits, Listener, ListenerProtocol, Route,
-    RouteAction, SniRoute, TcpForward, Timeouts, TlsCertificate, TlsSettings, UpstreamGroup,
-    UpstreamTls,
+    AccessLogFormat, AccessLogSettings, AccessLogTarget, Cidr, ClientAuth, Config, EngineConfig,
+    HostPattern, Limits, Listener, ListenerProtocol, Route, RouteAction, SniRoute, TcpForward,
+    Timeouts, TlsCertificate, TlsSettings, UpstreamGroup, UpstreamTls,
 };
 use crate::tls::TlsField;
 use ringwall_runtime::rustls;
@@ -75,6 +75,7 @@ pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Co
             "no routes: add a [[route]] or pass --upstream <ADDR>",
         ));
     }
+    let access_log = check_access_log(&file.access_log, base.as_deref())?;
     Ok(Config {
         source,
         listeners,
@@ -85,6 +86,7 @@ pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Co
         upstreams,
         routes,
         log_level,
+        access_log,
     })
 }
 
@@ -325,6 +327,43 @@ fn check_forward(
         sni_routes,
         send_proxy_protocol: entry.send_proxy_protocol,
     }))
+}
+
+/// `[access_log]`.
+fn check_access_log(log: &AccessLogFile, base: Option<&Path>) -> Checked<AccessLogSettings> {
+    let here = path(&["access_log"]);
+    let target = match log.target.as_str() {
+        "off" => AccessLogTarget::Off,
+        "stdout" | "-" => AccessLogTarget::Stdout,
+        other => AccessLogTarget::File(file_path(other, base, &here.key("target"))?),
+    };
+    let format = match (log.format.as_str(), &log.template) {
+        ("combined", None) => AccessLogFormat::Combined,
+        ("json", None) => AccessLogFormat::Json,
+        ("template", Some(text)) => AccessLogFormat::Template(
+            crate::access_log::parse_template(text)
+                .map_err(|m| Problem::new(here.key("template"), m))?,
+        ),
+        ("template", None) => {
+            return Err(Problem::new(
+                here.key("format"),
+                "format \"template\" needs a `template`",
+            ))
+        }
+        ("combined" | "json", Some(_)) => {
+            return Err(Problem::new(
+                here.key("template"),
+                "a template is used only with format = \"template\"",
+            ))
+        }
+        (other, _) => {
+            return Err(Problem::new(
+                here.key("format"),
+                format!("unknown format {other:?}: \"combined\", \"json\" or \"template\""),
+            ))
+        }
+    };
+    Ok(AccessLogSettings { target, format })
 }
 
 /// A path of the file, taken from the file's directory when relative.

@@ -47,8 +47,8 @@ mod test_shortcuts;
 pub use body::{write_chunk_end, write_chunk_header, write_last_chunk, BodyDecoder, Decoded};
 pub use encode::{
     http_date, put_decimal, put_ip, put_origin_form, reason_phrase, write_local_response,
-    write_request_head, write_response_head, FieldName, HeadOverlay, LocalResponse, OutFraming,
-    RequestFraming,
+    write_request_head, write_response_head, Civil, FieldName, HeadOverlay, LocalResponse,
+    OutFraming, RequestFraming, MONTHS,
 };
 pub use error::CodecError;
 pub use fields::is_hop_by_hop;

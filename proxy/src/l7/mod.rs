@@ -41,6 +41,7 @@ pub use transport::{read_some, Conn, IoFailure, ReadSize};
 pub use tunnel::relay_streams;
 pub use upstream::{Dialer, TcpDialer, Upstreams};
 
+use crate::access_log::AccessLog;
 use crate::config::{Cidr, Config, Http, Limits, ListenerProtocol, TcpForward, Timeouts};
 use crate::http1::{HeadLimits, HeadOverlay};
 
@@ -89,6 +90,8 @@ pub struct Worker<D: Dialer = TcpDialer> {
     pub client_limit: Option<Arc<ClientLimit>>,
     /// Pipes for bodies spliced from socket to socket.
     pub pipes: splice::Pipes,
+    /// This worker's access log; `None` when logging is off.
+    pub access_log: Option<Rc<AccessLog>>,
     /// Overlays of finished requests, cleared, with their allocations: a request in flight
     /// borrows two and gives them back, so filters' head edits allocate nothing once warm.
     overlays: RefCell<Vec<HeadOverlay>>,
@@ -166,6 +169,7 @@ impl<D: Dialer> Worker<D> {
             deadlines,
             client_limit,
             pipes: splice::Pipes::default(),
+            access_log: None,
             overlays: RefCell::new(Vec::new()),
         }
     }

@@ -421,10 +421,12 @@ async fn exchange<C: Stream, D: Dialer>(
     let (route, path) = match routed {
         Ok(routed) => routed,
         Err(error) => {
-            return Box::pin(answer_error(
+            let outcome = Box::pin(answer_error(
                 worker, client, &head, None, &mut ctx, &progress, error,
             ))
-            .await
+            .await;
+            log_request(worker, &head, &ctx);
+            return outcome;
         }
     };
     ctx.route = Some(route.name.clone());
@@ -621,6 +623,7 @@ async fn exchange<C: Stream, D: Dialer>(
     };
     // Phase logging.
     route.filters.logging(ctx);
+    log_request(worker, head, ctx);
     tracing::trace!(
         listener = worker.listeners.get(ctx.listener).map_or("", |l| l.name.as_str()),
         route = %route.name,
@@ -631,6 +634,17 @@ async fn exchange<C: Stream, D: Dialer>(
         "request"
     );
     outcome
+}
+
+/// The access log's line for a finished request.
+fn log_request<D: Dialer>(worker: &Worker<D>, head: &RequestHead, ctx: &RequestContext) {
+    if let Some(log) = &worker.access_log {
+        let listener = worker
+            .listeners
+            .get(ctx.listener)
+            .map_or("", |l| l.name.as_str());
+        log.log(head, ctx, listener);
+    }
 }
 
 /// Phase `route`: normalizes the path and finds the first route that matches.
