@@ -6,7 +6,8 @@
 //! batch is dropped and its lines counted (logged at warn, and kept for the metrics). The writer
 //! appends to the file (or stdout) and reopens the file on SIGUSR1, logrotate's convention.
 //!
-//! Formats: nginx's `combined`, JSON (one object per line), or a template of named fields.
+//! Formats: nginx's `combined`, JSON (one object per line), or a template of named fields
+//! (TLS version and SNI among them).
 //! Nothing secret is written: no header is logged but `Referer` and `User-Agent`, and the
 //! values of query parameters that carry credentials (`key`, `token`, `password`, … see
 //! [`SECRET_PARAMS`]) are replaced by `[redacted]`.
@@ -296,6 +297,8 @@ impl Line<'_> {
             AccessLogField::Host,
             AccessLogField::Referer,
             AccessLogField::UserAgent,
+            AccessLogField::TlsVersion,
+            AccessLogField::Sni,
         ] {
             let _ = write!(out, ",\"{}\":", field.name());
             if field.is_number() {
@@ -377,6 +380,14 @@ impl Line<'_> {
                 let (local, _, _) = clock.at(self.now);
                 out.extend_from_slice(local.as_bytes());
             }
+            AccessLogField::TlsVersion => match &ctx.tls {
+                Some(tls) => out.extend_from_slice(tls.version.as_bytes()),
+                None => out.push(b'-'),
+            },
+            AccessLogField::Sni => match ctx.tls.as_ref().and_then(|t| t.sni.as_deref()) {
+                Some(sni) => escaped(out, sni.as_bytes()),
+                None => out.push(b'-'),
+            },
         }
     }
 }
@@ -420,10 +431,14 @@ pub enum AccessLogField {
     Time,
     /// nginx's `$time_local` (UTC).
     TimeLocal,
+    /// `TLSv1.3`, `TLSv1.2`; `-` on plain listeners.
+    TlsVersion,
+    /// The server name the TLS client asked for.
+    Sni,
 }
 
 impl AccessLogField {
-    const ALL: [AccessLogField; 21] = [
+    const ALL: [AccessLogField; 23] = [
         AccessLogField::Client,
         AccessLogField::Remote,
         AccessLogField::Method,
@@ -445,6 +460,8 @@ impl AccessLogField {
         AccessLogField::UserAgent,
         AccessLogField::Time,
         AccessLogField::TimeLocal,
+        AccessLogField::TlsVersion,
+        AccessLogField::Sni,
     ];
 
     pub fn name(self) -> &'static str {
@@ -470,6 +487,8 @@ impl AccessLogField {
             AccessLogField::UserAgent => "user_agent",
             AccessLogField::Time => "time",
             AccessLogField::TimeLocal => "time_local",
+            AccessLogField::TlsVersion => "tls_version",
+            AccessLogField::Sni => "sni",
         }
     }
 

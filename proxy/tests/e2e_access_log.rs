@@ -148,3 +148,37 @@ fn a_bad_template_is_refused_with_its_line() {
         run.stderr
     );
 }
+
+#[test]
+fn tls_lines_carry_the_version_and_the_name_asked_for() {
+    use std::io::{Read, Write};
+    let pki = common::Pki::new("log-tls");
+    let cert = pki.server("a", &["a.test"]);
+    let origin = Origin::echo("app");
+    let path = log_path("tls");
+    let proxy = Proxy::start(
+        &[origin.addr],
+        &[
+            "--tls-cert",
+            common::path(&cert.cert),
+            "--tls-key",
+            common::path(&cert.key),
+            "--access-log",
+            path.to_str().unwrap(),
+            "--access-log-format",
+            "json",
+        ],
+    );
+    let mut tls =
+        common::connect(proxy.addr, &common::Offer::new(&pki).config(), "a.test").unwrap();
+    tls.write_all(b"GET /tls HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = tls.read_to_end(&mut reply);
+    assert!(reply.starts_with(b"HTTP/1.1 200"));
+    assert!(wait_until(Duration::from_secs(5), || lines(&path).len() == 1));
+    let value: serde_json::Value = serde_json::from_str(&lines(&path)[0]).unwrap();
+    assert_eq!(value["tls_version"], "TLSv1.3");
+    assert_eq!(value["sni"], "a.test");
+    let _ = std::fs::remove_file(&path);
+}

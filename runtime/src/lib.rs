@@ -37,7 +37,7 @@ pub use mesh::{Mesh, Postbox};
 pub use rustls;
 pub use shutdown::{Drain, Shutdown};
 pub use stream::{memory_pair, MemoryStream, Stream};
-pub use tls::{HandshakeError, MaybeTls, TlsStream};
+pub use tls::{HandshakeError, MaybeTls, PeerName, TlsInfo, TlsStream};
 
 /// A monoio runtime for unit tests that need one (epoll: it runs anywhere).
 #[cfg(test)]

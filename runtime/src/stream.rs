@@ -36,6 +36,11 @@ pub trait Stream: AsyncReadRent + AsyncWriteRent + Split + 'static {
         None
     }
 
+    /// The TLS version and SNI of a terminated connection; `None` for plain streams.
+    fn tls_info(&self) -> Option<crate::tls::TlsInfo> {
+        None
+    }
+
     /// The TCP socket itself, when this stream is one (to be split into halves that splice);
     /// otherwise the stream back.
     fn into_tcp(self) -> Result<TcpStream, Self>

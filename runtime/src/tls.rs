@@ -416,9 +416,22 @@ unsafe impl<S: Split, C> Split for TlsStream<S, C> {}
 impl<S, C, D> Stream for TlsStream<S, C>
 where
     S: Stream,
-    C: DerefMut<Target = ConnectionCommon<D>> + 'static,
+    C: DerefMut<Target = ConnectionCommon<D>> + PeerName + 'static,
     D: 'static,
 {
+    fn tls_info(&self) -> Option<TlsInfo> {
+        let state = self.state.borrow();
+        let version = match state.conn.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+            _ => "TLS",
+        };
+        Some(TlsInfo {
+            version,
+            sni: state.conn.peer_server_name().map(std::rc::Rc::from),
+        })
+    }
+
     fn is_idle_clean(&self) -> bool {
         !self.has_buffered() && self.io.is_idle_clean()
     }
@@ -436,6 +449,30 @@ where
         self.io.readable().await
     }
 }
+
+/// What the request path may know of a connection's TLS: the version, and the name its
+/// client asked for (server side).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// `TLSv1.3`, `TLSv1.2` (nginx's `$ssl_protocol` spelling).
+    pub version: &'static str,
+    pub sni: Option<std::rc::Rc<str>>,
+}
+
+/// The server name the peer of a connection asked for, on the server side.
+pub trait PeerName {
+    fn peer_server_name(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl PeerName for rustls::ServerConnection {
+    fn peer_server_name(&self) -> Option<&str> {
+        self.server_name()
+    }
+}
+
+impl PeerName for rustls::ClientConnection {}
 
 /// A connection that is plain or TLS, decided when it is made: what an upstream group of
 /// `http://` or `https://` servers hands out. The TLS side is boxed, so plain connections stay

@@ -40,6 +40,8 @@ pub struct RequestContext {
     pub bytes_received: u64,
     /// Response body bytes sent to the client.
     pub bytes_sent: u64,
+    /// The TLS version and SNI, on TLS listeners.
+    pub tls: Option<ringwall_runtime::TlsInfo>,
 }
 
 impl RequestContext {
@@ -58,6 +60,7 @@ impl RequestContext {
             status: 0,
             bytes_received: 0,
             bytes_sent: 0,
+            tls: None,
         }
     }
 }

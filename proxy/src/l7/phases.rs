@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use monoio::net::TcpStream;
-use ringwall_runtime::{rustls, HandshakeError, Stream, TlsStream};
+use ringwall_runtime::{rustls, HandshakeError, Stream, TlsInfo, TlsStream};
 
 use super::context::RequestContext;
 use super::error::{ProxyError, Side};
@@ -206,6 +206,8 @@ async fn serve_connection<C: Stream, D: Dialer>(
             None => return refuse_connection(&worker, &mut client, remote).await,
         },
     };
+    // Known once the handshake is done, the same for every request of the connection.
+    let tls = client.stream.tls_info();
     let mut first = true;
     loop {
         // A new connection comes with its first bytes (the listener defers accepts until
@@ -222,7 +224,15 @@ async fn serve_connection<C: Stream, D: Dialer>(
                 return;
             }
         }
-        let next = Box::pin(request(&worker, &mut client, first, listener, remote)).await;
+        let next = Box::pin(request(
+            &worker,
+            &mut client,
+            first,
+            listener,
+            remote,
+            tls.as_ref(),
+        ))
+        .await;
         first = false;
         let upstream = match next {
             Next::KeepAlive => {
@@ -270,6 +280,7 @@ async fn request<C: Stream, D: Dialer>(
     first: bool,
     listener: usize,
     remote: SocketAddr,
+    tls: Option<&TlsInfo>,
 ) -> Next<D::Stream> {
     let head = match read_head(worker, client, first).await {
         Ok(Some(head)) => head,
@@ -279,7 +290,7 @@ async fn request<C: Stream, D: Dialer>(
             return Next::Done;
         }
     };
-    match exchange(worker, client, head, listener, remote).await {
+    match exchange(worker, client, head, listener, remote, tls).await {
         Outcome::KeepAlive => Next::KeepAlive,
         Outcome::Linger => {
             linger_close(worker, client).await;
@@ -409,9 +420,11 @@ async fn exchange<C: Stream, D: Dialer>(
     head: RequestHead,
     listener: usize,
     remote: SocketAddr,
+    tls: Option<&TlsInfo>,
 ) -> Outcome<D::Stream> {
     let scheme = worker.listeners.get(listener).map_or("http", |l| l.scheme);
     let mut ctx = RequestContext::new(listener, scheme, remote);
+    ctx.tls = tls.cloned();
     let mut progress = Progress {
         request_done: matches!(head.body(), BodyKind::Empty | BodyKind::Length(0)),
         response_started: false,
