@@ -143,8 +143,31 @@ pub fn nginx_origin(l: &Layout) -> String {
     )
 }
 
+/// Whether the proxies under test write access logs (the `small-16-log` scenario), each to a
+/// file in the run's directory: nginx and ringwall buffered alike (16 KiB, flushed every
+/// 100 ms: ringwall's fixed behaviour, nginx's `buffer=16k flush=100ms`), HAProxy to its
+/// stdout (`log stdout`, its way to log without a syslog server).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Logging {
+    Off,
+    On,
+}
+
+impl Logging {
+    /// The name of a proxy's configuration file for this logging.
+    pub fn conf(self, name: &str) -> String {
+        match self {
+            Logging::Off => name.to_owned(),
+            Logging::On => {
+                let (stem, ext) = name.rsplit_once('.').unwrap_or((name, ""));
+                format!("{stem}-log.{ext}")
+            }
+        }
+    }
+}
+
 /// nginx as the proxy under test: HTTP, TLS 1.3 and L4 listeners.
-pub fn nginx_proxy(l: &Layout) -> String {
+pub fn nginx_proxy(l: &Layout, logging: Logging) -> String {
     let mut out = String::from("# ringwall-load compare: nginx under test.\n");
     if let Some(module) = &l.nginx_stream_module {
         let _ = writeln!(out, "load_module {};", p(module));
@@ -153,7 +176,7 @@ pub fn nginx_proxy(l: &Layout) -> String {
     let _ = write!(
         out,
         r"{main}http {{
-    access_log off;
+    {access_log}
     keepalive_requests 1000000;
     keepalive_timeout {ka}s;
     client_max_body_size 0;
@@ -198,12 +221,26 @@ stream {{
         l4 = l.nginx.l4,
         cert = p(&l.cert()),
         key = p(&l.key()),
+        access_log = match logging {
+            Logging::Off => "access_log off;".to_owned(),
+            Logging::On => format!(
+                "access_log {} combined buffer=16k flush=100ms;",
+                p(&l.file("nginx-access.log"))
+            ),
+        },
     );
     out
 }
 
 /// HAProxy as the proxy under test: HTTP, TLS 1.3 and L4 frontends.
-pub fn haproxy(l: &Layout) -> String {
+pub fn haproxy(l: &Layout, logging: Logging) -> String {
+    let (global_log, defaults_log) = match logging {
+        Logging::Off => ("", ""),
+        Logging::On => (
+            "    log stdout format raw local0\n",
+            "    log global\n    option httplog\n",
+        ),
+    };
     format!(
         r"# ringwall-load compare: HAProxy under test.
 global
@@ -211,9 +248,9 @@ global
     maxconn {maxconn}
     ulimit-n {nofile}
     ssl-default-bind-options ssl-min-ver TLSv1.3
-
+{global_log}
 defaults
-    mode http
+{defaults_log}    mode http
     timeout connect 5s
     timeout client {ka}s
     timeout server {ka}s
@@ -254,10 +291,10 @@ backend origin_tcp
 
 /// ringwall's arguments (after the binary): its configuration file, one worker, not
 /// self-pinned (the harness pins it with taskset).
-pub fn ringwall_args(l: &Layout) -> Vec<String> {
+pub fn ringwall_args(l: &Layout, logging: Logging) -> Vec<String> {
     vec![
         "--config".into(),
-        l.file("ringwall.toml").display().to_string(),
+        l.file(&logging.conf("ringwall.toml")).display().to_string(),
         "--workers".into(),
         "1".into(),
         "--no-pin".into(),
@@ -266,11 +303,18 @@ pub fn ringwall_args(l: &Layout) -> Vec<String> {
 
 /// ringwall as the proxy under test: plain HTTP/1.1, TLS 1.3 (the same certificate as the
 /// others) and TCP (L4) listeners, the same pool and keep-alive settings, logging at `warn`.
-pub fn ringwall(l: &Layout) -> String {
+pub fn ringwall(l: &Layout, logging: Logging) -> String {
+    let access_log = match logging {
+        Logging::Off => String::new(),
+        Logging::On => format!(
+            "\n[access_log]\ntarget = \"{}\"\n",
+            p(&l.file("ringwall-access.log"))
+        ),
+    };
     format!(
         r#"# ringwall-load compare: ringwall under test.
 log_level = "warn"
-
+{access_log}
 [[listener]]
 address = "127.0.0.1:{http}"
 
@@ -307,6 +351,7 @@ upstream = "origin"
         ka = KEEPALIVE_TIMEOUT_S,
         origin = l.origin_port,
         pool = UPSTREAM_POOL,
+        access_log = access_log,
     )
 }
 
@@ -356,7 +401,7 @@ mod tests {
 
     #[test]
     fn nginx_pools_upstream_keepalive_and_has_three_listeners() {
-        let c = nginx_proxy(&layout());
+        let c = nginx_proxy(&layout(), Logging::Off);
         assert!(c.starts_with("# ringwall-load"));
         assert!(c.contains("load_module /usr/lib/nginx/modules/ngx_stream_module.so;"));
         assert!(c.contains("keepalive 64;"));
@@ -375,12 +420,12 @@ mod tests {
         assert_eq!(c.matches('{').count(), c.matches('}').count());
         let mut no_module = layout();
         no_module.nginx_stream_module = None;
-        assert!(!nginx_proxy(&no_module).contains("load_module"));
+        assert!(!nginx_proxy(&no_module, Logging::Off).contains("load_module"));
     }
 
     #[test]
     fn haproxy_one_thread_reuse_tls13_and_tcp() {
-        let c = haproxy(&layout());
+        let c = haproxy(&layout(), Logging::Off);
         assert!(c.contains("nbthread 1"));
         assert!(c.contains("maxconn 9900\n    ulimit-n 20000"));
         assert_eq!(Layout::idle_capacity(20_000), 9644);
@@ -395,10 +440,25 @@ mod tests {
     }
 
     #[test]
+    fn logging_configs_log_to_files_in_the_run_directory() {
+        let l = layout();
+        assert!(nginx_proxy(&l, Logging::On)
+            .contains("access_log /tmp/cmp/nginx-access.log combined buffer=16k flush=100ms;"));
+        let h = haproxy(&l, Logging::On);
+        assert!(h.contains("log stdout format raw local0") && h.contains("option httplog"));
+        assert!(ringwall(&l, Logging::On)
+            .contains("[access_log]\ntarget = \"/tmp/cmp/ringwall-access.log\""));
+        assert_eq!(Logging::On.conf("nginx.conf"), "nginx-log.conf");
+        assert!(ringwall_args(&l, Logging::On)
+            .join(" ")
+            .contains("ringwall-log.toml"));
+    }
+
+    #[test]
     fn ringwall_command_line_and_config() {
-        let a = ringwall_args(&layout()).join(" ");
+        let a = ringwall_args(&layout(), Logging::Off).join(" ");
         assert_eq!(a, "--config /tmp/cmp/ringwall.toml --workers 1 --no-pin");
-        let c = ringwall(&layout());
+        let c = ringwall(&layout(), Logging::Off);
         assert!(c.contains("address = \"127.0.0.1:9001\""));
         assert!(c.contains("address = \"127.0.0.1:9002\"\nprotocol = \"https\""));
         assert!(c.contains("min_version = \"1.3\""));

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 
-use self::configs::{Layout, ProxyPorts, NGINX_STREAM_MODULE, STATIC_FILES};
+use self::configs::{Layout, Logging, ProxyPorts, NGINX_STREAM_MODULE, STATIC_FILES};
 use self::processes::{free_port, Server};
 use self::results::{Comparison, RunFigures};
 use self::scenario::{Listener, Proxy, Scenario};
@@ -101,6 +101,8 @@ struct Servers {
     ringwall: Option<Server>,
     nginx: Option<Server>,
     haproxy: Option<Server>,
+    /// What the running proxies were started with.
+    logging: Logging,
 }
 
 impl Servers {
@@ -246,9 +248,12 @@ fn prepare(dir: &Path, idle_connections: usize, nofile_limit: u64) -> anyhow::Re
         std::fs::write(layout.www().join(name), body)?;
     }
     std::fs::write(layout.file("origin.conf"), configs::nginx_origin(&layout))?;
-    std::fs::write(layout.file("nginx.conf"), configs::nginx_proxy(&layout))?;
-    std::fs::write(layout.file("haproxy.cfg"), configs::haproxy(&layout))?;
-    std::fs::write(layout.file("ringwall.toml"), configs::ringwall(&layout))?;
+    for logging in [Logging::Off, Logging::On] {
+        let conf = |name: &str| layout.file(&logging.conf(name));
+        std::fs::write(conf("nginx.conf"), configs::nginx_proxy(&layout, logging))?;
+        std::fs::write(conf("haproxy.cfg"), configs::haproxy(&layout, logging))?;
+        std::fs::write(conf("ringwall.toml"), configs::ringwall(&layout, logging))?;
+    }
     Ok(layout)
 }
 
@@ -275,24 +280,29 @@ fn start_servers(args: &CompareArgs, l: &Layout) -> anyhow::Result<Servers> {
         &l.file("origin.out"),
         l.origin_port,
     )?;
-    let (ringwall, nginx, haproxy) = start_proxies(args, l)?;
+    let (ringwall, nginx, haproxy) = start_proxies(args, l, Logging::Off)?;
     Ok(Servers {
         origin,
         ringwall: Some(ringwall),
         nginx: Some(nginx),
         haproxy: Some(haproxy),
+        logging: Logging::Off,
     })
 }
 
 /// Starts the three proxies on the proxy core.
-fn start_proxies(args: &CompareArgs, l: &Layout) -> anyhow::Result<(Server, Server, Server)> {
+fn start_proxies(
+    args: &CompareArgs,
+    l: &Layout,
+    logging: Logging,
+) -> anyhow::Result<(Server, Server, Server)> {
     let nginx_bin = processes::find_program("nginx").context("nginx")?;
     let haproxy_bin = processes::find_program("haproxy").context("haproxy")?;
     let nginx = Server::start(
         "nginx",
         args.proxy_cpu,
         &nginx_bin,
-        &nginx_args(l, "nginx.conf"),
+        &nginx_args(l, &logging.conf("nginx.conf")),
         &l.file("nginx.out"),
         l.nginx.http,
     )?;
@@ -302,7 +312,7 @@ fn start_proxies(args: &CompareArgs, l: &Layout) -> anyhow::Result<(Server, Serv
         &haproxy_bin,
         &[
             "-f".to_string(),
-            l.file("haproxy.cfg").display().to_string(),
+            l.file(&logging.conf("haproxy.cfg")).display().to_string(),
             "-db".to_string(),
         ],
         &l.file("haproxy.out"),
@@ -312,7 +322,7 @@ fn start_proxies(args: &CompareArgs, l: &Layout) -> anyhow::Result<(Server, Serv
         "ringwall",
         args.proxy_cpu,
         &args.ringwall,
-        &configs::ringwall_args(l),
+        &configs::ringwall_args(l, logging),
         &l.file("ringwall.out"),
         l.ringwall.http,
     )?;
@@ -322,12 +332,17 @@ fn start_proxies(args: &CompareArgs, l: &Layout) -> anyhow::Result<(Server, Serv
 impl Servers {
     /// Stops the proxies and starts them afresh (the origin keeps running), so that a
     /// memory figure is not shaped by what earlier scenarios left in their allocators.
-    fn restart_proxies(&mut self, args: &CompareArgs, l: &Layout) -> anyhow::Result<()> {
+    fn restart_proxies(
+        &mut self,
+        args: &CompareArgs,
+        l: &Layout,
+        logging: Logging,
+    ) -> anyhow::Result<()> {
         // Stopped first, so that their listening ports are free again.
         self.ringwall = None;
         self.nginx = None;
         self.haproxy = None;
-        let (ringwall, nginx, haproxy) = start_proxies(args, l)?;
+        let (ringwall, nginx, haproxy) = start_proxies(args, l, logging)?;
         self.ringwall = Some(ringwall);
         self.nginx = Some(nginx);
         self.haproxy = Some(haproxy);
@@ -402,6 +417,16 @@ fn run_all(
             None
         };
         let proxies = Proxy::ALL;
+        // The logging scenario runs on proxies that log; the others on proxies that do not.
+        let logging = if s == Scenario::SmallLogged {
+            Logging::On
+        } else {
+            Logging::Off
+        };
+        if logging != servers.logging {
+            servers.restart_proxies(args, l, logging)?;
+            servers.logging = logging;
+        }
         // Warm every proxy up for this scenario (pools filled, caches hot), unrecorded.
         if s != Scenario::Idle && !warmup.is_zero() {
             for &p in &proxies {
@@ -412,7 +437,7 @@ fn run_all(
         }
         for round in 1..=args.rounds {
             if s == Scenario::Idle {
-                servers.restart_proxies(args, l)?;
+                servers.restart_proxies(args, l, Logging::Off)?;
             }
             for &p in &proxies {
                 if cancel.load(Ordering::Relaxed) {

@@ -62,6 +62,7 @@ pub enum Figure {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scenario {
     Small16,
+    SmallLogged,
     Small256,
     SmallRate,
     Body4k,
@@ -75,8 +76,9 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 11] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::Small16,
+        Scenario::SmallLogged,
         Scenario::Small256,
         Scenario::SmallRate,
         Scenario::Body4k,
@@ -93,6 +95,7 @@ impl Scenario {
     pub fn name(self) -> &'static str {
         match self {
             Scenario::Small16 => "small-16",
+            Scenario::SmallLogged => "small-16-log",
             Scenario::Small256 => "small-256",
             Scenario::SmallRate => "small-rate",
             Scenario::Body4k => "body-4k",
@@ -110,6 +113,9 @@ impl Scenario {
     pub fn description(self) -> &'static str {
         match self {
             Scenario::Small16 => "GET 12-byte body, keep-alive, closed loop, 16 connections",
+            Scenario::SmallLogged => {
+                "small-16 with an access log line per request, to a file (nginx and ringwall buffered 16 KiB / 100 ms, HAProxy to stdout)"
+            }
             Scenario::Small256 => "GET 12-byte body, keep-alive, closed loop, 256 connections",
             Scenario::SmallRate => {
                 "GET 12-byte body, keep-alive, fixed rate (open loop), 64 connections"
@@ -167,6 +173,7 @@ impl Scenario {
     pub fn connections(self) -> usize {
         match self {
             Scenario::Small16
+            | Scenario::SmallLogged
             | Scenario::Post1m
             | Scenario::NewConnection
             | Scenario::TlsHandshake
