@@ -280,26 +280,17 @@ impl Line<'_> {
     fn json(&self, out: &mut Vec<u8>, clock: &mut Clock) {
         let (_, iso, millis) = clock.at(self.now);
         let _ = write!(out, "{{\"time\":\"{iso}.{millis:03}Z\"");
-        for field in [
-            AccessLogField::Client,
-            AccessLogField::Method,
-            AccessLogField::Uri,
-            AccessLogField::Protocol,
-            AccessLogField::Status,
-            AccessLogField::BytesSent,
-            AccessLogField::BytesReceived,
-            AccessLogField::Duration,
-            AccessLogField::Upstream,
-            AccessLogField::UpstreamTime,
-            AccessLogField::Route,
-            AccessLogField::RequestId,
-            AccessLogField::Listener,
-            AccessLogField::Host,
-            AccessLogField::Referer,
-            AccessLogField::UserAgent,
-            AccessLogField::TlsVersion,
-            AccessLogField::Sni,
-        ] {
+        // Every field but those the JSON line has in another form (`time` is first).
+        for field in AccessLogField::ALL.into_iter().filter(|f| {
+            !matches!(
+                f,
+                AccessLogField::Remote
+                    | AccessLogField::Path
+                    | AccessLogField::Scheme
+                    | AccessLogField::Time
+                    | AccessLogField::TimeLocal
+            )
+        }) {
             let _ = write!(out, ",\"{}\":", field.name());
             if field.is_number() {
                 let mut value = Vec::new();
