@@ -158,6 +158,11 @@ pub struct Cli {
     #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
     pub tunnel_idle_timeout: Option<Duration>,
 
+    /// Start the admin listener on this address (`/healthz`, `/status`); keep it on loopback
+    /// [default: off].
+    #[arg(long, value_name = "ADDR", global = true)]
+    pub admin: Option<String>,
+
     /// Where request lines go: a file (appended to, reopened on SIGUSR1), `stdout`, or `off`
     /// [default: off].
     #[arg(long, value_name = "PATH|stdout|off", global = true)]

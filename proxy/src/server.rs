@@ -16,6 +16,7 @@ use ringwall_runtime::{
 };
 
 use crate::access_log::LogWriter;
+use crate::admin::{serve_admin, AdminInfo};
 use crate::config::{Config, IoDriver, ListenerProtocol};
 use crate::l4::{serve_tcp, serve_udp};
 use crate::l7::{serve, serve_proxied, serve_tls, ClientLimit, TcpDialer, Worker};
@@ -47,26 +48,21 @@ pub fn run(
         ringwall_runtime::raise_open_files_limit(),
     );
     let client_limit = ClientLimit::new(config.limits.max_connections_per_ip);
-    let tls = config
-        .listeners
-        .iter()
-        .map(|l| l.tls.as_ref().map(ListenerTls::load).transpose())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ServerError::Tls)?;
+    let (tls, upstream_tls) = load_tls(&config)?;
     let tls = Arc::new(tls);
-    let upstream_tls = config
-        .upstreams
-        .iter()
-        .map(|g| g.tls.as_ref().map(upstream_client_config).transpose())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ServerError::Tls)?;
     let Bound {
         tcp,
         tcp_index,
         udp,
         udp_index,
         addrs: bound,
+        admin,
     } = bind(&config, workers)?;
+    let started = std::time::Instant::now();
+    let status_addrs = bound.clone();
+    if let Some(admin) = admin {
+        tracing::info!("admin listener on http://{admin}");
+    }
     let udp_sockets = Arc::new(udp);
     let log_writer =
         LogWriter::start(&config.access_log).map_err(|e| ServerError::AccessLog(e.to_string()))?;
@@ -122,8 +118,18 @@ pub fn run(
                 .map(|t| t.as_ref().map(ListenerTls::for_worker))
                 .collect();
             let tcp_index = tcp_index.clone();
+            let info = Rc::new(AdminInfo::new(
+                &config,
+                started,
+                ctx.driver.to_string(),
+                status_addrs.clone(),
+            ));
             move |stream, peer, engine_index: usize| {
                 let listener = tcp_index[engine_index];
+                if listener == ADMIN {
+                    let admin = serve_admin(worker.clone(), info.clone(), stream, peer);
+                    return Either::right(Box::pin(admin) as Pin<Box<dyn Future<Output = ()>>>);
+                }
                 let config = tls.get(listener).cloned().flatten();
                 serve_accepted(worker.clone(), stream, peer, listener, config)
             }
@@ -135,6 +141,28 @@ pub fn run(
     }
     result?;
     Ok(())
+}
+
+/// Every TLS configuration the listeners and upstream groups need, read from their files.
+type LoadedTls = (
+    Vec<Option<ListenerTls>>,
+    Vec<Option<ringwall_runtime::rustls::ClientConfig>>,
+);
+
+fn load_tls(config: &Config) -> Result<LoadedTls, ServerError> {
+    let listeners = config
+        .listeners
+        .iter()
+        .map(|l| l.tls.as_ref().map(ListenerTls::load).transpose())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ServerError::Tls)?;
+    let upstreams = config
+        .upstreams
+        .iter()
+        .map(|g| g.tls.as_ref().map(upstream_client_config).transpose())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(ServerError::Tls)?;
+    Ok((listeners, upstreams))
 }
 
 /// The task of one accepted TCP connection, by its listener's kind. Every path but plain HTTP
@@ -175,19 +203,31 @@ struct Bound {
     udp_index: Vec<usize>,
     /// The bound addresses in listener order (port 0 resolved).
     addrs: Vec<SocketAddr>,
+    /// The admin listener's bound address.
+    admin: Option<SocketAddr>,
 }
+
+/// The listener index the admin socket maps to.
+const ADMIN: usize = usize::MAX;
 
 /// Binds every listener, TCP ones for the engine's accept loops and UDP ones a socket per
 /// worker each.
 fn bind(config: &Config, workers: usize) -> Result<Bound, ServerError> {
-    let (udp_index, tcp_index): (Vec<usize>, Vec<usize>) = (0..config.listeners.len())
+    let (udp_index, mut tcp_index): (Vec<usize>, Vec<usize>) = (0..config.listeners.len())
         .partition(|&i| config.listeners[i].protocol == ListenerProtocol::Udp);
     let addrs_of = |index: &[usize]| -> Vec<SocketAddr> {
         index.iter().map(|&i| config.listeners[i].addr).collect()
     };
     let share = config.engine.share_listen;
-    let (tcp, tcp_bound) =
-        bind_listeners(&addrs_of(&tcp_index), workers, share).map_err(ServerError::Bind)?;
+    let mut tcp_addrs = addrs_of(&tcp_index);
+    if let Some(admin) = config.admin {
+        // The admin listener is the engine's last socket.
+        tcp_addrs.push(admin);
+        tcp_index.push(ADMIN);
+    }
+    let (tcp, mut tcp_bound) =
+        bind_listeners(&tcp_addrs, workers, share).map_err(ServerError::Bind)?;
+    let admin = config.admin.is_some().then(|| tcp_bound.pop()).flatten();
     let (udp, udp_bound) =
         bind_udp(&addrs_of(&udp_index), workers, share).map_err(ServerError::Bind)?;
     let mut addrs = vec![SocketAddr::from(([0, 0, 0, 0], 0)); config.listeners.len()];
@@ -203,6 +243,7 @@ fn bind(config: &Config, workers: usize) -> Result<Bound, ServerError> {
         udp,
         udp_index,
         addrs,
+        admin,
     })
 }
 

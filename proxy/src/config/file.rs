@@ -41,6 +41,16 @@ pub(crate) struct FileConfig {
     pub route: Vec<RouteFile>,
     /// `[access_log]`. Default: off.
     pub access_log: AccessLogFile,
+    /// `[admin]`. Default: no admin listener.
+    pub admin: AdminFile,
+}
+
+/// `[admin]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct AdminFile {
+    /// `host:port` of the admin listener (`/healthz`, `/status`). Default: `None` (off).
+    pub address: Option<String>,
 }
 
 /// `[access_log]`.
@@ -78,6 +88,7 @@ impl Default for FileConfig {
             upstream: Vec::new(),
             route: Vec::new(),
             access_log: AccessLogFile::default(),
+            admin: AdminFile::default(),
         }
     }
 }

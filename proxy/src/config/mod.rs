@@ -69,6 +69,8 @@ pub struct Config {
     pub log_level: String,
     /// `[access_log]`.
     pub access_log: AccessLogSettings,
+    /// `[admin] address`: where the admin listener accepts; `None`: no admin listener.
+    pub admin: Option<SocketAddr>,
 }
 
 /// `[access_log]`: where request lines go and how they look.
@@ -573,6 +575,10 @@ fn apply_flags(
         file.listen = Some(cli.listen.clone());
         file.listener.clear();
         locator.set_by_flag(path(&["listen"]), "--listen");
+    }
+    if let Some(admin) = &cli.admin {
+        file.admin.address = Some(admin.clone());
+        locator.set_by_flag(path(&["admin"]).key("address"), "--admin");
     }
     if let Some(target) = &cli.access_log {
         // A relative path from the command line is the current directory's.

@@ -76,6 +76,24 @@ pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Co
         ));
     }
     let access_log = check_access_log(&file.access_log, base.as_deref())?;
+    let admin = match &file.admin.address {
+        None => None,
+        Some(text) => {
+            let at = path(&["admin"]).key("address");
+            let addr = resolve(text).map_err(|m| Problem::new(at.clone(), m))?;
+            if addr.port() != 0
+                && listeners
+                    .iter()
+                    .any(|l| l.addr == addr && l.protocol != ListenerProtocol::Udp)
+            {
+                return Err(Problem::new(
+                    at,
+                    format!("{addr} is already a listener's address"),
+                ));
+            }
+            Some(addr)
+        }
+    };
     Ok(Config {
         source,
         listeners,
@@ -87,6 +105,7 @@ pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Co
         routes,
         log_level,
         access_log,
+        admin,
     })
 }
 
