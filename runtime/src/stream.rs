@@ -3,7 +3,7 @@
 //! [`Stream`] is what the proxy's connection code is generic over: monoio's rent-based
 //! `AsyncReadRent + AsyncWriteRent`, `Split` (so an upgraded connection can be relayed in both
 //! directions at once), and a non-blocking look at whether an idle pooled connection is still
-//! in step. `TcpStream` implements it today; TLS streams come next. [`memory_pair`] makes two
+//! in step. `TcpStream` implements it, `TlsStream` (`tls.rs`) too. [`memory_pair`] makes two
 //! connected [`MemoryStream`]s: the request path's phases and filters are unit-tested over them,
 //! with no socket and no kernel in the way.
 

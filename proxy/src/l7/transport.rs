@@ -1,6 +1,6 @@
 //! Reading and writing one connection with a deadline, and coalescing small writes.
 //!
-//! Everything here is generic over [`Stream`]: TCP today, TLS and in-memory streams next.
+//! Everything here is generic over [`Stream`]: TCP, TLS and the in-memory streams of the tests.
 //! A [`Conn`] is one connection with its read buffer and write queue, the same shape on the
 //! client side and the upstream side. monoio's I/O takes buffers by value (the kernel owns them while io_uring works), so these
 //! helpers move a connection's `BytesMut` into the operation and back. A timed-out operation
