@@ -10,12 +10,12 @@ use std::time::Duration;
 use bytes::BytesMut;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
-use ringwall_runtime::{rustls, Stream, TlsStream};
+use ringwall_runtime::{rustls, Stream};
 
 use super::client_hello::{peek_sni, Hello, MAX_RECORD};
 use super::proxy_protocol::{self, Decoded, ProxyVersion};
 use crate::config::TcpForward;
-use crate::l7::{relay_streams, splice_both, Conn, Dialer, ReadSize, Worker};
+use crate::l7::{accept_tls, relay_streams, splice_both, Conn, Dialer, ReadSize, Worker};
 
 /// The longest PROXY protocol header read (v1 is at most 107 bytes; v2 with its TLVs is
 /// rarely more than a few hundred).
@@ -37,20 +37,13 @@ pub async fn serve_tcp<D: Dialer>(
     let mut client = Conn::new(stream, 0, worker.deadlines.timer());
     let mut source = peer;
     if info.expects_proxy_header(peer) {
-        match read_proxy_header(&mut client, worker.timeouts.client_header).await {
-            Some(Some(addr)) => source = addr,
-            Some(None) => {}
-            None => return tracing::debug!(%peer, "no valid PROXY protocol header: closed"),
+        match read_proxy_header(&mut client, peer, worker.timeouts.client_header).await {
+            Some(addr) => source = addr,
+            None => return,
         }
     }
-    let _slot = match worker.client_limit.as_ref() {
-        None => None,
-        Some(table) => match table.try_acquire(source.ip()) {
-            Some(slot) => Some(slot),
-            None => {
-                return tracing::debug!(client = %source, "too many connections from this address")
-            }
-        },
+    let Ok(_slot) = worker.admit(source.ip()) else {
+        return tracing::debug!(client = %source, "too many connections from this address");
     };
     let leg = Leg {
         source,
@@ -71,45 +64,41 @@ pub async fn serve_tcp<D: Dialer>(
             let Some(group) = forward.upstream else {
                 return;
             };
-            let conn = match rustls::ServerConnection::new(config) {
-                Ok(conn) => conn,
-                Err(e) => return tracing::error!(%peer, "cannot start a TLS session: {e}"),
-            };
             let Conn {
                 stream, buf, timer, ..
             } = client;
-            let mut tls = TlsStream::with_buffered(stream, conn, buf);
-            match timer
-                .within(worker.timeouts.tls_handshake, tls.handshake())
-                .await
-            {
-                Some(Ok(())) => {}
-                None => return tracing::debug!(%peer, "TLS handshake timed out"),
-                Some(Err(e)) => return tracing::debug!(%peer, "TLS handshake failed: {e}"),
-            }
+            let tls = match accept_tls(&worker, stream, buf, peer, config).await {
+                Ok(tls) => tls,
+                // Plain text to a TLS port: closed, there is no protocol to tell it in.
+                Err(Some(_)) => return tracing::debug!(%peer, "TLS handshake failed: plain text"),
+                Err(None) => return,
+            };
             forward_to(&worker, tls, BytesMut::new(), group, leg, &timer).await;
         }
     }
 }
 
-/// Reads the PROXY protocol header a trusted balancer sends first. `Some(Some(addr))`: the
-/// client's address; `Some(None)`: a header without one (a `LOCAL` health check, `UNKNOWN`);
-/// `None`: no valid header in time. What follows the header stays in `client.buf`.
+/// Reads the PROXY protocol header a trusted balancer at `peer` sends first, and returns the
+/// client's address: the header's, or `peer` for a header without one (a `LOCAL` health check,
+/// `UNKNOWN`). `None`, logged, when no valid header came in time. What follows the header
+/// stays in `client.buf`.
 pub async fn read_proxy_header<S: Stream>(
     client: &mut Conn<S>,
+    peer: SocketAddr,
     limit: Duration,
-) -> Option<Option<SocketAddr>> {
+) -> Option<SocketAddr> {
     loop {
-        match proxy_protocol::decode(&client.buf) {
+        let incomplete = match proxy_protocol::decode(&client.buf) {
             Decoded::Header { len, source } => {
                 let _ = client.buf.split_to(len);
-                return Some(source);
+                return Some(source.unwrap_or(peer));
             }
-            Decoded::Invalid => return None,
-            Decoded::Incomplete if client.buf.len() >= MAX_PROXY_HEADER => return None,
-            Decoded::Incomplete => {
-                client.read(limit, ReadSize::Head).await.ok()?;
-            }
+            Decoded::Incomplete => client.buf.len() < MAX_PROXY_HEADER,
+            Decoded::Invalid => false,
+        };
+        if !incomplete || client.read(limit, ReadSize::Head).await.is_err() {
+            tracing::debug!(%peer, "no valid PROXY protocol header: closed");
+            return None;
         }
     }
 }

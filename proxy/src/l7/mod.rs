@@ -34,7 +34,7 @@ use ringwall_runtime::{Deadlines, Drain};
 pub use client_limit::{ClientLimit, ClientSlot};
 pub use context::RequestContext;
 pub use error::{ProxyError, Side};
-pub use phases::{serve, serve_proxied, serve_tls};
+pub use phases::{accept_tls, serve, serve_proxied, serve_tls};
 pub use router::{RouteEntry, RouteQuery, RouteTable};
 pub use splice::splice_both;
 pub use transport::{read_some, Conn, IoFailure, ReadSize};
@@ -171,6 +171,19 @@ impl<D: Dialer> Worker<D> {
             pipes: splice::Pipes::default(),
             access_log: None,
             overlays: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The per-address connection limit for a client at `ip`: its slot (held for the
+    /// connection's life; `None` when there is no limit), or `Err` when the address is at
+    /// the limit.
+    pub fn admit(&self, ip: std::net::IpAddr) -> Result<Option<ClientSlot>, ProxyError> {
+        match self.client_limit.as_ref() {
+            None => Ok(None),
+            Some(table) => table
+                .try_acquire(ip)
+                .map(Some)
+                .ok_or(ProxyError::TooManyConnections),
         }
     }
 

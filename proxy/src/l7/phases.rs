@@ -149,9 +149,9 @@ pub async fn serve_proxied<D: Dialer>(
     tls: Option<Arc<rustls::ServerConfig>>,
 ) {
     let mut conn = Conn::new(stream, 0, worker.deadlines.timer());
-    let remote = match read_proxy_header(&mut conn, worker.timeouts.client_header).await {
-        Some(source) => source.unwrap_or(peer),
-        None => return tracing::debug!(%peer, "no valid PROXY protocol header: closed"),
+    let Some(remote) = read_proxy_header(&mut conn, peer, worker.timeouts.client_header).await
+    else {
+        return;
     };
     match tls {
         None => serve_connection(worker, conn, remote, listener).await,
@@ -171,25 +171,50 @@ async fn serve_tls_after<D: Dialer>(
     listener: usize,
     config: Arc<rustls::ServerConfig>,
 ) {
+    match accept_tls(&worker, stream, buffered, remote, config).await {
+        Ok(tls) => serve(worker, tls, remote, listener).await,
+        Err(Some(plain)) => {
+            let mut client = Conn::new(plain, 0, worker.deadlines.timer());
+            refuse(&worker, &mut client, &ProxyError::PlainHttpToTls, remote).await;
+        }
+        Err(None) => {}
+    }
+}
+
+/// The server side of a TLS handshake on an accepted connection whose first bytes,
+/// `buffered`, may already have been read, within `timeouts.tls_handshake`. A failure is
+/// logged; `Err(Some(socket))` when the client spoke plain text (it may be told so).
+pub async fn accept_tls<D: Dialer>(
+    worker: &Worker<D>,
+    stream: TcpStream,
+    buffered: BytesMut,
+    remote: SocketAddr,
+    config: Arc<rustls::ServerConfig>,
+) -> Result<TlsStream<TcpStream, rustls::ServerConnection>, Option<TcpStream>> {
     let conn = match rustls::ServerConnection::new(config) {
         Ok(conn) => conn,
-        Err(e) => return tracing::error!(%remote, "cannot start a TLS session: {e}"),
+        Err(e) => {
+            tracing::error!(%remote, "cannot start a TLS session: {e}");
+            return Err(None);
+        }
     };
     let mut tls = TlsStream::with_buffered(stream, conn, buffered);
     let timer = worker.deadlines.timer();
-    let handshake = timer.within(worker.timeouts.tls_handshake, tls.handshake());
-    match handshake.await {
-        Some(Ok(())) => {}
-        None => return tracing::debug!(%remote, "TLS handshake timed out"),
-        Some(Err(HandshakeError::PlainText)) => {
-            drop(timer);
-            let mut client = Conn::new(tls.into_inner(), 0, worker.deadlines.timer());
-            return refuse(&worker, &mut client, &ProxyError::PlainHttpToTls, remote).await;
+    match timer
+        .within(worker.timeouts.tls_handshake, tls.handshake())
+        .await
+    {
+        Some(Ok(())) => Ok(tls),
+        None => {
+            tracing::debug!(%remote, "TLS handshake timed out");
+            Err(None)
         }
-        Some(Err(e)) => return tracing::debug!(%remote, "TLS handshake failed: {e}"),
+        Some(Err(HandshakeError::PlainText)) => Err(Some(tls.into_inner())),
+        Some(Err(e)) => {
+            tracing::debug!(%remote, "TLS handshake failed: {e}");
+            Err(None)
+        }
     }
-    drop(timer);
-    serve(worker, tls, remote, listener).await;
 }
 
 async fn serve_connection<C: Stream, D: Dialer>(
@@ -199,12 +224,8 @@ async fn serve_connection<C: Stream, D: Dialer>(
     listener: usize,
 ) {
     // Phase accept, continued: the per-address connection limit, answered at once.
-    let _slot = match worker.client_limit.as_ref() {
-        None => None,
-        Some(table) => match table.try_acquire(remote.ip()) {
-            Some(slot) => Some(slot),
-            None => return refuse_connection(&worker, &mut client, remote).await,
-        },
+    let Ok(_slot) = worker.admit(remote.ip()) else {
+        return refuse_connection(&worker, &mut client, remote).await;
     };
     // Known once the handshake is done, the same for every request of the connection.
     let tls = client.stream.tls_info();
