@@ -141,11 +141,6 @@ where
         }
     }
 
-    /// The rustls connection: negotiated version, SNI, ALPN, peer certificates.
-    pub fn connection(&self) -> std::cell::Ref<'_, C> {
-        std::cell::Ref::map(self.state.borrow(), |s| &s.conn)
-    }
-
     /// The stream under the TLS layer (for a plain-text refusal after
     /// [`HandshakeError::PlainText`]).
     pub fn into_inner(self) -> S {
@@ -242,12 +237,15 @@ where
     /// Encrypts `pieces` (pointer, length) in order and writes the records to the socket;
     /// returns how many plaintext bytes were taken (all of them unless rustls's buffer limit
     /// stopped it).
-    async fn write_plain(&mut self, pieces: &[(*const u8, usize)]) -> io::Result<usize> {
+    async fn write_plain(
+        &mut self,
+        pieces: impl Iterator<Item = (*const u8, usize)>,
+    ) -> io::Result<usize> {
         self.take_turn().await;
         let mut taken = 0;
         let outcome = 'encrypt: {
             let mut state = self.state.borrow_mut();
-            for &(ptr, len) in pieces {
+            for (ptr, len) in pieces {
                 // SAFETY: each piece points at `len` initialised bytes of the caller's buffer,
                 // owned by the caller until this future completes.
                 #[allow(unsafe_code)]
@@ -375,7 +373,7 @@ where
 {
     async fn write<T: IoBuf>(&mut self, buf: T) -> BufResult<usize, T> {
         let result = self
-            .write_plain(&[(buf.read_ptr(), buf.bytes_init())])
+            .write_plain(std::iter::once((buf.read_ptr(), buf.bytes_init())))
             .await;
         (result, buf)
     }
@@ -386,11 +384,10 @@ where
         // initialised bytes, for as long as it lives (until this call returns it).
         #[allow(unsafe_code)]
         let iovecs = unsafe { std::slice::from_raw_parts(ptr, count) };
-        let pieces: Vec<(*const u8, usize)> = iovecs
+        let pieces = iovecs
             .iter()
-            .map(|v| (v.iov_base.cast_const().cast::<u8>(), v.iov_len))
-            .collect();
-        let result = self.write_plain(&pieces).await;
+            .map(|v| (v.iov_base.cast_const().cast::<u8>(), v.iov_len));
+        let result = self.write_plain(pieces).await;
         (result, buf)
     }
 
