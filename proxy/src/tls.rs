@@ -355,12 +355,11 @@ fn read_key(path: &Path, field: TlsField) -> Result<PrivateKeyDer<'static>, TlsF
 /// certificate if configured, ALPN `http/1.1`. Each worker makes its own (and so keeps its
 /// own sessions for resumption).
 pub fn upstream_client_config(tls: &UpstreamTls) -> Result<ClientConfig, TlsFileError> {
-    let provider = provider();
     let roots = match &tls.ca {
         Some(ca) => load_roots(ca, TlsField::Ca)?,
         None => system_roots()?,
     };
-    let builder = ClientConfig::builder_with_provider(provider.clone())
+    let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsFileError {
             field: TlsField::Settings,
@@ -375,12 +374,10 @@ pub fn upstream_client_config(tls: &UpstreamTls) -> Result<ClientConfig, TlsFile
             check_leaf(&chain[0], SystemTime::now())
                 .map_err(|r| refuse(TlsField::Cert(0), cert, r))?;
             let der = read_key(key, TlsField::Key(0))?;
-            let certified = CertifiedKey::from_der(chain.clone(), der.clone_key(), &provider)
-                .map_err(|e| refuse(TlsField::Key(0), key, key_problem(&e, cert)))?;
-            drop(certified);
+            // Loads the key and checks it is the certificate's (`CertifiedKey::from_der`).
             builder
                 .with_client_auth_cert(chain, der)
-                .map_err(|e| refuse(TlsField::Key(0), key, e.to_string()))?
+                .map_err(|e| refuse(TlsField::Key(0), key, key_problem(&e, cert)))?
         }
     };
     config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
