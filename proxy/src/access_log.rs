@@ -49,14 +49,9 @@ pub const SECRET_PARAMS: [&str; 9] = [
     "auth",
 ];
 
-/// One batch of lines.
-struct Batch {
-    bytes: Vec<u8>,
-}
-
 /// The process's log writer: a thread that appends batches to the log.
 pub struct LogWriter {
-    sender: Sender<Batch>,
+    sender: Sender<Vec<u8>>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -119,7 +114,7 @@ enum Sink {
     File { file: File, path: PathBuf },
 }
 
-fn write_batches(mut sink: Sink, receiver: &Receiver<Batch>, reopen: &AtomicBool) {
+fn write_batches(mut sink: Sink, receiver: &Receiver<Vec<u8>>, reopen: &AtomicBool) {
     while let Ok(batch) = receiver.recv() {
         if let Sink::File { file, path } = &mut sink {
             if reopen.swap(false, Ordering::AcqRel) {
@@ -130,8 +125,8 @@ fn write_batches(mut sink: Sink, receiver: &Receiver<Batch>, reopen: &AtomicBool
             }
         }
         let written = match &mut sink {
-            Sink::Stdout => io::stdout().lock().write_all(&batch.bytes),
-            Sink::File { file, .. } => file.write_all(&batch.bytes),
+            Sink::Stdout => io::stdout().lock().write_all(&batch),
+            Sink::File { file, .. } => file.write_all(&batch),
         };
         if let Err(e) = written {
             tracing::error!("cannot write the access log: {e}");
@@ -141,7 +136,7 @@ fn write_batches(mut sink: Sink, receiver: &Receiver<Batch>, reopen: &AtomicBool
 
 /// A worker's access log: its buffer, and what it dropped.
 pub struct AccessLog {
-    sender: Sender<Batch>,
+    sender: Sender<Vec<u8>>,
     format: AccessLogFormat,
     buf: RefCell<Vec<u8>>,
     /// Lines in `buf`.
@@ -185,7 +180,7 @@ impl AccessLog {
         }
         let bytes = std::mem::replace(&mut *buf, Vec::with_capacity(BATCH));
         let lines = self.lines.replace(0);
-        match self.sender.try_send(Batch { bytes }) {
+        match self.sender.try_send(bytes) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 let dropped = self.dropped.get() + lines;

@@ -76,24 +76,16 @@ pub async fn serve_admin<D: Dialer>(
                 }
             }
         };
-        let keep_alive = head.keep_alive() && !worker.drain.is_draining();
-        let has_body = !matches!(
-            head.body(),
-            crate::http1::BodyKind::Empty | crate::http1::BodyKind::Length(0)
-        );
+        // A request with a body (refused, unread) ends the connection.
+        let keep_alive = head.keep_alive()
+            && !worker.drain.is_draining()
+            && matches!(
+                head.body(),
+                crate::http1::BodyKind::Empty | crate::http1::BodyKind::Length(0)
+            );
         let response = answer(&worker, &info, &head);
         let head_only = head.method() == Method::Head;
-        if !respond(
-            &worker,
-            &mut conn,
-            &response,
-            keep_alive && !has_body,
-            head_only,
-        )
-        .await
-            || !keep_alive
-            || has_body
-        {
+        if !respond(&worker, &mut conn, &response, keep_alive, head_only).await {
             return;
         }
     }

@@ -120,5 +120,5 @@ fn a_full_queue_drops_and_counts_instead_of_waiting() {
     log.flush(); // the writer is behind: dropped
     assert_eq!(log.dropped(), 2);
     let batch = receiver.try_recv().unwrap();
-    assert_eq!(String::from_utf8(batch.bytes).unwrap().lines().count(), 1);
+    assert_eq!(String::from_utf8(batch).unwrap().lines().count(), 1);
 }
