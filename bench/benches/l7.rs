@@ -34,7 +34,13 @@ fn route_match(c: &mut Criterion) {
 }
 
 fn upstream_pick(c: &mut Criterion) {
-    let upstreams = Upstreams::new(&upstream_config(), 0, TcpDialer::default(), Rc::default());
+    let upstreams = Upstreams::new(
+        &upstream_config(),
+        0,
+        TcpDialer::default(),
+        Rc::default(),
+        &ringwall::metrics::WorkerMetrics::default(),
+    );
     let mut group = c.benchmark_group("upstream_pick");
     group.bench_function("round_robin_8", |b| {
         b.iter(|| upstreams.pick(black_box(0)));

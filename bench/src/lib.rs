@@ -446,7 +446,13 @@ mod tests {
     fn upstreams_build_without_a_runtime_and_pick_round_robin() {
         let config = upstream_config();
         assert_eq!(config.upstreams[0].servers.len(), UPSTREAM_SERVERS);
-        let upstreams = Upstreams::new(&config, 0, TcpDialer::default(), std::rc::Rc::default());
+        let upstreams = Upstreams::new(
+            &config,
+            0,
+            TcpDialer::default(),
+            std::rc::Rc::default(),
+            &ringwall::metrics::WorkerMetrics::default(),
+        );
         let picks: Vec<usize> = (0..UPSTREAM_SERVERS * 2)
             .map(|_| upstreams.pick(0))
             .collect();

@@ -83,7 +83,7 @@ impl LogWriter {
     pub fn for_worker(&self, settings: &AccessLogSettings) -> AccessLog {
         AccessLog {
             sender: self.sender.clone(),
-            format: settings.format.clone(),
+            format: RefCell::new(settings.format.clone()),
             buf: RefCell::new(Vec::with_capacity(BATCH)),
             lines: Cell::new(0),
             dropped: Cell::new(0),
@@ -137,7 +137,8 @@ fn write_batches(mut sink: Sink, receiver: &Receiver<Vec<u8>>, reopen: &AtomicBo
 /// A worker's access log: its buffer, and what it dropped.
 pub struct AccessLog {
     sender: Sender<Vec<u8>>,
-    format: AccessLogFormat,
+    /// Changed by a reload.
+    format: RefCell<AccessLogFormat>,
     buf: RefCell<Vec<u8>>,
     /// Lines in `buf`.
     lines: Cell<u64>,
@@ -157,7 +158,7 @@ impl AccessLog {
         };
         let mut buf = self.buf.borrow_mut();
         let mut clock = self.clock.borrow_mut();
-        match &self.format {
+        match &*self.format.borrow() {
             AccessLogFormat::Combined => line.combined(&mut buf, &mut clock),
             AccessLogFormat::Json => line.json(&mut buf, &mut clock),
             AccessLogFormat::Template(parts) => line.template(parts, &mut buf, &mut clock),
@@ -187,6 +188,13 @@ impl AccessLog {
                 self.dropped.set(dropped);
                 tracing::warn!(dropped, "access log behind: lines dropped");
             }
+        }
+    }
+
+    /// Lines from now on look as `format` says (a reload).
+    pub fn set_format(&self, format: &AccessLogFormat) {
+        if *self.format.borrow() != *format {
+            *self.format.borrow_mut() = format.clone();
         }
     }
 
@@ -340,7 +348,12 @@ impl Line<'_> {
             AccessLogField::BytesReceived => {
                 let _ = write!(out, "{}", ctx.bytes_received);
             }
-            AccessLogField::Duration => seconds(out, Some(ctx.started.elapsed())),
+            AccessLogField::Duration => {
+                seconds(
+                    out,
+                    Some(ctx.duration.unwrap_or_else(|| ctx.started.elapsed())),
+                );
+            }
             AccessLogField::Upstream => address(out, ctx.upstream_addr),
             AccessLogField::UpstreamTime => seconds(out, ctx.upstream_time),
             AccessLogField::Route => match &ctx.route {

@@ -1,62 +1,60 @@
 //! The admin listener (`--admin ADDR`, off by default): `/healthz` for a load balancer in
-//! front, `/status` for people and scripts.
+//! front, `/status` and `/config` for people and scripts, `/metrics` for Prometheus.
 //!
 //! Every worker accepts on the admin address (its own `SO_REUSEPORT` socket, like any
-//! listener) and answers from what it knows: the configuration, the bound addresses, its own
-//! state. `/healthz` is `200 ok` while the process serves and `503 draining` once it drains, so
-//! a balancer stops sending before the listeners close. Only `GET` and `HEAD`; keep-alive as
-//! HTTP/1.1 clients expect.
+//! listener) and answers from what it knows: the current configuration generation, the bound
+//! addresses, the process's counters. `/metrics` asks every other worker for its counters on
+//! the message path and adds them up (`WorkerState::scrape`). `/healthz` is `200 ok` while the
+//! process serves and `503 draining` once it drains, so a balancer stops sending before the
+//! listeners close. Only `GET` and `HEAD`; keep-alive as HTTP/1.1 clients expect.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::Instant;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use monoio::net::TcpStream;
 
-use crate::config::Config;
+use crate::control::Generation;
 use crate::http1::{
     parse_request, write_local_response, HeadOverlay, LocalResponse, Method, RequestHead,
 };
 use crate::l7::{Conn, Dialer, ReadSize, Worker};
+use crate::metrics::{render, ProcessInfo};
+use crate::worker::WorkerState;
 
-/// What `/status` says of the process, the same for every worker.
+/// What `/status` says of one generation, the same for every worker.
 #[derive(Debug)]
 pub struct AdminInfo {
-    pub started: Instant,
-    /// The I/O driver the workers run on.
-    pub driver: String,
     pub workers: usize,
     /// Every listener's bound address (port 0 resolved), in listener order.
     pub addrs: Vec<SocketAddr>,
     /// `[[upstream]]` groups: name and servers.
     pub upstreams: Vec<(String, Vec<SocketAddr>)>,
+    /// `/config`'s body.
+    pub config: String,
 }
 
 impl AdminInfo {
-    pub fn new(config: &Config, started: Instant, driver: String, addrs: Vec<SocketAddr>) -> Self {
+    pub fn new(generation: &Generation) -> Self {
+        let config = &generation.config;
         Self {
-            started,
-            driver,
             workers: config.engine.workers,
-            addrs,
+            addrs: generation.addrs.clone(),
             upstreams: config
                 .upstreams
                 .iter()
                 .map(|g| (g.name.clone(), g.servers.clone()))
                 .collect(),
+            config: config.effective.clone(),
         }
     }
 }
 
 /// Serves one connection to the admin listener.
-pub async fn serve_admin<D: Dialer>(
-    worker: Rc<Worker<D>>,
-    info: Rc<AdminInfo>,
-    stream: TcpStream,
-    peer: SocketAddr,
-) {
+pub async fn serve_admin(state: Rc<WorkerState>, stream: TcpStream, peer: SocketAddr) {
+    let worker = state.current().worker.clone();
     let mut conn = Conn::new(stream, 0, worker.deadlines.timer());
     loop {
         let head = loop {
@@ -83,7 +81,7 @@ pub async fn serve_admin<D: Dialer>(
                 head.body(),
                 crate::http1::BodyKind::Empty | crate::http1::BodyKind::Length(0)
             );
-        let response = answer(&worker, &info, &head);
+        let response = answer(&state, &head).await;
         let head_only = head.method() == Method::Head;
         if !respond(&worker, &mut conn, &response, keep_alive, head_only).await {
             return;
@@ -111,7 +109,7 @@ async fn respond<D: Dialer>(
 }
 
 /// The response for one admin request.
-fn answer<D: Dialer>(worker: &Worker<D>, info: &AdminInfo, head: &RequestHead) -> LocalResponse {
+async fn answer(state: &WorkerState, head: &RequestHead) -> LocalResponse {
     if !matches!(head.method(), Method::Get | Method::Head) {
         let mut response = LocalResponse::status_page(405);
         response.fields.push((
@@ -120,32 +118,68 @@ fn answer<D: Dialer>(worker: &Worker<D>, info: &AdminInfo, head: &RequestHead) -
         ));
         return response;
     }
+    let current = state.current();
+    let worker = &current.worker;
     match head.path() {
         b"/healthz" if worker.drain.is_draining() => LocalResponse::text(503, "draining\n"),
         b"/healthz" => LocalResponse::text(200, "ok\n"),
-        b"/status" => {
-            let mut response = LocalResponse::text(200, status_json(worker, info));
-            response.fields = vec![(
-                Bytes::from_static(b"Content-Type"),
-                Bytes::from_static(b"application/json"),
-            )];
-            response
+        b"/status" => typed(
+            status_json(state, worker, &current.admin, current.generation.number),
+            "application/json",
+        ),
+        b"/config" => typed(current.admin.config.clone(), "application/toml"),
+        b"/metrics" => {
+            let (sum, missing_workers) = state.scrape().await;
+            let process = &state.process;
+            let text = render(
+                &sum,
+                &ProcessInfo {
+                    version: env!("CARGO_PKG_VERSION"),
+                    io_driver: process.driver.get().map_or("", String::as_str),
+                    workers: current.admin.workers,
+                    uptime: process.started.elapsed(),
+                    generation: process.generation(),
+                    reloads: process.reloads.load(Ordering::Relaxed),
+                    reload_failures: process.reload_failures.load(Ordering::Relaxed),
+                    missing_workers,
+                },
+            );
+            typed(text, "text/plain; version=0.0.4; charset=utf-8")
         }
         _ => LocalResponse::status_page(404),
     }
 }
 
+/// A 200 response of `body` with its `Content-Type`.
+fn typed(body: String, content_type: &'static str) -> LocalResponse {
+    let mut response = LocalResponse::text(200, body);
+    response.fields = vec![(
+        Bytes::from_static(b"Content-Type"),
+        Bytes::from_static(content_type.as_bytes()),
+    )];
+    response
+}
+
 /// `/status`: version, uptime, configuration generation, workers, listeners, upstream servers.
-fn status_json<D: Dialer>(worker: &Worker<D>, info: &AdminInfo) -> String {
+fn status_json<D: Dialer>(
+    state: &WorkerState,
+    worker: &Worker<D>,
+    info: &AdminInfo,
+    generation: u64,
+) -> String {
     let mut out = String::with_capacity(512);
+    let process = &state.process;
     let _ = write!(
         out,
-        "{{\"version\":\"{}\",\"uptime_seconds\":{:.3},\"generation\":1,\"workers\":{},\
+        "{{\"version\":\"{}\",\"uptime_seconds\":{:.3},\"generation\":{generation},\
+         \"reloads\":{},\"reload_failures\":{},\"workers\":{},\
          \"io_driver\":{},\"draining\":{},\"listeners\":[",
         env!("CARGO_PKG_VERSION"),
-        info.started.elapsed().as_secs_f64(),
+        process.started.elapsed().as_secs_f64(),
+        process.reloads.load(Ordering::Relaxed),
+        process.reload_failures.load(Ordering::Relaxed),
         info.workers,
-        json_string(&info.driver),
+        json_string(process.driver.get().map_or("", String::as_str)),
         worker.drain.is_draining(),
     );
     for (i, listener) in worker.listeners.iter().enumerate() {

@@ -59,6 +59,11 @@ pub struct Cli {
     #[arg(short = 'c', long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
 
+    /// Write the process id here once serving (removed at exit); `ringwall reload` and
+    /// `ringwall upgrade` read it to find the running process.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub pid_file: Option<PathBuf>,
+
     /// Run the built-in demo: local origin servers behind the proxy.
     #[arg(long, global = true)]
     pub demo: bool,
@@ -105,6 +110,11 @@ pub struct Cli {
     /// Submission queue entries per ring (uring drivers), 256..=32768 [default: 1024].
     #[arg(long, value_name = "N", global = true)]
     pub ring_entries: Option<u32>,
+
+    /// How often workers exchange batched state on the message path between them (health,
+    /// rate-limit consumption), 1ms..=10s [default: 20ms].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
+    pub gossip_interval: Option<Duration>,
 
     /// Share the listening addresses with another process that already listens there
     /// (`SO_REUSEPORT`); without it such an address stops the start.
@@ -318,6 +328,14 @@ pub enum Command {
     /// Validate a config file and exit: prints "<file>: ok (N routes, M upstream groups,
     /// K listeners)" and exits 0, or prints the error and exits 1.
     Check,
+    /// Reload the running ringwall named by the pid file (`--pid-file`, or `pid_file` in
+    /// the config file): the configuration is checked here first, and a configuration that
+    /// fails the check is not sent. Same as sending it SIGHUP.
+    Reload,
+    /// Binary upgrade of the running ringwall named by the pid file: it starts the binary at
+    /// its own path (install the new build there first) on its listening sockets, and drains
+    /// once the new process serves. Same as sending it SIGUSR2.
+    Upgrade,
 }
 
 /// `"Name: value"`: a name, a colon, a value (which may be empty).

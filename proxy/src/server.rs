@@ -1,45 +1,76 @@
-//! Starting ringwall from a validated [`Config`]: listeners, workers, per-worker proxy state.
+//! Starting ringwall from a validated [`Config`]: listeners, workers, per-worker proxy state,
+//! and the control thread that reloads the configuration.
 //!
-//! [`run`] binds every listening address once per worker (so a bad address fails before any
-//! worker starts), starts the engine, builds each worker's [`Worker`] on that worker, and
-//! returns when the shutdown has been triggered and every worker has drained.
+//! [`run`] loads the first generation (certificates, sockets: a bad address fails before any
+//! worker starts), starts the engine, builds each worker's [`WorkerState`] on that worker, and
+//! returns when the shutdown has been triggered and every worker has drained. Meanwhile the
+//! control thread turns SIGHUP into a reload ([`reload`]) and carries the shutdown to every
+//! worker on the message path.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
+use crossbeam_channel::Receiver;
 use ringwall_runtime::{
-    bind_listeners, bind_udp, DriverChoice, DriverKind, Either, Engine, EngineError, EngineOptions,
-    Shutdown,
+    DriverChoice, DriverKind, Engine, EngineError, EngineOptions, Mesh, Outside, Shutdown, Signal,
 };
 
 use crate::access_log::LogWriter;
-use crate::admin::{serve_admin, AdminInfo};
-use crate::config::{Config, IoDriver, ListenerProtocol};
-use crate::l4::{serve_tcp, serve_udp};
-use crate::l7::{serve, serve_proxied, serve_tls, ClientLimit, TcpDialer, Worker};
-use crate::tls::{upstream_client_config, ListenerTls, TlsFileError};
+use crate::config::{Config, ConfigError, IoDriver};
+use crate::control::{
+    fixed_setting_changed, prepare, Generation, LoadError, Message, Process, Sockets,
+    WorkerGeneration, WorkerSockets,
+};
+use crate::l7::ClientLimit;
+use crate::upgrade;
+use crate::worker::{Start, WorkerState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("{0}")]
-    Bind(std::io::Error),
+    #[error(transparent)]
+    Upgrade(#[from] crate::upgrade::UpgradeError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("{0}")]
-    Tls(TlsFileError),
     #[error("cannot open the access log {0}")]
     AccessLog(String),
+    #[error("cannot start the message path between workers: {0}")]
+    Mesh(std::io::Error),
+}
+
+/// Reads the configuration again, as at start (the same file and flags).
+pub type Loader = Box<dyn Fn() -> Result<Config, ConfigError> + Send>;
+
+/// Sets the log level (`log_level`) of the running process.
+pub type LogLevel = Box<dyn Fn(&str) + Send>;
+
+/// How the running process is told to reload, how it reads its configuration again, and how
+/// it applies what the workers do not (the log level).
+pub struct Reloads {
+    pub signals: Receiver<Signal>,
+    pub load: Loader,
+    pub log_level: LogLevel,
+}
+
+/// What `on_ready` learns once every worker serves.
+#[derive(Debug)]
+pub struct Ready<'a> {
+    /// Every listener's bound address, in listener order.
+    pub addrs: &'a [SocketAddr],
+    pub admin: Option<SocketAddr>,
+    pub driver: DriverKind,
 }
 
 /// Runs the proxy until `shutdown` fires and the workers have drained. `on_ready` is called
-/// once every worker serves, with the bound addresses and the I/O driver in use.
+/// once every worker serves.
 pub fn run(
-    config: Arc<Config>,
+    config: &Arc<Config>,
     shutdown: &Shutdown,
-    on_ready: impl FnOnce(&[SocketAddr], DriverKind),
+    reloads: Reloads,
+    on_ready: impl FnOnce(&Ready<'_>),
 ) -> Result<(), ServerError> {
     let workers = config.engine.workers;
     let max_connections = fit_connections_to_open_files(
@@ -48,26 +79,31 @@ pub fn run(
         ringwall_runtime::raise_open_files_limit(),
     );
     let client_limit = ClientLimit::new(config.limits.max_connections_per_ip);
-    let (tls, upstream_tls) = load_tls(&config)?;
-    let tls = Arc::new(tls);
-    let Bound {
-        tcp,
-        tcp_index,
-        udp,
-        udp_index,
-        addrs: bound,
-        admin,
-    } = bind(&config, workers)?;
-    let started = std::time::Instant::now();
-    let status_addrs = bound.clone();
-    if let Some(admin) = admin {
-        tracing::info!("admin listener on http://{admin}");
-    }
-    let udp_sockets = Arc::new(udp);
+    let share = config.engine.share_listen;
+    // Started by a binary upgrade: the listening sockets are the old process's, shared with it
+    // until this one serves.
+    let mut inherited = upgrade::inherited()?;
+    let mut sockets = match inherited.as_mut() {
+        Some(inherited) => {
+            shutdown.share_sockets(true);
+            let handed = std::mem::take(&mut inherited.sockets);
+            Sockets::inherited(workers, share, handed).map_err(LoadError::Bind)?
+        }
+        None => Sockets::new(workers, share),
+    };
+    let (first, (per_worker, _)) = prepare(config.clone(), 1, &mut sockets)?;
+    let process = Arc::new(Process::default());
     let log_writer =
         LogWriter::start(&config.access_log).map_err(|e| ServerError::AccessLog(e.to_string()))?;
     let log_writer = Arc::new(log_writer);
     let workers_log = log_writer.clone();
+    let mesh = Mesh::<Message>::new(workers).map_err(ServerError::Mesh)?;
+    let outside = mesh.outside();
+    let (tcp, payloads): (Vec<_>, Vec<_>) = per_worker
+        .into_iter()
+        .zip(mesh.into_postboxes())
+        .map(|(WorkerSockets { tcp, udp }, postbox)| (tcp, (postbox, udp)))
+        .unzip();
     let options = EngineOptions {
         workers,
         pin: config.engine.pin,
@@ -76,185 +112,146 @@ pub fn run(
         drain_timeout: config.timeouts.drain,
         max_connections,
     };
+    let tick = config.engine.gossip_interval;
+    let control = {
+        let (shutdown, process, first) = (shutdown.clone(), process.clone(), first.clone());
+        std::thread::Builder::new()
+            .name("ringwall-control".into())
+            .spawn(move || control_loop(&shutdown, &reloads, &outside, &process, first, sockets))
+            .map_err(|e| ServerError::Engine(EngineError::Spawn(e)))?
+    };
+    let workers_process = process.clone();
+    let addrs = first.addrs.clone();
+    let admin = first.admin_addr;
     let result = Engine::run(
         &options,
         tcp,
+        payloads,
         shutdown,
-        |driver| on_ready(&bound, driver),
-        move |ctx| {
-            let mut worker = Worker::new(
-                &config,
-                ctx.id,
-                ctx.drain.clone(),
-                client_limit.clone(),
-                TcpDialer::new(
-                    upstream_tls
-                        .iter()
-                        .map(|c| c.as_ref().map(|c| Arc::new(for_worker(c))))
-                        .collect(),
-                ),
+        |driver| {
+            let _ = process.driver.set(driver.to_string());
+            on_ready(&Ready {
+                addrs: &addrs,
+                admin,
+                driver,
+            });
+            if let Some(mut inherited) = inherited {
+                inherited.notify_ready();
+                tracing::info!("binary upgrade: serving on the sockets of the old process");
+                shutdown.share_sockets(false);
+            }
+        },
+        move |ctx, (postbox, udp)| {
+            let state = WorkerState::start(
+                ctx,
+                Start {
+                    postbox,
+                    udp,
+                    first: first.clone(),
+                    client_limit: client_limit.clone(),
+                    log: workers_log.as_ref().as_ref(),
+                    process: workers_process.clone(),
+                    tick,
+                },
             );
-            if let Some(writer) = workers_log.as_ref() {
-                let log = Rc::new(writer.for_worker(&config.access_log));
-                monoio::spawn(log.clone().run());
-                worker.access_log = Some(log);
-            }
-            let worker = Rc::new(worker);
-            monoio::spawn(worker.clone().sweep_idle_upstreams());
-            monoio::spawn(worker.run_deadlines());
-            for (socket, &listener) in udp_sockets[ctx.id].iter().zip(&udp_index) {
-                // A second descriptor of this worker's socket (the first stays with the
-                // main thread until the end of the run).
-                match socket.try_clone() {
-                    Ok(socket) => {
-                        monoio::spawn(serve_udp(worker.clone(), socket, listener));
-                    }
-                    Err(e) => tracing::error!("worker {}: cannot use its UDP socket: {e}", ctx.id),
-                }
-            }
-            // This worker's own TLS configuration per listener (`None`: plain).
-            let tls: Vec<_> = tls
-                .iter()
-                .map(|t| t.as_ref().map(ListenerTls::for_worker))
-                .collect();
-            let tcp_index = tcp_index.clone();
-            let info = Rc::new(AdminInfo::new(
-                &config,
-                started,
-                ctx.driver.to_string(),
-                status_addrs.clone(),
-            ));
-            move |stream, peer, engine_index: usize| {
-                let listener = tcp_index[engine_index];
-                if listener == ADMIN {
-                    let admin = serve_admin(worker.clone(), info.clone(), stream, peer);
-                    return Either::right(Box::pin(admin) as Pin<Box<dyn Future<Output = ()>>>);
-                }
-                let config = tls.get(listener).cloned().flatten();
-                serve_accepted(worker.clone(), stream, peer, listener, config)
-            }
+            move |stream, peer, key: usize| state.accept(stream, peer, key)
         },
     );
     // The workers are gone, and their logs with them: let the writer write what they left.
     if let Some(writer) = Arc::into_inner(log_writer).flatten() {
         writer.finish();
     }
+    shutdown.trigger();
+    let _ = control.join();
     result?;
     Ok(())
 }
 
-/// Every TLS configuration the listeners and upstream groups need, read from their files.
-type LoadedTls = (
-    Vec<Option<ListenerTls>>,
-    Vec<Option<ringwall_runtime::rustls::ClientConfig>>,
-);
-
-fn load_tls(config: &Config) -> Result<LoadedTls, ServerError> {
-    let listeners = config
-        .listeners
-        .iter()
-        .map(|l| l.tls.as_ref().map(ListenerTls::load).transpose())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ServerError::Tls)?;
-    let upstreams = config
-        .upstreams
-        .iter()
-        .map(|g| g.tls.as_ref().map(upstream_client_config).transpose())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(ServerError::Tls)?;
-    Ok((listeners, upstreams))
-}
-
-/// The task of one accepted TCP connection, by its listener's kind. Every path but plain HTTP
-/// is boxed: a plain connection's task keeps its small size.
-fn serve_accepted(
-    worker: Rc<Worker>,
-    stream: monoio::net::TcpStream,
-    peer: SocketAddr,
-    listener: usize,
-    config: Option<Arc<ringwall_runtime::rustls::ServerConfig>>,
-) -> Either<impl Future<Output = ()>, Pin<Box<dyn Future<Output = ()>>>> {
-    let info = &worker.listeners[listener];
-    let (protocol, proxied) = (info.protocol, info.expects_proxy_header(peer));
-    if protocol == ListenerProtocol::Http && !proxied {
-        return Either::left(serve(worker, stream, peer, listener));
-    }
-    let other: Pin<Box<dyn Future<Output = ()>>> = match protocol {
-        ListenerProtocol::Tcp | ListenerProtocol::Tls => {
-            Box::pin(serve_tcp(worker, stream, peer, listener, config))
+/// The control thread: reloads on SIGHUP until the shutdown, which it then posts to every
+/// worker (so that each begins to drain at once, not at its next control tick).
+fn control_loop(
+    shutdown: &Shutdown,
+    reloads: &Reloads,
+    outside: &Outside<Message>,
+    process: &Process,
+    first: Arc<Generation>,
+    mut sockets: Sockets,
+) {
+    let mut current = first;
+    while !shutdown.is_triggered() {
+        match reloads.signals.recv_timeout(Duration::from_millis(50)) {
+            Ok(Signal::Reload) => match reload(&current, &reloads.load, &mut sockets, outside) {
+                Ok(next) => {
+                    if next.config.log_level != current.config.log_level {
+                        (reloads.log_level)(&next.config.log_level);
+                    }
+                    process.reloads.fetch_add(1, Ordering::Relaxed);
+                    process.generation.store(next.number, Ordering::Relaxed);
+                    tracing::info!(
+                        generation = next.number,
+                        "configuration reloaded: {}",
+                        next.config.summary()
+                    );
+                    current = next;
+                }
+                Err(e) => {
+                    process.reload_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(
+                        generation = current.number,
+                        "reload refused, still serving the running configuration: {e}"
+                    );
+                }
+            },
+            Ok(Signal::Upgrade) => {
+                tracing::info!("SIGUSR2: starting the new binary on the listening sockets");
+                match upgrade::start_new_process(&sockets) {
+                    Ok(pid) => {
+                        tracing::info!(
+                            pid,
+                            "binary upgrade: the new process serves; this one drains"
+                        );
+                        shutdown.hand_over();
+                    }
+                    Err(e) => tracing::error!("binary upgrade failed, still serving: {e}"),
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
-        _ if proxied => Box::pin(serve_proxied(worker, stream, peer, listener, config)),
-        _ => match config {
-            Some(config) => Box::pin(serve_tls(worker, stream, peer, listener, config)),
-            None => Box::pin(async {}),
-        },
-    };
-    Either::right(other)
+    }
+    for to in 0..outside.workers() {
+        outside.send(to, Message::Shutdown);
+    }
 }
 
-/// Every listening socket, bound before any worker starts.
-struct Bound {
-    /// Per worker, the sockets of the TCP listeners (the engine's accept loops).
-    tcp: Vec<Vec<std::net::TcpListener>>,
-    /// The listener index of each engine socket index.
-    tcp_index: Vec<usize>,
-    /// Per worker, the sockets of the UDP listeners.
-    udp: Vec<Vec<std::net::UdpSocket>>,
-    udp_index: Vec<usize>,
-    /// The bound addresses in listener order (port 0 resolved).
-    addrs: Vec<SocketAddr>,
-    /// The admin listener's bound address.
-    admin: Option<SocketAddr>,
-}
-
-/// The listener index the admin socket maps to.
-const ADMIN: usize = usize::MAX;
-
-/// Binds every listener, TCP ones for the engine's accept loops and UDP ones a socket per
-/// worker each.
-fn bind(config: &Config, workers: usize) -> Result<Bound, ServerError> {
-    let (udp_index, mut tcp_index): (Vec<usize>, Vec<usize>) = (0..config.listeners.len())
-        .partition(|&i| config.listeners[i].protocol == ListenerProtocol::Udp);
-    let addrs_of = |index: &[usize]| -> Vec<SocketAddr> {
-        index.iter().map(|&i| config.listeners[i].addr).collect()
-    };
-    let share = config.engine.share_listen;
-    let mut tcp_addrs = addrs_of(&tcp_index);
-    if let Some(admin) = config.admin {
-        // The admin listener is the engine's last socket.
-        tcp_addrs.push(admin);
-        tcp_index.push(ADMIN);
+/// Reads, validates and loads the configuration again, binds its new addresses, and posts the
+/// new generation to every worker. Nothing changes when it fails.
+pub fn reload(
+    current: &Generation,
+    load: &Loader,
+    sockets: &mut Sockets,
+    outside: &Outside<Message>,
+) -> Result<Arc<Generation>, LoadError> {
+    tracing::info!("SIGHUP: reading the configuration again");
+    let config = load()?;
+    if let Some(field) = fixed_setting_changed(&current.config, &config) {
+        return Err(LoadError::Fixed(field));
     }
-    let (tcp, mut tcp_bound) =
-        bind_listeners(&tcp_addrs, workers, share).map_err(ServerError::Bind)?;
-    let admin = config.admin.is_some().then(|| tcp_bound.pop()).flatten();
-    let (udp, udp_bound) =
-        bind_udp(&addrs_of(&udp_index), workers, share).map_err(ServerError::Bind)?;
-    let mut addrs = vec![SocketAddr::from(([0, 0, 0, 0], 0)); config.listeners.len()];
-    for (&i, &addr) in tcp_index.iter().zip(&tcp_bound) {
-        addrs[i] = addr;
+    let (next, (per_worker, removed)) = prepare(Arc::new(config), current.number + 1, sockets)?;
+    for (to, WorkerSockets { tcp, udp }) in per_worker.into_iter().enumerate() {
+        outside.send(
+            to,
+            Message::Generation(Box::new(WorkerGeneration {
+                generation: next.clone(),
+                tcp,
+                udp,
+                removed: removed.clone(),
+            })),
+        );
     }
-    for (&i, &addr) in udp_index.iter().zip(&udp_bound) {
-        addrs[i] = addr;
-    }
-    Ok(Bound {
-        tcp,
-        tcp_index,
-        udp,
-        udp_index,
-        addrs,
-        admin,
-    })
-}
-
-/// A worker's own copy of an upstream group's client configuration: its own session store,
-/// so resuming sessions with an origin touches no other core's memory.
-fn for_worker(
-    config: &ringwall_runtime::rustls::ClientConfig,
-) -> ringwall_runtime::rustls::ClientConfig {
-    let mut config = config.clone();
-    config.resumption = ringwall_runtime::rustls::client::Resumption::in_memory_sessions(256);
-    config
+    Ok(next)
 }
 
 /// Descriptors kept aside for listeners, the ring, logs and the like.

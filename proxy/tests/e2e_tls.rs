@@ -367,7 +367,14 @@ fn plain_http_and_garbage_on_a_tls_port_cost_no_other_client() {
     let origin = Origin::echo("app");
     let proxy = Proxy::start(
         &[origin.addr],
-        &["--tls-cert", path(&a.cert), "--tls-key", path(&a.key)],
+        &[
+            "--tls-cert",
+            path(&a.cert),
+            "--tls-key",
+            path(&a.key),
+            "--admin",
+            "127.0.0.1:0",
+        ],
     );
     let config = Offer::new(&pki).config();
     // A client in the middle of a TLS session while the others misbehave.
@@ -397,6 +404,18 @@ fn plain_http_and_garbage_on_a_tls_port_cost_no_other_client() {
     drop(TcpStream::connect(proxy.addr).unwrap());
 
     assert_eq!(get(&mut good, "a.test", "/after").unwrap().status, 200);
+
+    // `/metrics` counts one handshake done and the failed ones (plain text, garbage, and the
+    // client that went away).
+    let admin = proxy.admin_addr();
+    let counted = common::wait_until(Duration::from_secs(3), || {
+        let metrics =
+            common::Client::connect(admin).request("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        let samples = common::parse_prometheus(&String::from_utf8_lossy(&metrics.body));
+        common::count(&samples, "ringwall_tls_handshakes_total", &[]) == 1
+            && common::count(&samples, "ringwall_tls_handshake_failures_total", &[]) == 3
+    });
+    assert!(counted, "one handshake done, three failed");
 }
 
 #[test]
@@ -599,8 +618,11 @@ fn https_origins_are_verified_by_ca_and_name() {
     let mut stream = TcpStream::connect(wrong_name.addr).unwrap();
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
     assert_eq!(get(&mut stream, "x", "/hello.txt").unwrap().status, 502);
+    // The log line may reach the pipe after the response reached the client.
     assert!(
-        wrong_name.logs().contains("TLS with upstream"),
+        common::wait_until(Duration::from_secs(3), || wrong_name
+            .logs()
+            .contains("TLS with upstream")),
         "{}",
         wrong_name.logs()
     );

@@ -6,7 +6,7 @@
 //! worker and never leave it. When [`Shutdown`] fires, each worker stops accepting (its
 //! sockets close), waits for its connections to finish up to the drain deadline, and returns.
 
-use std::cell::Cell;
+use std::cell::{Cell, OnceCell, RefCell};
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -47,6 +47,28 @@ pub struct WorkerContext {
     pub id: usize,
     pub driver: DriverKind,
     pub drain: Drain,
+    /// This worker's listening sockets, to add and remove while it runs (a reload).
+    pub listeners: Rc<dyn Listeners>,
+}
+
+/// A worker's accept loops, changed while it runs: a reload binds new addresses and closes
+/// removed ones without stopping the worker.
+pub trait Listeners {
+    /// Starts accepting on `socket`; its connections reach the handler with `key`.
+    fn add(&self, socket: std::net::TcpListener, key: usize) -> io::Result<()>;
+    /// Stops accepting on the socket of `key` (the kernel refuses what was queued on it).
+    fn remove(&self, key: usize);
+    /// Begins this worker's drain now, without waiting for the control tick.
+    fn stop(&self);
+    /// Per socket key: connections accepted on this worker and open now.
+    fn counts(&self) -> Vec<(usize, ConnectionCount)>;
+}
+
+/// Connections of one listening socket (or of a worker).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionCount {
+    pub accepted: u64,
+    pub open: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,20 +97,23 @@ pub struct Engine;
 impl Engine {
     /// Runs the workers until `shutdown` fires and every worker has drained.
     ///
-    /// `listeners[i]` are worker `i`'s sockets (see [`crate::bind_listeners`]). `make_handler`
-    /// runs once on each worker, inside its runtime, and returns the function that serves one
-    /// accepted connection; its third argument is the index of the listening address (in the
-    /// order given to `bind_listeners`) that accepted it. `on_ready` is called once every worker is serving, with the driver
-    /// worker 0 runs on.
-    pub fn run<M, H, Fut>(
+    /// `listeners[i]` are worker `i`'s sockets (see [`crate::bind_listeners`]), each with the
+    /// key its connections are handed over with; `payloads[i]` is what worker `i`'s factory
+    /// gets besides its context (its postbox, say). `make_handler` runs once on each worker,
+    /// inside its runtime, and returns the function that serves one accepted connection; its
+    /// third argument is the key of the socket that accepted it. `on_ready` is called once
+    /// every worker is serving, with the driver worker 0 runs on.
+    pub fn run<X, M, H, Fut>(
         options: &EngineOptions,
-        listeners: Vec<Vec<std::net::TcpListener>>,
+        listeners: Vec<Vec<(std::net::TcpListener, usize)>>,
+        payloads: Vec<X>,
         shutdown: &Shutdown,
         on_ready: impl FnOnce(DriverKind),
         make_handler: M,
     ) -> Result<(), EngineError>
     where
-        M: Fn(&WorkerContext) -> H + Send + Sync + 'static,
+        X: Send + 'static,
+        M: Fn(&WorkerContext, X) -> H + Send + Sync + 'static,
         H: Fn(TcpStream, SocketAddr, usize) -> Fut + 'static,
         Fut: Future<Output = ()> + 'static,
     {
@@ -100,7 +125,8 @@ impl Engine {
         };
         let (started_tx, started_rx) = mpsc::channel();
         let mut threads = Vec::with_capacity(listeners.len());
-        for (id, sockets) in listeners.into_iter().enumerate() {
+        assert_eq!(listeners.len(), payloads.len(), "one payload per worker");
+        for (id, (sockets, payload)) in listeners.into_iter().zip(payloads).enumerate() {
             let worker = Worker {
                 id,
                 core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
@@ -111,7 +137,7 @@ impl Engine {
             let started = started_tx.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("ringwall-w{id}"))
-                .spawn(move || worker.run(sockets, &*make_handler, &started))
+                .spawn(move || worker.run(sockets, payload, &*make_handler, &started))
                 .map_err(EngineError::Spawn);
             match thread {
                 Ok(thread) => threads.push(thread),
@@ -179,13 +205,14 @@ struct Worker {
 }
 
 impl Worker {
-    fn run<M, H, Fut>(
+    fn run<X, M, H, Fut>(
         self,
-        sockets: Vec<std::net::TcpListener>,
+        sockets: Vec<(std::net::TcpListener, usize)>,
+        payload: X,
         make_handler: &M,
         started: &mpsc::Sender<WorkerStart>,
     ) where
-        M: Fn(&WorkerContext) -> H,
+        M: Fn(&WorkerContext, X) -> H,
         H: Fn(TcpStream, SocketAddr, usize) -> Fut + 'static,
         Fut: Future<Output = ()> + 'static,
     {
@@ -211,60 +238,52 @@ impl Worker {
             };
         runtime.block_on(async move {
             let drain = Drain::default();
-            let mut listeners = Vec::with_capacity(sockets.len());
-            // A second handle on each listening socket, to stop it synchronously on drain
-            // (closing monoio's handle is an io_uring operation that completes later).
-            let mut stoppers = Vec::with_capacity(sockets.len());
-            for socket in sockets {
-                let converted = socket
-                    .try_clone()
-                    .and_then(|stopper| Ok((stopper, TcpListener::from_std(socket)?)));
-                match converted {
-                    Ok((stopper, listener)) => {
-                        stoppers.push(stopper);
-                        listeners.push(listener);
-                    }
-                    Err(source) => {
-                        let _ = started.send(WorkerStart::Failed(EngineError::Listener {
-                            worker: self.id,
-                            source,
-                        }));
-                        return;
-                    }
-                }
-            }
+            let counts = Rc::new(ConnectionCounts::default());
+            let acceptors = Rc::new(Acceptors::<H> {
+                handler: OnceCell::new(),
+                counts: counts.clone(),
+                max_connections: self.options.max_connections,
+                loops: RefCell::new(Vec::new()),
+                stop: Drain::default(),
+            });
             let context = WorkerContext {
                 id: self.id,
                 driver,
                 drain: drain.clone(),
+                listeners: acceptors.clone(),
             };
-            let handler = Rc::new(make_handler(&context));
-            let counts = Rc::new(ConnectionCounts::default());
-            let mut accept_loops = Vec::with_capacity(listeners.len());
-            for (index, listener) in listeners.into_iter().enumerate() {
-                accept_loops.push(monoio::spawn(accept_loop(
-                    listener,
-                    index,
-                    handler.clone(),
-                    counts.clone(),
-                    drain.clone(),
-                    self.options.max_connections,
-                )));
+            let handler = Rc::new(make_handler(&context, payload));
+            let _ = acceptors.handler.set(handler);
+            for (socket, key) in sockets {
+                if let Err(source) = acceptors.add(socket, key) {
+                    let _ = started.send(WorkerStart::Failed(EngineError::Listener {
+                        worker: self.id,
+                        source,
+                    }));
+                    return;
+                }
             }
             let _ = started.send(WorkerStart::Ready { driver, refused });
 
-            while !self.shutdown.is_triggered() {
-                monoio::time::sleep(CONTROL_TICK).await;
+            while !self.shutdown.is_triggered() && !acceptors.stop.is_draining() {
+                monoio::select! {
+                    () = monoio::time::sleep(CONTROL_TICK) => {}
+                    () = acceptors.stop.wait() => {}
+                }
             }
             drain.begin();
             // Stop listening now: the kernel takes the socket out of the SO_REUSEPORT group and
             // refuses what was queued on it, so no client waits on a worker that will not
-            // accept again. Then the accept loops end and drop their handles.
-            for stopper in stoppers {
-                let _ = socket2::SockRef::from(&stopper).shutdown(std::net::Shutdown::Both);
+            // accept again. Then the accept loops end and drop their handles. Sockets handed
+            // over to a new process (a binary upgrade) are only closed here: the new process
+            // accepts what is queued on them.
+            let handed_over = self.shutdown.sockets_shared();
+            let loops = std::mem::take(&mut *acceptors.loops.borrow_mut());
+            for accept_loop in &loops {
+                accept_loop.stop(!handed_over);
             }
-            for accept_loop in accept_loops {
-                accept_loop.await;
+            for accept_loop in loops {
+                accept_loop.task.await;
             }
             let deadline = Instant::now() + self.options.drain_timeout;
             while counts.active.get() > 0 && Instant::now() < deadline {
@@ -287,12 +306,105 @@ impl Worker {
     }
 }
 
-/// Accepts connections on one socket until the worker drains, serving each on its own task.
+/// A worker's accept loops and what they need to start more.
+struct Acceptors<H> {
+    handler: OnceCell<Rc<H>>,
+    counts: Rc<ConnectionCounts>,
+    max_connections: usize,
+    loops: RefCell<Vec<AcceptLoop>>,
+    /// Begun by [`Listeners::stop`].
+    stop: Drain,
+}
+
+/// One running accept loop.
+struct AcceptLoop {
+    key: usize,
+    /// A second handle on the listening socket, to stop it synchronously (closing monoio's
+    /// handle is an io_uring operation that completes later).
+    stopper: std::net::TcpListener,
+    stop: Drain,
+    task: monoio::task::JoinHandle<()>,
+    /// This socket's connections.
+    counts: Rc<ConnectionCounts>,
+}
+
+impl AcceptLoop {
+    /// Ends the loop; `refuse`: take the socket out of the kernel's group first, refusing
+    /// what was queued on it.
+    fn stop(&self, refuse: bool) {
+        if refuse {
+            let _ = socket2::SockRef::from(&self.stopper).shutdown(std::net::Shutdown::Both);
+        }
+        self.stop.begin();
+    }
+}
+
+impl<H, Fut> Listeners for Acceptors<H>
+where
+    H: Fn(TcpStream, SocketAddr, usize) -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    fn add(&self, socket: std::net::TcpListener, key: usize) -> io::Result<()> {
+        let Some(handler) = self.handler.get() else {
+            return Err(io::Error::other("the worker has no connection handler yet"));
+        };
+        let stopper = socket.try_clone()?;
+        let listener = TcpListener::from_std(socket)?;
+        let stop = Drain::default();
+        let counts = Rc::new(ConnectionCounts::default());
+        let task = monoio::spawn(accept_loop(
+            listener,
+            key,
+            handler.clone(),
+            [self.counts.clone(), counts.clone()],
+            stop.clone(),
+            self.max_connections,
+        ));
+        self.loops.borrow_mut().push(AcceptLoop {
+            key,
+            stopper,
+            stop,
+            task,
+            counts,
+        });
+        Ok(())
+    }
+
+    fn remove(&self, key: usize) {
+        self.loops.borrow_mut().retain(|l| {
+            if l.key == key {
+                l.stop(true);
+            }
+            l.key != key
+        });
+    }
+
+    fn stop(&self) {
+        self.stop.begin();
+    }
+
+    fn counts(&self) -> Vec<(usize, ConnectionCount)> {
+        self.loops
+            .borrow()
+            .iter()
+            .map(|l| {
+                let count = ConnectionCount {
+                    accepted: l.counts.accepted.get(),
+                    open: l.counts.active.get() as u64,
+                };
+                (l.key, count)
+            })
+            .collect()
+    }
+}
+
+/// Accepts connections on one socket until `stop`, serving each on its own task.
 async fn accept_loop<H, Fut>(
     listener: TcpListener,
     index: usize,
     handler: Rc<H>,
-    counts: Rc<ConnectionCounts>,
+    // The worker's counts (its limit is on them) and this socket's.
+    counts: [Rc<ConnectionCounts>; 2],
     drain: Drain,
     max_connections: usize,
 ) where
@@ -303,7 +415,7 @@ async fn accept_loop<H, Fut>(
     loop {
         // At the limit, leave new connections in the kernel's queue (or to other workers)
         // rather than accepting and failing them, and look again shortly.
-        if counts.active.get() >= max_connections {
+        if counts[0].active.get() >= max_connections {
             if !paused {
                 tracing::warn!(
                     max_connections,
@@ -323,7 +435,6 @@ async fn accept_loop<H, Fut>(
         };
         match accepted {
             Ok((stream, peer)) => {
-                counts.accepted.set(counts.accepted.get() + 1);
                 let guard = ActiveGuard::new(counts.clone());
                 let connection = CatchPanic(Box::pin(handler(stream, peer, index)));
                 monoio::spawn(async move {
@@ -359,19 +470,25 @@ struct ConnectionCounts {
     accepted: Cell<u64>,
 }
 
-/// Counts a live connection on its worker for as long as it exists.
-struct ActiveGuard(Rc<ConnectionCounts>);
+/// Counts a connection, accepted and live, on its worker and its socket for as long as it
+/// exists.
+struct ActiveGuard([Rc<ConnectionCounts>; 2]);
 
 impl ActiveGuard {
-    fn new(counts: Rc<ConnectionCounts>) -> Self {
-        counts.active.set(counts.active.get() + 1);
+    fn new(counts: [Rc<ConnectionCounts>; 2]) -> Self {
+        for c in &counts {
+            c.accepted.set(c.accepted.get() + 1);
+            c.active.set(c.active.get() + 1);
+        }
         Self(counts)
     }
 }
 
 impl Drop for ActiveGuard {
     fn drop(&mut self) {
-        self.0.active.set(self.0.active.get() - 1);
+        for c in &self.0 {
+            c.active.set(c.active.get() - 1);
+        }
     }
 }
 

@@ -27,15 +27,17 @@ mod tls;
 pub use deadlines::{Deadlines, Timer, Within};
 pub use driver::{DriverChoice, DriverKind};
 pub use either::Either;
-pub use engine::{Engine, EngineError, EngineOptions, WorkerContext};
+pub use engine::{ConnectionCount, Engine, EngineError, EngineOptions, Listeners, WorkerContext};
 pub use gather::Gather;
 pub use idle_probe::idle_connection_is_clean;
-pub use limits::raise_open_files_limit;
-pub use listener::{bind_listeners, bind_udp};
-pub use mesh::{Mesh, Postbox};
+pub use limits::{raise_open_files_limit, signal_process};
+pub use listener::{adopt_socket, adopt_unix_stream, bind_listeners, bind_udp};
+pub use mesh::{Mesh, Outside, Postbox};
 /// rustls, as the runtime's TLS streams use it.
 pub use rustls;
-pub use shutdown::{Drain, Shutdown};
+pub use shutdown::{Drain, Shutdown, Signal};
+/// socket2, as the runtime's listeners use it.
+pub use socket2;
 pub use stream::{memory_pair, MemoryStream, Stream};
 pub use tls::{HandshakeError, MaybeTls, PeerName, TlsInfo, TlsStream};
 

@@ -32,6 +32,22 @@ pub fn raise_open_files_limit() -> io::Result<u64> {
     Ok(limit.rlim_cur)
 }
 
+/// Sends `signal` (a `libc::SIG*` number) to process `pid`.
+#[allow(unsafe_code)] // kill(2) has no safe wrapper in std
+pub fn signal_process(pid: i32, signal: i32) -> std::io::Result<()> {
+    if pid <= 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{pid} is not a process id"),
+        ));
+    }
+    // SAFETY: kill takes plain integers; a positive pid names one process.
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

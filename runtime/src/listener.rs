@@ -128,6 +128,58 @@ fn probe_unused(addr: SocketAddr) -> io::Result<()> {
     }
 }
 
+/// Takes over descriptor `fd`, inherited from the process that started this one (a binary
+/// upgrade), as a socket of `kind` bound to `addr`. A descriptor that is not such a socket is
+/// left alone (not closed) and refused. The socket is made close-on-exec again.
+pub fn adopt_socket(fd: i32, kind: Type, addr: SocketAddr) -> io::Result<Socket> {
+    let socket = adopt_if(fd, &format!("the socket bound to {addr}"), |socket| {
+        socket.r#type().is_ok_and(|t| t == kind)
+            && socket
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .is_some_and(|a| a == addr)
+    })?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// Takes over descriptor `fd`, inherited from the process that started this one, as a Unix
+/// stream socket (the end of a socket pair). Anything else is left alone and refused.
+pub fn adopt_unix_stream(fd: i32) -> io::Result<std::os::unix::net::UnixStream> {
+    let socket = adopt_if(fd, "a Unix stream socket", |socket| {
+        socket.r#type().is_ok_and(|t| t == Type::STREAM)
+            && socket.domain().is_ok_and(|d| d == Domain::UNIX)
+    })?;
+    Ok(socket.into())
+}
+
+/// Takes over open descriptor `fd` when `is_it` says it is `what`, close-on-exec from now on;
+/// otherwise leaves it as it was.
+#[allow(unsafe_code)]
+fn adopt_if(fd: i32, what: &str, is_it: impl Fn(&Socket) -> bool) -> io::Result<Socket> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    // SAFETY: fcntl(F_GETFD) only reads the descriptor's flags; it fails for a closed one.
+    if fd < 0 || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("inherited descriptor {fd} is not open"),
+        ));
+    }
+    // SAFETY: the descriptor is open, and the environment that named it hands it to this
+    // process alone; if it is not what it should be, ownership is given back below.
+    let socket = unsafe { Socket::from_raw_fd(fd) };
+    if !is_it(&socket) {
+        let _ = socket.into_raw_fd();
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("inherited descriptor {fd} is not {what}"),
+        ));
+    }
+    socket.set_cloexec(true)?;
+    Ok(socket)
+}
+
 fn bind_one(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -174,6 +226,23 @@ fn defer_accept(socket: &Socket, seconds: libc::c_int) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_inherited_socket_is_taken_only_when_it_is_the_one_named() {
+        use std::os::fd::IntoRawFd;
+        let (mut sockets, bound) =
+            bind_listeners(&["127.0.0.1:0".parse().unwrap()], 1, false).expect("bind");
+        let fd = sockets.remove(0).remove(0).into_raw_fd();
+        let elsewhere: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert!(adopt_socket(fd, Type::STREAM, elsewhere).is_err());
+        assert!(adopt_socket(fd, Type::DGRAM, bound[0]).is_err());
+        assert!(adopt_unix_stream(fd).is_err());
+        // Refused, and still open: taken now.
+        let socket = adopt_socket(fd, Type::STREAM, bound[0]).expect("the right socket");
+        let listener: TcpListener = socket.into();
+        assert_eq!(listener.local_addr().unwrap(), bound[0]);
+        assert!(adopt_socket(-1, Type::STREAM, bound[0]).is_err());
+    }
 
     #[test]
     fn port_zero_is_shared_by_every_worker() {

@@ -57,6 +57,13 @@ impl<M: Send + 'static> Mesh<M> {
         })
     }
 
+    /// A sender for a thread that is not a worker (the control thread).
+    pub fn outside(&self) -> Outside<M> {
+        Outside {
+            doors: self.doors.clone(),
+        }
+    }
+
     /// The postboxes, worker 0's first: each goes to its worker's thread.
     pub fn into_postboxes(self) -> Vec<Postbox<M>> {
         let doors = self.doors;
@@ -70,6 +77,30 @@ impl<M: Send + 'static> Mesh<M> {
                 bell,
             })
             .collect()
+    }
+}
+
+/// Posts to workers from a thread that is not one.
+pub struct Outside<M> {
+    doors: Arc<[Door<M>]>,
+}
+
+impl<M: Send + 'static> Outside<M> {
+    /// Posts `message` to worker `to`.
+    pub fn send(&self, to: usize, message: M) {
+        post(&self.doors[to], message);
+    }
+
+    pub fn workers(&self) -> usize {
+        self.doors.len()
+    }
+}
+
+/// Puts `message` in the queue and rings the bell.
+fn post<M>(door: &Door<M>, message: M) {
+    if door.queue.send(message).is_ok() {
+        // Full means the bell already rings; either way the message is in the queue.
+        let _ = door.bell.send(&[1]);
     }
 }
 
@@ -94,11 +125,7 @@ impl<M: Send + 'static> Postbox<M> {
 
     /// Posts `message` to worker `to` (possibly this one).
     pub fn send(&self, to: usize, message: M) {
-        let door = &self.doors[to];
-        if door.queue.send(message).is_ok() {
-            // Full means the bell already rings; either way the message is in the queue.
-            let _ = door.bell.send(&[1]);
-        }
+        post(&self.doors[to], message);
     }
 
     /// Posts a copy of `message` to every other worker.
@@ -252,6 +279,20 @@ mod tests {
             runner.await;
             assert!(got.get() >= 3, "{} ticks' messages", got.get());
         });
+    }
+
+    #[test]
+    fn a_thread_that_is_no_worker_posts_too() {
+        let mesh = Mesh::<u8>::new(2).unwrap();
+        let outside = mesh.outside();
+        let boxes = mesh.into_postboxes();
+        outside.send(1, 7);
+        assert_eq!(outside.workers(), 2);
+        assert!(boxes[0].inbox.try_recv().is_err());
+        assert_eq!(boxes[1].inbox.try_recv().ok(), Some(7));
+        // The bell rang: the worker's loop wakes for it.
+        let mut ring = [0u8; 4];
+        assert_eq!(boxes[1].bell.recv(&mut ring).unwrap(), 1);
     }
 
     #[test]

@@ -18,6 +18,9 @@ use std::task::{Context, Poll, Waker};
 #[derive(Clone, Debug, Default)]
 pub struct Shutdown {
     triggered: Arc<AtomicBool>,
+    /// The listening sockets are shared with another process: a drain closes this process's
+    /// handles only.
+    shared_sockets: Arc<AtomicBool>,
 }
 
 impl Shutdown {
@@ -34,23 +37,47 @@ impl Shutdown {
         self.triggered.load(Ordering::Acquire)
     }
 
+    /// Begins a graceful shutdown after another process took over the listening sockets (a
+    /// binary upgrade): workers stop accepting and close their handles without taking the
+    /// sockets out of the kernel's group, so what is queued on them is the new process's.
+    pub fn hand_over(&self) {
+        self.share_sockets(true);
+        self.trigger();
+    }
+
+    /// Whether the listening sockets are shared with another process (a binary upgrade in
+    /// progress): while they are, a drain leaves them listening for the other process.
+    pub fn share_sockets(&self, shared: bool) {
+        self.shared_sockets.store(shared, Ordering::Release);
+    }
+
+    pub fn sockets_shared(&self) -> bool {
+        self.shared_sockets.load(Ordering::Acquire)
+    }
+
     /// Starts a thread that turns the first SIGINT or SIGTERM into [`Shutdown::trigger`] and a
-    /// second one into an immediate exit with status 1. SIGHUP, whose default action would end
-    /// the process at once, is caught and logged: ringwall keeps serving on its configuration.
-    pub fn install_signal_handlers(&self) -> io::Result<()> {
-        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    /// second one into an immediate exit with status 1; SIGHUP (whose default action would end
+    /// the process) and SIGUSR2 go to `control` as [`Signal::Reload`] and [`Signal::Upgrade`].
+    pub fn install_signal_handlers(
+        &self,
+        control: crossbeam_channel::Sender<Signal>,
+    ) -> io::Result<()> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR2};
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGUSR2])?;
         let this = self.clone();
         std::thread::Builder::new()
             .name("ringwall-signals".into())
             .spawn(move || {
                 for signal in signals.forever() {
-                    if signal == SIGHUP {
-                        tracing::warn!(
-                            signal,
-                            "SIGHUP: configuration reload is not available yet; still serving \
-                             the configuration loaded at start"
-                        );
+                    let asked = match signal {
+                        SIGHUP => Some(Signal::Reload),
+                        SIGUSR2 => Some(Signal::Upgrade),
+                        _ => None,
+                    };
+                    if let Some(asked) = asked {
+                        if control.send(asked).is_err() {
+                            tracing::warn!(signal, "signal ignored: nothing handles it");
+                        }
                         continue;
                     }
                     if this.is_triggered() {
@@ -63,6 +90,15 @@ impl Shutdown {
             })?;
         Ok(())
     }
+}
+
+/// What a signal asks of the running process, besides stopping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGHUP: read the configuration again.
+    Reload,
+    /// SIGUSR2: start a new process on the same listening sockets, then drain this one.
+    Upgrade,
 }
 
 /// A worker's drain signal: set once when the worker begins to shut down. Not `Send`: it lives

@@ -28,6 +28,9 @@ pub struct Layout {
     pub origin_port: u16,
     /// ringwall's plain, TLS and TCP listeners.
     pub ringwall: ProxyPorts,
+    /// ringwall's admin listener, whose `/metrics` the comparison scrapes every second while it
+    /// runs (ringwall measured with its metrics on, as it runs in production).
+    pub ringwall_admin: u16,
     pub nginx: ProxyPorts,
     pub haproxy: ProxyPorts,
     /// Client connections the proxies must accept at once (the idle scenario), plus margin.
@@ -302,7 +305,8 @@ pub fn ringwall_args(l: &Layout, logging: Logging) -> Vec<String> {
 }
 
 /// ringwall as the proxy under test: plain HTTP/1.1, TLS 1.3 (the same certificate as the
-/// others) and TCP (L4) listeners, the same pool and keep-alive settings, logging at `warn`.
+/// others) and TCP (L4) listeners, the same pool and keep-alive settings, logging at `warn`,
+/// the admin listener on (its `/metrics` scraped every second).
 pub fn ringwall(l: &Layout, logging: Logging) -> String {
     let access_log = match logging {
         Logging::Off => String::new(),
@@ -315,6 +319,9 @@ pub fn ringwall(l: &Layout, logging: Logging) -> String {
         r#"# ringwall-load compare: ringwall under test.
 log_level = "warn"
 {access_log}
+[admin]
+address = "127.0.0.1:{admin}"
+
 [[listener]]
 address = "127.0.0.1:{http}"
 
@@ -352,6 +359,7 @@ upstream = "origin"
         origin = l.origin_port,
         pool = UPSTREAM_POOL,
         access_log = access_log,
+        admin = l.ringwall_admin,
     )
 }
 
@@ -371,6 +379,7 @@ mod tests {
                 tls: 9002,
                 l4: 9003,
             },
+            ringwall_admin: 9004,
             nginx: ProxyPorts {
                 http: 9010,
                 tls: 9011,

@@ -16,6 +16,7 @@ pub mod processes;
 pub mod profile;
 pub mod results;
 pub mod scenario;
+pub mod scrape;
 pub mod svg;
 
 use std::net::SocketAddr;
@@ -229,6 +230,7 @@ fn prepare(dir: &Path, idle_connections: usize, nofile_limit: u64) -> anyhow::Re
         dir: dir.to_path_buf(),
         origin_port: free_port()?,
         ringwall: ports()?,
+        ringwall_admin: free_port()?,
         nginx: ports()?,
         haproxy: ports()?,
         max_connections: idle_connections,
@@ -401,6 +403,7 @@ fn run_all(
     cancel: &Arc<AtomicBool>,
 ) -> anyhow::Result<Comparison> {
     let mut servers = start_servers(args, l)?;
+    let metrics = scrape::Scraper::start(l.ringwall_admin);
     let total_runs = scenarios.len() * Proxy::ALL.len() * args.rounds;
     let warmup = (args.duration / 5).min(Duration::from_secs(1));
     let started = Instant::now();
@@ -491,6 +494,8 @@ fn run_all(
         "done: {total_runs} runs in {}",
         format_eta(started.elapsed())
     );
+    let scraped = metrics.stop();
+    eprintln!("ringwall's /metrics was scraped {scraped} times during the runs (every second)");
     Ok(Comparison::from_runs(
         scenarios,
         runs,
@@ -647,6 +652,7 @@ mod tests {
                 tls: 3,
                 l4: 4,
             },
+            ringwall_admin: 5,
             nginx: ProxyPorts {
                 http: 10,
                 tls: 11,

@@ -106,7 +106,7 @@ fn a_full_queue_drops_and_counts_instead_of_waiting() {
     let (sender, receiver) = crossbeam_channel::bounded(1);
     let log = AccessLog {
         sender,
-        format: AccessLogFormat::Combined,
+        format: AccessLogFormat::Combined.into(),
         buf: RefCell::new(Vec::new()),
         lines: Cell::new(0),
         dropped: Cell::new(0),

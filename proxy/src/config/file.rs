@@ -10,14 +10,17 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::units::{deserialize_duration, deserialize_some_duration, BodyLimit, ByteSize};
+use super::units::{
+    deserialize_duration, deserialize_some_duration, serialize_duration, serialize_some_duration,
+    BodyLimit, ByteSize,
+};
 use super::{EscapedSlashesMode, IoDriver, ListenerProtocol, TlsVersion};
 use crate::l4::ProxyVersion;
 
 /// The whole file.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct FileConfig {
     /// Addresses to accept plain HTTP connections on, `host:port`. Default: `None`, meaning
@@ -43,10 +46,13 @@ pub(crate) struct FileConfig {
     pub access_log: AccessLogFile,
     /// `[admin]`. Default: no admin listener.
     pub admin: AdminFile,
+    /// Where the running process writes its process id (for `ringwall reload` and scripts);
+    /// removed when it exits. Default: `None` (none written).
+    pub pid_file: Option<String>,
 }
 
 /// `[admin]`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct AdminFile {
     /// `host:port` of the admin listener (`/healthz`, `/status`). Default: `None` (off).
@@ -54,7 +60,7 @@ pub(crate) struct AdminFile {
 }
 
 /// `[access_log]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct AccessLogFile {
     /// `"off"`, `"stdout"`, or a file path. Default: `"off"`.
@@ -89,12 +95,13 @@ impl Default for FileConfig {
             route: Vec::new(),
             access_log: AccessLogFile::default(),
             admin: AdminFile::default(),
+            pid_file: None,
         }
     }
 }
 
 /// One `[[listener]]`. `address` is required.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ListenerFile {
     /// Name for logs. Default: `None`, meaning `"listener-<index>"` (0-based over all
@@ -128,7 +135,7 @@ pub(crate) struct ListenerFile {
 }
 
 /// One of a `tcp` listener's `sni_routes`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SniRouteFile {
     /// Host patterns (exact or `*.`), as a route's `hosts`. Required, non-empty.
@@ -138,7 +145,7 @@ pub(crate) struct SniRouteFile {
 }
 
 /// `[listener.tls]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TlsFile {
     /// `[[listener.tls.certificate]]`: at least one. Default: none.
@@ -190,7 +197,7 @@ fn default_true() -> bool {
 }
 
 /// `required` or `optional`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum ClientAuthMode {
     #[default]
@@ -199,7 +206,7 @@ pub(crate) enum ClientAuthMode {
 }
 
 /// `[[listener.tls.certificate]]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CertificateFile {
     /// PEM file: the certificate, then its intermediates. Required.
@@ -220,7 +227,7 @@ pub(crate) struct CertificateFile {
 }
 
 /// `[engine]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct EngineFile {
     /// Worker threads, one event loop each. Default: `None`, meaning one per online core
@@ -235,6 +242,13 @@ pub(crate) struct EngineFile {
     /// Share listening addresses with another process on purpose (`SO_REUSEPORT`); otherwise
     /// an address something already listens on stops the start. Default: `false`.
     pub share_listen: bool,
+    /// How often workers exchange what they batched (health, limits' consumption) on the
+    /// message path between them. Default: `"20ms"`.
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
+    pub gossip_interval: Duration,
 }
 
 impl Default for EngineFile {
@@ -245,61 +259,104 @@ impl Default for EngineFile {
             io_driver: IoDriver::Auto,
             ring_entries: 1024,
             share_listen: false,
+            gossip_interval: Duration::from_millis(20),
         }
     }
 }
 
 /// `[timeouts]`, all humantime strings greater than zero.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct TimeoutsFile {
     /// The whole request head must arrive within this (else 408). Default: `10s`.
-    #[serde(deserialize_with = "deserialize_duration")]
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
     pub client_header: Duration,
     /// Idle time allowed between requests on a client connection. Default: `60s`.
-    #[serde(deserialize_with = "deserialize_duration")]
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
     pub client_keepalive: Duration,
     /// The longest wait for the next bytes of a request body (else 408). Default: `60s`.
-    #[serde(deserialize_with = "deserialize_duration")]
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
     pub client_body: Duration,
     /// The longest a client may leave a response unread before it is dropped. Default: `60s`.
-    #[serde(deserialize_with = "deserialize_duration")]
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
     pub client_send: Duration,
     /// Connecting to an upstream server (502 on failure, 504 on timeout). Default: `5s`.
-    #[serde(deserialize_with = "deserialize_duration")]
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
     pub upstream_connect: Duration,
     /// Wait for the response head, and the longest gap between body reads (504). Default: `60s`.
-    #[serde(deserialize_with = "deserialize_duration")]
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
     pub upstream_response: Duration,
     /// Idle pooled upstream connections are closed after this. Default: `60s`.
-    #[serde(deserialize_with = "deserialize_duration")]
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
     pub upstream_idle: Duration,
     /// On SIGINT/SIGTERM, in-flight requests get this long to finish. Default: `10s`.
-    #[serde(deserialize_with = "deserialize_duration")]
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
     pub drain: Duration,
     /// After a refusal, how long ringwall goes on reading (and discarding) what the client
     /// still sends, so the refusal is not lost to a reset (nginx `lingering_time`).
     /// Default: `30s`.
-    #[serde(deserialize_with = "deserialize_duration")]
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
     pub lingering_time: Duration,
     /// The longest wait for more bytes while lingering (nginx `lingering_timeout`).
     /// Default: `5s`.
-    #[serde(deserialize_with = "deserialize_duration")]
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
     pub lingering_timeout: Duration,
     /// An upgraded connection (WebSocket) is closed after this long with no byte either way
     /// (HAProxy's `timeout tunnel`). Default: `1h`.
-    #[serde(deserialize_with = "deserialize_duration")]
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
     pub tunnel_idle: Duration,
     /// A TLS handshake must complete within this, else the connection is closed.
     /// Default: `10s`.
-    #[serde(deserialize_with = "deserialize_duration")]
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
     pub tls_handshake: Duration,
     /// A forwarded TCP connection (`tcp` and `tls` listeners) with no byte either way for this
     /// long is closed (nginx's `proxy_timeout`). Default: `10m`.
-    #[serde(deserialize_with = "deserialize_duration")]
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
     pub tcp_idle: Duration,
     /// A UDP session without a datagram either way for this long ends. Default: `60s`.
-    #[serde(deserialize_with = "deserialize_duration")]
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
     pub udp_idle: Duration,
 }
 
@@ -328,7 +385,7 @@ impl Default for TimeoutsFile {
 
 /// `[limits]`.
 #[allow(clippy::struct_field_names)] // the `max_` prefix is part of the file's key names
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct LimitsFile {
     /// Largest request head (request line and headers), else 431. Default: `32KiB`.
@@ -368,7 +425,7 @@ impl Default for LimitsFile {
 }
 
 /// `[http]`: request normalization and the filters every route gets unless it says otherwise.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct HttpFile {
     /// Merge repeated `/` in request paths before routing. Default: `false`.
@@ -412,7 +469,7 @@ impl Default for HttpFile {
 }
 
 /// `request_headers` / `response_headers`: applied in the order remove, set, add.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct HeaderEditsFile {
     /// Fields removed. Default: none.
@@ -424,7 +481,7 @@ pub(crate) struct HeaderEditsFile {
 }
 
 /// `[[route]].return`: a response of the route's own.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReturnFile {
     /// `200..=599`. Required.
@@ -441,7 +498,7 @@ pub(crate) struct ReturnFile {
 }
 
 /// `[[route]].replace_prefix`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReplacePrefixFile {
     pub from: String,
@@ -449,7 +506,7 @@ pub(crate) struct ReplacePrefixFile {
 }
 
 /// `[[route]].regex_rewrite`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegexRewriteFile {
     /// A `regex` crate pattern matched against the path.
@@ -459,21 +516,33 @@ pub(crate) struct RegexRewriteFile {
 }
 
 /// `[[route]].timeouts`: the timeouts that apply once a request is routed.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RouteTimeoutsFile {
-    #[serde(deserialize_with = "deserialize_some_duration")]
+    #[serde(
+        deserialize_with = "deserialize_some_duration",
+        serialize_with = "serialize_some_duration"
+    )]
     pub client_body: Option<Duration>,
-    #[serde(deserialize_with = "deserialize_some_duration")]
+    #[serde(
+        deserialize_with = "deserialize_some_duration",
+        serialize_with = "serialize_some_duration"
+    )]
     pub client_send: Option<Duration>,
-    #[serde(deserialize_with = "deserialize_some_duration")]
+    #[serde(
+        deserialize_with = "deserialize_some_duration",
+        serialize_with = "serialize_some_duration"
+    )]
     pub upstream_connect: Option<Duration>,
-    #[serde(deserialize_with = "deserialize_some_duration")]
+    #[serde(
+        deserialize_with = "deserialize_some_duration",
+        serialize_with = "serialize_some_duration"
+    )]
     pub upstream_response: Option<Duration>,
 }
 
 /// `[[route]].limits`: the limits that apply once a request is routed.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RouteLimitsFile {
     pub max_body: Option<BodyLimit>,
@@ -481,7 +550,7 @@ pub(crate) struct RouteLimitsFile {
 }
 
 /// One `[[upstream]]` group. `name` and `servers` are required.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpstreamFile {
     /// The name routes refer to. Required, unique.
@@ -497,7 +566,7 @@ pub(crate) struct UpstreamFile {
 }
 
 /// `[upstream.tls]`.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpstreamTlsFile {
     /// PEM file of the CAs the servers' certificates must chain to. Default: `None`, meaning
@@ -522,7 +591,7 @@ pub(crate) fn default_max_idle_per_server() -> usize {
 }
 
 /// One `[[route]]`. Exactly one of `upstream` and `return` is required.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RouteFile {
     /// Name for logs and errors. Default: `None`, meaning `"route-<index>"` (0-based).
@@ -590,14 +659,14 @@ pub(crate) struct RouteFile {
 }
 
 /// `https_redirect = true`, or `https_redirect = { status = 308, port = 8443 }`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(untagged)]
 pub(crate) enum HttpsRedirectFile {
     On(bool),
     Table(HttpsRedirectTable),
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HttpsRedirectTable {
     /// 301, 302, 303, 307 or 308. Default: `301`.

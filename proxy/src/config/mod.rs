@@ -71,6 +71,11 @@ pub struct Config {
     pub access_log: AccessLogSettings,
     /// `[admin] address`: where the admin listener accepts; `None`: no admin listener.
     pub admin: Option<SocketAddr>,
+    /// Where the process id is written; `None`: nowhere. Absolute (see `access_log`).
+    pub pid_file: Option<PathBuf>,
+    /// The file's settings with the flags applied, every default filled in, as TOML, with
+    /// secrets hidden: what the admin endpoint's `/config` shows.
+    pub effective: String,
 }
 
 /// `[access_log]`: where request lines go and how they look.
@@ -135,7 +140,7 @@ pub struct SniRoute {
 }
 
 /// What a listener's connections speak.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ListenerProtocol {
     /// HTTP/1.0 and HTTP/1.1 in plain text.
@@ -207,7 +212,9 @@ pub struct TlsCertificate {
 }
 
 /// The oldest TLS version a listener accepts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize, clap::ValueEnum,
+)]
 pub enum TlsVersion {
     /// TLS 1.2 and 1.3.
     #[default]
@@ -231,7 +238,9 @@ pub struct ClientAuth {
 }
 
 /// `[http].escaped_slashes`: what `%2F` in a request path means.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum EscapedSlashesMode {
     /// Leave it encoded (data inside a segment).
@@ -255,10 +264,14 @@ pub struct EngineConfig {
     pub ring_entries: u32,
     /// Share listening addresses with other processes on purpose (`SO_REUSEPORT`).
     pub share_listen: bool,
+    /// The message path's tick: `1ms..=10s`.
+    pub gossip_interval: Duration,
 }
 
 /// The I/O driver each worker runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, clap::ValueEnum)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize, serde::Serialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum IoDriver {
     /// The fastest ring setup the kernel accepts (uring-defer, uring-coop, uring-plain), else
@@ -559,7 +572,50 @@ fn load_with_fallback(
         None => FileConfig::default(),
     };
     apply_flags(&mut file, cli, demo_servers, &mut locator);
-    validate::validate(&file, cli.config.clone()).map_err(|p| locator.problem(p))
+    let mut config =
+        validate::validate(&file, cli.config.clone()).map_err(|p| locator.problem(p))?;
+    config.effective = effective_text(&file);
+    Ok(config)
+}
+
+/// The settings as TOML, with the values of secret-looking keys hidden.
+fn effective_text(file: &FileConfig) -> String {
+    let mut value = match toml::Value::try_from(file) {
+        Ok(value) => value,
+        Err(e) => return format!("# the configuration cannot be shown: {e}\n"),
+    };
+    hide_secrets(&mut value);
+    toml::to_string_pretty(&value)
+        .unwrap_or_else(|e| format!("# the configuration cannot be shown: {e}\n"))
+}
+
+/// Replaces the value of every key that names a secret (a password, a token, a secret, an
+/// API key, and header fields that carry credentials, as in `[http.request_headers.set]`)
+/// with `"<hidden>"`, at any depth.
+fn hide_secrets(value: &mut toml::Value) {
+    const SECRET: [&str; 7] = [
+        "password",
+        "secret",
+        "token",
+        "api_key",
+        "api-key",
+        "authorization",
+        "cookie",
+    ];
+    match value {
+        toml::Value::Table(table) => {
+            for (key, value) in table.iter_mut() {
+                let key = key.to_ascii_lowercase();
+                if SECRET.iter().any(|s| key.contains(s)) {
+                    *value = toml::Value::String("<hidden>".to_owned());
+                } else {
+                    hide_secrets(value);
+                }
+            }
+        }
+        toml::Value::Array(items) => items.iter_mut().for_each(hide_secrets),
+        _ => {}
+    }
 }
 
 /// Stage two: each given flag replaces the value of its key, and the locator remembers which
@@ -575,6 +631,10 @@ fn apply_flags(
         file.listen = Some(cli.listen.clone());
         file.listener.clear();
         locator.set_by_flag(path(&["listen"]), "--listen");
+    }
+    if let Some(pid_file) = &cli.pid_file {
+        file.pid_file = Some(flag_path(pid_file));
+        locator.set_by_flag(path(&["pid_file"]), "--pid-file");
     }
     if let Some(admin) = &cli.admin {
         file.admin.address = Some(admin.clone());
@@ -781,6 +841,10 @@ fn apply_engine_flags(engine: &mut file::EngineFile, cli: &Cli, locator: &mut Lo
     }
     if cli.share_listen {
         engine.share_listen = true;
+    }
+    if let Some(interval) = cli.gossip_interval {
+        engine.gossip_interval = interval;
+        locator.set_by_flag(path(&["engine", "gossip_interval"]), "--gossip-interval");
     }
     if let Some(entries) = cli.ring_entries {
         engine.ring_entries = entries;

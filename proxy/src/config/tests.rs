@@ -197,6 +197,7 @@ upstream = "static"
             io_driver: IoDriver::UringCoop,
             ring_entries: 4096,
             share_listen: false,
+            gossip_interval: Duration::from_millis(20),
         }
     );
     assert_eq!(
@@ -797,6 +798,8 @@ fn flags_override_the_file() {
         "uring-plain",
         "--ring-entries",
         "512",
+        "--gossip-interval",
+        "5ms",
         "--client-header-timeout",
         "1s",
         "--client-keepalive-timeout",
@@ -839,6 +842,7 @@ fn flags_override_the_file() {
             io_driver: IoDriver::UringPlain,
             ring_entries: 512,
             share_listen: false,
+            gossip_interval: Duration::from_millis(5),
         }
     );
     assert_eq!(

@@ -164,6 +164,42 @@ pub fn deserialize_duration<'de, D: Deserializer<'de>>(
     deserializer.deserialize_str(DurationVisitor)
 }
 
+/// serde `serialize_with` for duration fields: the humantime string they are read from.
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's signature
+pub fn serialize_duration<S: serde::Serializer>(
+    duration: &Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&humantime::format_duration(*duration).to_string())
+}
+
+/// serde `serialize_with` for optional duration fields.
+#[allow(clippy::ref_option)] // serde's signature
+pub fn serialize_some_duration<S: serde::Serializer>(
+    duration: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match duration {
+        Some(duration) => serialize_duration(duration, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+impl serde::Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&format_size(self.0))
+    }
+}
+
+impl serde::Serialize for BodyLimit {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(bytes) => serializer.serialize_str(&format_size(bytes)),
+            None => serializer.serialize_str("unlimited"),
+        }
+    }
+}
+
 /// serde `deserialize_with` for optional duration fields (with `#[serde(default)]`): present
 /// means `Some`, absent means `None`.
 pub fn deserialize_some_duration<'de, D: Deserializer<'de>>(

@@ -76,6 +76,11 @@ pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Co
         ));
     }
     let access_log = check_access_log(&file.access_log, base.as_deref())?;
+    let pid_file = file
+        .pid_file
+        .as_deref()
+        .map(|text| file_path(text, base.as_deref(), &path(&["pid_file"])))
+        .transpose()?;
     let admin = match &file.admin.address {
         None => None,
         Some(text) => {
@@ -106,6 +111,8 @@ pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Co
         log_level,
         access_log,
         admin,
+        pid_file,
+        effective: String::new(),
     })
 }
 
@@ -537,7 +544,14 @@ fn check_engine(engine: &EngineFile) -> Checked<EngineConfig> {
             ),
         ));
     }
+    if !(Duration::from_millis(1)..=Duration::from_secs(10)).contains(&engine.gossip_interval) {
+        return Err(Problem::new(
+            path(&["engine", "gossip_interval"]),
+            "must be between 1ms and 10s",
+        ));
+    }
     Ok(EngineConfig {
+        gossip_interval: engine.gossip_interval,
         workers,
         pin: engine.pin,
         io_driver: engine.io_driver,

@@ -8,7 +8,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 /// Which version to send.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
 pub enum ProxyVersion {
     #[serde(rename = "v1")]
     V1,

@@ -67,7 +67,7 @@ pub async fn serve_tcp<D: Dialer>(
             let Conn {
                 stream, buf, timer, ..
             } = client;
-            let tls = match accept_tls(&worker, stream, buf, peer, config).await {
+            let tls = match accept_tls(&worker, stream, buf, peer, listener, config).await {
                 Ok(tls) => tls,
                 // Plain text to a TLS port: closed, there is no protocol to tell it in.
                 Err(Some(_)) => return tracing::debug!(%peer, "TLS handshake failed: plain text"),

@@ -31,13 +31,15 @@ struct Session {
 
 type Sessions = Rc<RefCell<HashMap<SocketAddr, Rc<Session>>>>;
 
-/// Runs a worker's socket of UDP listener `listener` until the worker drains.
+/// Runs a worker's socket of UDP listener `listener` until the worker drains or `stop` begins
+/// (a reload removed the listener). New sessions follow reloads; a session keeps its server.
 pub async fn serve_udp<D: Dialer>(
-    worker: Rc<Worker<D>>,
+    mut worker: Rc<Worker<D>>,
     socket: std::net::UdpSocket,
-    listener: usize,
+    mut listener: usize,
+    stop: ringwall_runtime::Drain,
 ) {
-    let Some(group) = worker.listeners[listener]
+    let Some(mut group) = worker.listeners[listener]
         .forward
         .as_ref()
         .and_then(|f| f.upstream)
@@ -56,6 +58,7 @@ pub async fn serve_udp<D: Dialer>(
         let (received, returned) = monoio::select! {
             r = socket.recv_from(buf) => r,
             () = worker.drain.wait() => break,
+            () = stop.wait() => break,
         };
         buf = returned;
         let (n, client) = match received {
@@ -75,7 +78,7 @@ pub async fn serve_udp<D: Dialer>(
                 }
                 continue;
             }
-            None => match open_session(&worker, group, client) {
+            None => match open_session_latest(&mut worker, &mut listener, &mut group, client) {
                 Ok(session) => {
                     sessions.borrow_mut().insert(client, session.clone());
                     monoio::spawn(relay_replies(
@@ -99,8 +102,28 @@ pub async fn serve_udp<D: Dialer>(
             tracing::debug!(%client, "UDP send to the origin failed: {e}");
         }
     }
-    // Draining: the sessions end with the worker.
+    // Draining or removed: the sessions end with the listener.
     sessions.borrow_mut().clear();
+}
+
+/// A new session for `client` on the newest generation (`worker`, `listener` and `group` move
+/// to it when a reload kept the listener).
+fn open_session_latest<D: Dialer>(
+    worker: &mut Rc<Worker<D>>,
+    listener: &mut usize,
+    group: &mut usize,
+    client: SocketAddr,
+) -> std::io::Result<Rc<Session>> {
+    if let Some((newest, index)) = worker.latest(*listener) {
+        let newest_group = newest.listeners[index]
+            .forward
+            .as_ref()
+            .and_then(|f| f.upstream);
+        if let Some(g) = newest_group {
+            (*worker, *listener, *group) = (newest, index, g);
+        }
+    }
+    open_session(worker, *group, client)
 }
 
 /// A new session for `client`: the next server of `group`, a socket connected to it.

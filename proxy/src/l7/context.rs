@@ -28,12 +28,17 @@ pub struct RequestContext {
     pub request_id: Option<Bytes>,
     /// The upstream server the request went to (the last one tried).
     pub upstream_addr: Option<SocketAddr>,
+    /// The upstream server (its index in the worker's generation) the request went to last.
+    pub server: Option<usize>,
     /// Servers tried (a refused connection moves on to the next server).
     pub attempts: u32,
     /// When the request head was complete.
     pub started: Instant,
     /// From the request head to the origin's response head (connecting and sending included).
     pub upstream_time: Option<Duration>,
+    /// From `started` to the end of the response, once the request is done (one clock read
+    /// for the counters and the access log).
+    pub duration: Option<Duration>,
     /// The status sent to the client (0 until one is).
     pub status: u16,
     /// Request body bytes read from the client.
@@ -45,6 +50,13 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
+    /// Marks the request done; returns how long it took.
+    pub fn finish(&mut self) -> Duration {
+        let took = self.started.elapsed();
+        self.duration = Some(took);
+        took
+    }
+
     pub fn new(listener: usize, scheme: &'static str, remote_addr: SocketAddr) -> Self {
         Self {
             listener,
@@ -54,9 +66,11 @@ impl RequestContext {
             route: None,
             request_id: None,
             upstream_addr: None,
+            server: None,
             attempts: 0,
             started: Instant::now(),
             upstream_time: None,
+            duration: None,
             status: 0,
             bytes_received: 0,
             bytes_sent: 0,

@@ -44,6 +44,7 @@ pub use upstream::{Dialer, TcpDialer, Upstreams};
 use crate::access_log::AccessLog;
 use crate::config::{Cidr, Config, Http, Limits, ListenerProtocol, TcpForward, Timeouts};
 use crate::http1::{HeadLimits, HeadOverlay};
+use crate::metrics::{ListenerStats, WorkerMetrics};
 
 /// Overlays kept for reuse per worker: enough for every request in flight on a busy worker,
 /// few enough to cost nothing when idle.
@@ -60,6 +61,8 @@ pub struct ListenerInfo {
     pub forward: Option<TcpForward>,
     /// Peers whose connections start with a PROXY protocol header.
     pub proxy_protocol_from: Vec<Cidr>,
+    /// This listener's counters on this worker.
+    pub stats: Rc<ListenerStats>,
 }
 
 impl ListenerInfo {
@@ -89,12 +92,29 @@ pub struct Worker<D: Dialer = TcpDialer> {
     /// Open connections per client address, shared by all workers; `None` when unlimited.
     pub client_limit: Option<Arc<ClientLimit>>,
     /// Pipes for bodies spliced from socket to socket.
-    pub pipes: splice::Pipes,
+    pub pipes: Rc<splice::Pipes>,
     /// This worker's access log; `None` when logging is off.
     pub access_log: Option<Rc<AccessLog>>,
+    /// This worker's counters (all its generations count into them).
+    pub metrics: Rc<WorkerMetrics>,
+    /// Which configuration this is: 1 at start, one more per reload.
+    pub generation: u64,
+    /// The generation that replaced this one: connections move to it between requests.
+    successor: RefCell<Option<Rc<Worker<D>>>>,
     /// Overlays of finished requests, cleared, with their allocations: a request in flight
     /// borrows two and gives them back, so filters' head edits allocate nothing once warm.
-    overlays: RefCell<Vec<HeadOverlay>>,
+    overlays: Rc<RefCell<Vec<HeadOverlay>>>,
+}
+
+/// What a worker's generations share.
+struct Shared {
+    drain: Drain,
+    deadlines: Rc<Deadlines>,
+    client_limit: Option<Arc<ClientLimit>>,
+    pipes: Rc<splice::Pipes>,
+    access_log: Option<Rc<AccessLog>>,
+    metrics: Rc<WorkerMetrics>,
+    overlays: Rc<RefCell<Vec<HeadOverlay>>>,
 }
 
 /// A [`HeadOverlay`] borrowed from the worker's pool; goes back when dropped.
@@ -136,8 +156,80 @@ impl<D: Dialer> Worker<D> {
         client_limit: Option<Arc<ClientLimit>>,
         dialer: D,
     ) -> Self {
-        let limits = config.limits.clone();
         let deadlines = Rc::new(Deadlines::default());
+        let metrics = Rc::new(WorkerMetrics::default());
+        let upstreams = Upstreams::new(config, worker_id, dialer, deadlines.clone(), &metrics);
+        Self::build(
+            config,
+            Shared {
+                drain,
+                deadlines,
+                client_limit,
+                pipes: Rc::default(),
+                access_log: None,
+                metrics,
+                overlays: Rc::default(),
+            },
+            upstreams,
+            1,
+        )
+    }
+
+    /// The worker's next configuration generation, from a new `config`: it shares this one's
+    /// timers, drain, pipes, access log, counters and the idle connections to the servers
+    /// that stay. Connections move to it between requests ([`Worker::latest`]).
+    #[must_use]
+    pub fn next(&self, config: &Config, worker_id: usize, dialer: D) -> Self {
+        let upstreams = self
+            .upstreams
+            .next(config, worker_id, dialer, &self.metrics);
+        let next = Self::build(
+            config,
+            Shared {
+                drain: self.drain.clone(),
+                deadlines: self.deadlines.clone(),
+                client_limit: self.client_limit.clone(),
+                pipes: self.pipes.clone(),
+                access_log: self.access_log.clone(),
+                metrics: self.metrics.clone(),
+                overlays: self.overlays.clone(),
+            },
+            upstreams,
+            self.generation + 1,
+        );
+        self.metrics.forget_unused();
+        next
+    }
+
+    /// Makes `next` the generation that this one's connections move to.
+    pub fn replace_with(&self, next: Rc<Worker<D>>) {
+        *self.successor.borrow_mut() = Some(next);
+    }
+
+    /// The newest generation, and the index there of this generation's listener `listener`;
+    /// `None` when this is the newest or when the listener is not in the newest one (its
+    /// connections then finish on this generation).
+    pub fn latest(&self, listener: usize) -> Option<(Rc<Worker<D>>, usize)> {
+        let mut next = self.successor.borrow().clone()?;
+        loop {
+            let further = next.successor.borrow().clone();
+            match further {
+                Some(further) => next = further,
+                None => break,
+            }
+        }
+        let here = self.listeners.get(listener)?;
+        let there = next
+            .listeners
+            .iter()
+            .position(|l| l.name == here.name && l.protocol == here.protocol)?;
+        Some((next, there))
+    }
+
+    fn build(config: &Config, shared: Shared, upstreams: Upstreams<D>, generation: u64) -> Self {
+        let limits = config.limits.clone();
+        let mut routes = RouteTable::new(config);
+        routes.count_into(&shared.metrics);
         Self {
             timeouts: config.timeouts.clone(),
             request_limits: HeadLimits {
@@ -161,16 +253,20 @@ impl<D: Dialer> Worker<D> {
                     protocol: l.protocol,
                     forward: l.forward.clone(),
                     proxy_protocol_from: l.proxy_protocol_from.clone(),
+                    stats: shared.metrics.listener(&l.name),
                 })
                 .collect(),
-            routes: RouteTable::new(config),
-            upstreams: Upstreams::new(config, worker_id, dialer, deadlines.clone()),
-            drain,
-            deadlines,
-            client_limit,
-            pipes: splice::Pipes::default(),
-            access_log: None,
-            overlays: RefCell::new(Vec::new()),
+            routes,
+            upstreams,
+            drain: shared.drain,
+            deadlines: shared.deadlines,
+            client_limit: shared.client_limit,
+            pipes: shared.pipes,
+            access_log: shared.access_log,
+            metrics: shared.metrics,
+            generation,
+            successor: RefCell::new(None),
+            overlays: shared.overlays,
         }
     }
 
@@ -205,13 +301,15 @@ impl<D: Dialer> Worker<D> {
     /// Runs on the worker until it drains: closes idle upstream connections past their idle
     /// timeout, and all of them when the worker drains.
     pub async fn sweep_idle_upstreams(self: Rc<Self>) {
-        let interval = self.upstreams.sweep_interval();
+        // The pools outlive this generation: hold them, not the generation.
+        let (pools, drain) = (self.upstreams.pools().clone(), self.drain.clone());
+        drop(self);
         loop {
             monoio::select! {
-                () = monoio::time::sleep(interval) => self.upstreams.sweep(Instant::now()),
-                () = self.drain.wait() => break,
+                () = monoio::time::sleep(pools.sweep_interval()) => pools.sweep(Instant::now()),
+                () = drain.wait() => break,
             }
         }
-        self.upstreams.close_idle();
+        pools.close_idle();
     }
 }

@@ -171,7 +171,7 @@ async fn serve_tls_after<D: Dialer>(
     listener: usize,
     config: Arc<rustls::ServerConfig>,
 ) {
-    match accept_tls(&worker, stream, buffered, remote, config).await {
+    match accept_tls(&worker, stream, buffered, remote, listener, config).await {
         Ok(tls) => serve(worker, tls, remote, listener).await,
         Err(Some(plain)) => {
             let mut client = Conn::new(plain, 0, worker.deadlines.timer());
@@ -185,6 +185,21 @@ async fn serve_tls_after<D: Dialer>(
 /// `buffered`, may already have been read, within `timeouts.tls_handshake`. A failure is
 /// logged; `Err(Some(socket))` when the client spoke plain text (it may be told so).
 pub async fn accept_tls<D: Dialer>(
+    worker: &Worker<D>,
+    stream: TcpStream,
+    buffered: BytesMut,
+    remote: SocketAddr,
+    listener: usize,
+    config: Arc<rustls::ServerConfig>,
+) -> Result<TlsStream<TcpStream, rustls::ServerConnection>, Option<TcpStream>> {
+    let handshake = accept_tls_session(worker, stream, buffered, remote, config).await;
+    if let Some(info) = worker.listeners.get(listener) {
+        info.stats.tls_handshake(handshake.is_ok());
+    }
+    handshake
+}
+
+async fn accept_tls_session<D: Dialer>(
     worker: &Worker<D>,
     stream: TcpStream,
     buffered: BytesMut,
@@ -218,10 +233,10 @@ pub async fn accept_tls<D: Dialer>(
 }
 
 async fn serve_connection<C: Stream, D: Dialer>(
-    worker: Rc<Worker<D>>,
+    mut worker: Rc<Worker<D>>,
     mut client: Conn<C>,
     remote: SocketAddr,
-    listener: usize,
+    mut listener: usize,
 ) {
     // Phase accept, continued: the per-address connection limit, answered at once.
     let Ok(_slot) = worker.admit(remote.ip()) else {
@@ -244,6 +259,10 @@ async fn serve_connection<C: Stream, D: Dialer>(
             if !matches!(readable, Some(Ok(()))) {
                 return;
             }
+        }
+        // A reload since the last request: this one runs on the new configuration.
+        if let Some((newest, index)) = worker.latest(listener) {
+            (worker, listener) = (newest, index);
         }
         let next = Box::pin(request(
             &worker,
@@ -459,6 +478,11 @@ async fn exchange<C: Stream, D: Dialer>(
                 worker, client, &head, None, &mut ctx, &progress, error,
             ))
             .await;
+            let took = ctx.finish();
+            worker
+                .metrics
+                .unrouted
+                .request(ctx.status, took, ctx.bytes_received, ctx.bytes_sent);
             log_request(worker, &head, &ctx);
             return outcome;
         }
@@ -540,6 +564,7 @@ async fn exchange<C: Stream, D: Dialer>(
             attempt += 1;
             ctx.attempts += 1;
             ctx.upstream_addr = Some(worker.upstreams.addr(server));
+            ctx.server = Some(server);
             let forwarded = Forwarded {
                 head,
                 overlay: &overlay,
@@ -657,6 +682,16 @@ async fn exchange<C: Stream, D: Dialer>(
     };
     // Phase logging.
     route.filters.logging(ctx);
+    let took = ctx.finish();
+    route
+        .stats
+        .request(ctx.status, took, ctx.bytes_received, ctx.bytes_sent);
+    if let (Some(server), Some(took)) = (ctx.server, ctx.upstream_time) {
+        worker
+            .upstreams
+            .stats(server)
+            .response(ctx.status, Some(took));
+    }
     log_request(worker, head, ctx);
     tracing::trace!(
         listener = worker.listeners.get(ctx.listener).map_or("", |l| l.name.as_str()),
@@ -664,7 +699,7 @@ async fn exchange<C: Stream, D: Dialer>(
         status = ctx.status,
         upstream = ?ctx.upstream_addr,
         attempts = ctx.attempts,
-        micros = ctx.started.elapsed().as_micros() as u64,
+        micros = took.as_micros() as u64,
         "request"
     );
     outcome

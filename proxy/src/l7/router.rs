@@ -10,6 +10,8 @@
 
 use std::rc::Rc;
 
+use crate::metrics::{RouteStats, WorkerMetrics};
+
 use crate::config::{Config, HostPattern, Route, RouteAction, RoutePolicy};
 use crate::filters::FilterChain;
 
@@ -35,6 +37,8 @@ pub struct RouteEntry {
     pub policy: RoutePolicy,
     /// The route's filters, in the order their hooks run.
     pub filters: FilterChain,
+    /// This route's counters on this worker.
+    pub stats: Rc<RouteStats>,
 }
 
 /// The routes of one worker, in match order.
@@ -64,9 +68,18 @@ impl RouteTable {
                 action: r.action.clone(),
                 policy: r.policy.clone(),
                 filters: FilterChain::compile(r, &config.http),
+                stats: Rc::default(),
             })
             .collect();
         Self { routes }
+    }
+
+    /// Makes every route count into its counters in `metrics` (by name, so that a route kept
+    /// by a reload keeps counting where it was).
+    pub fn count_into(&mut self, metrics: &WorkerMetrics) {
+        for route in &mut self.routes {
+            route.stats = metrics.route(&route.name);
+        }
     }
 
     /// The compiled routes, for tests that swap a route's filter chain.

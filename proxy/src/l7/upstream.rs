@@ -24,6 +24,7 @@ use ringwall_runtime::{Deadlines, MaybeTls, Stream, TlsStream};
 use super::error::ProxyError;
 use super::transport::Conn;
 use crate::config::Config;
+use crate::metrics::{ServerStats, WorkerMetrics};
 
 /// The read buffer an upstream connection starts with.
 const UPSTREAM_BUF: usize = 16 * 1024;
@@ -132,9 +133,90 @@ struct IdleConn<S> {
     since: Instant,
 }
 
+/// What makes two servers the same for pooling: one address, and TLS with the same name and
+/// the same settings. A reload keeps the idle connections of the servers that stay.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PoolKey {
+    addr: SocketAddr,
+    tls: Option<TlsKey>,
+}
+
+/// TLS toward a server, for pooling: its name, CA file, client certificate and key files.
+type TlsKey = (
+    String,
+    Option<std::path::PathBuf>,
+    Option<(std::path::PathBuf, std::path::PathBuf)>,
+);
+
+/// One server's idle connections; `key: None` marks a free slot.
+struct PoolSlot<S> {
+    key: Option<PoolKey>,
+    idle: Vec<IdleConn<S>>,
+}
+
+/// A worker's idle upstream connections, shared by its configuration generations.
+pub struct Pools<S> {
+    slots: RefCell<Vec<PoolSlot<S>>>,
+    idle_timeout: Cell<Duration>,
+}
+
+impl<S> Pools<S> {
+    /// The slot for `key`: the one it had, else a free one, else a new one.
+    fn slot_for(&self, key: &PoolKey) -> usize {
+        let mut slots = self.slots.borrow_mut();
+        if let Some(i) = slots.iter().position(|s| s.key.as_ref() == Some(key)) {
+            return i;
+        }
+        if let Some(i) = slots.iter().position(|s| s.key.is_none()) {
+            slots[i].key = Some(key.clone());
+            return i;
+        }
+        slots.push(PoolSlot {
+            key: Some(key.clone()),
+            idle: Vec::new(),
+        });
+        slots.len() - 1
+    }
+
+    /// Closes the idle connections of every slot not in `used` and frees the slot.
+    fn keep_only(&self, used: &[usize]) {
+        for (i, slot) in self.slots.borrow_mut().iter_mut().enumerate() {
+            if !used.contains(&i) {
+                slot.key = None;
+                slot.idle.clear();
+            }
+        }
+    }
+
+    /// Closes idle connections older than the idle timeout.
+    pub fn sweep(&self, now: Instant) {
+        let timeout = self.idle_timeout.get();
+        for slot in self.slots.borrow_mut().iter_mut() {
+            slot.idle
+                .retain(|entry| now.duration_since(entry.since) < timeout);
+        }
+    }
+
+    /// Closes every idle connection (used when the worker drains).
+    pub fn close_idle(&self) {
+        for slot in self.slots.borrow_mut().iter_mut() {
+            slot.idle.clear();
+        }
+    }
+
+    /// How often [`Pools::sweep`] should run.
+    pub fn sweep_interval(&self) -> Duration {
+        (self.idle_timeout.get() / 2).clamp(Duration::from_millis(100), Duration::from_secs(5))
+    }
+}
+
 struct Server {
     target: UpstreamTarget,
     max_idle: usize,
+    /// Its slot in the pools.
+    slot: usize,
+    key: PoolKey,
+    stats: Rc<ServerStats>,
 }
 
 struct Group {
@@ -142,21 +224,59 @@ struct Group {
     next: Cell<usize>,
 }
 
-/// A worker's upstream servers and their idle connections.
+/// A worker's upstream servers, in one configuration generation, and their idle connections.
 pub struct Upstreams<D: Dialer> {
     dialer: D,
     /// The worker's deadlines: every upstream connection's timer is a slot in them.
     deadlines: Rc<Deadlines>,
     servers: Vec<Server>,
     groups: Vec<Group>,
-    idle: RefCell<Vec<Vec<IdleConn<D::Stream>>>>,
-    idle_timeout: Duration,
+    pools: Rc<Pools<D::Stream>>,
 }
 
 impl<D: Dialer> Upstreams<D> {
     /// Builds worker `worker`'s view; each worker starts its round robin at a different server
     /// so that the workers do not all hit the first server together.
-    pub fn new(config: &Config, worker: usize, dialer: D, deadlines: Rc<Deadlines>) -> Self {
+    pub fn new(
+        config: &Config,
+        worker: usize,
+        dialer: D,
+        deadlines: Rc<Deadlines>,
+        metrics: &WorkerMetrics,
+    ) -> Self {
+        let pools = Rc::new(Pools {
+            slots: RefCell::new(Vec::new()),
+            idle_timeout: Cell::new(config.timeouts.upstream_idle),
+        });
+        Self::with_pools(config, worker, dialer, deadlines, metrics, pools)
+    }
+
+    /// The view of a new configuration generation: the idle connections to the servers that
+    /// stay are kept, those to removed servers closed.
+    #[must_use]
+    pub fn next(&self, config: &Config, worker: usize, dialer: D, metrics: &WorkerMetrics) -> Self {
+        let next = Self::with_pools(
+            config,
+            worker,
+            dialer,
+            self.deadlines.clone(),
+            metrics,
+            self.pools.clone(),
+        );
+        let used: Vec<usize> = next.servers.iter().map(|s| s.slot).collect();
+        next.pools.keep_only(&used);
+        next
+    }
+
+    fn with_pools(
+        config: &Config,
+        worker: usize,
+        dialer: D,
+        deadlines: Rc<Deadlines>,
+        metrics: &WorkerMetrics,
+        pools: Rc<Pools<D::Stream>>,
+    ) -> Self {
+        pools.idle_timeout.set(config.timeouts.upstream_idle);
         let mut servers = Vec::new();
         let groups = config
             .upstreams
@@ -180,9 +300,26 @@ impl<D: Dialer> Upstreams<D> {
                                 })
                             },
                         );
+                        let key = PoolKey {
+                            addr,
+                            tls: group.tls.as_ref().map(|t| {
+                                (
+                                    t.server_names[i].clone(),
+                                    t.ca.clone(),
+                                    t.client_cert.clone(),
+                                )
+                            }),
+                        };
+                        let label = match &group.tls {
+                            Some(t) => format!("https://{}@{addr}", t.server_names[i]),
+                            None => addr.to_string(),
+                        };
                         servers.push(Server {
                             target: UpstreamTarget { addr, tls },
                             max_idle: group.max_idle_per_server,
+                            slot: pools.slot_for(&key),
+                            key,
+                            stats: metrics.server(&group.name, &label),
                         });
                         servers.len() - 1
                     })
@@ -193,15 +330,23 @@ impl<D: Dialer> Upstreams<D> {
                 }
             })
             .collect();
-        let idle = RefCell::new(servers.iter().map(|_| Vec::new()).collect());
         Self {
             dialer,
             deadlines,
             servers,
             groups,
-            idle,
-            idle_timeout: config.timeouts.upstream_idle,
+            pools,
         }
+    }
+
+    /// The pools this view shares with the worker's other generations.
+    pub fn pools(&self) -> &Rc<Pools<D::Stream>> {
+        &self.pools
+    }
+
+    /// The counters of `server`.
+    pub fn stats(&self, server: usize) -> &ServerStats {
+        &self.servers[server].stats
     }
 
     /// Where a request starts in `group`: the next position of the round robin. The cursor
@@ -236,24 +381,33 @@ impl<D: Dialer> Upstreams<D> {
         connect_timeout: Duration,
     ) -> Result<UpstreamConn<D::Stream>, ProxyError> {
         if let Some(conn) = self.take_idle(server, Instant::now()) {
+            ServerStats::count(&self.servers[server].stats.reused);
             return Ok(conn);
         }
         self.connect(server, connect_timeout).await
     }
 
     fn take_idle(&self, server: usize, now: Instant) -> Option<UpstreamConn<D::Stream>> {
-        let mut idle = self.idle.borrow_mut();
-        let list = &mut idle[server];
-        while let Some(entry) = list.pop() {
+        let Server { slot, key, .. } = &self.servers[server];
+        let mut slots = self.pools.slots.borrow_mut();
+        let slot = &mut slots[*slot];
+        if slot.key.as_ref() != Some(key) {
+            return None;
+        }
+        let idle_timeout = self.pools.idle_timeout.get();
+        while let Some(entry) = slot.idle.pop() {
             // An origin that closed the connection, or sent bytes while it sat idle, is out
             // of step with it: those bytes must never reach the next client. The look costs a
             // system call; a connection back for less than PROBE_AFTER is taken without it, as
             // an event loop takes a connection whose readiness it has not seen yet.
             let idle_for = now.duration_since(entry.since);
-            if idle_for < self.idle_timeout
+            if idle_for < idle_timeout
                 && (idle_for < PROBE_AFTER || entry.conn.conn.stream.is_idle_clean())
             {
-                return Some(entry.conn);
+                let mut conn = entry.conn;
+                // The index of this generation's server (it may have come back from another).
+                conn.server = server;
+                return Some(conn);
             }
         }
         None
@@ -280,10 +434,20 @@ impl<D: Dialer> Upstreams<D> {
     /// A new connection to `server`, bare: no buffer, no timer, no pool (the L4 listeners
     /// relay it as it is).
     pub async fn dial(&self, server: usize, timeout: Duration) -> Result<D::Stream, ProxyError> {
-        let stream = self
-            .dialer
-            .dial(&self.servers[server].target, timeout)
-            .await?;
+        let Server { target, stats, .. } = &self.servers[server];
+        ServerStats::count(&stats.connects);
+        let stream = match self.dialer.dial(target, timeout).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                let failure = if matches!(e, ProxyError::UpstreamConnectTimeout(_)) {
+                    &stats.connect_timeouts
+                } else {
+                    &stats.connect_failures
+                };
+                ServerStats::count(failure);
+                return Err(e);
+            }
+        };
         stream.set_nodelay();
         Ok(stream)
     }
@@ -295,34 +459,21 @@ impl<D: Dialer> Upstreams<D> {
             // The origin sent bytes after its response: the connection is out of step.
             return;
         }
-        let mut idle = self.idle.borrow_mut();
-        let list = &mut idle[conn.server];
-        if list.len() < self.servers[conn.server].max_idle {
+        let Server {
+            slot,
+            key,
+            max_idle,
+            ..
+        } = &self.servers[conn.server];
+        let mut slots = self.pools.slots.borrow_mut();
+        let slot = &mut slots[*slot];
+        // A server a reload removed: its slot may be another server's now.
+        if slot.key.as_ref() == Some(key) && slot.idle.len() < *max_idle {
             conn.reused = true;
-            list.push(IdleConn {
+            slot.idle.push(IdleConn {
                 conn,
                 since: Instant::now(),
             });
         }
-    }
-
-    /// Closes idle connections older than the idle timeout.
-    pub fn sweep(&self, now: Instant) {
-        let mut idle = self.idle.borrow_mut();
-        for list in idle.iter_mut() {
-            list.retain(|entry| now.duration_since(entry.since) < self.idle_timeout);
-        }
-    }
-
-    /// Closes every idle connection (used when the worker drains).
-    pub fn close_idle(&self) {
-        for list in self.idle.borrow_mut().iter_mut() {
-            list.clear();
-        }
-    }
-
-    /// How often [`Upstreams::sweep`] should run.
-    pub fn sweep_interval(&self) -> Duration {
-        (self.idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(5))
     }
 }

@@ -23,6 +23,7 @@
 
 mod origins;
 mod process;
+mod prometheus;
 mod tls;
 mod wire;
 
@@ -31,6 +32,8 @@ mod wire;
 pub use origins::*;
 #[allow(unused_imports)]
 pub use process::*;
+#[allow(unused_imports)]
+pub use prometheus::*;
 #[allow(unused_imports)]
 pub use tls::*;
 #[allow(unused_imports)]

@@ -119,6 +119,62 @@ impl Proxy {
         Proxy::spawn_with(args, extra, Some(file), false)
     }
 
+    /// Starts ringwall on a configuration file the test owns (and may rewrite, to reload);
+    /// `listen`: add `--listen 127.0.0.1:0` (the file's listeners are then replaced).
+    pub fn with_config_path(path: &str, extra: &[&str], listen: bool) -> Proxy {
+        let args = vec!["--config".to_string(), path.to_string()];
+        Proxy::spawn_with(args, extra, None, listen)
+    }
+
+    /// Sends SIGHUP (a reload) and waits for the log to say how the reload went: `Ok` with
+    /// the "reloaded" line, `Err` with the "refused" one.
+    pub fn reload(&self) -> Result<String, String> {
+        let before = self
+            .logs()
+            .matches("reading the configuration again")
+            .count();
+        let status = Command::new("kill")
+            .args(["-HUP", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP failed: {status}");
+        self.reload_result(before)
+    }
+
+    /// Waits for the outcome of the reload after the `before`-th.
+    pub fn reload_result(&self, before: usize) -> Result<String, String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let logs = self.logs();
+            let attempts: Vec<&str> = logs
+                .split("reading the configuration again")
+                .skip(before + 1)
+                .collect();
+            if let Some(after) = attempts.first() {
+                for line in after.lines() {
+                    if line.contains("configuration reloaded") {
+                        return Ok(line.to_owned());
+                    }
+                    if line.contains("reload refused") {
+                        return Err(line.to_owned());
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no reload outcome logged within 10 s:\n{logs}"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// How many reloads were begun so far (a count to give [`Proxy::reload_result`]).
+    pub fn reloads_begun(&self) -> usize {
+        self.logs()
+            .matches("reading the configuration again")
+            .count()
+    }
+
     fn spawn(args: Vec<String>, extra: &[&str], config: Option<TempFile>) -> Proxy {
         Proxy::spawn_with(args, extra, config, true)
     }
@@ -241,6 +297,21 @@ impl Proxy {
             lines.push(line);
         }
         lines.join("\n")
+    }
+
+    /// The admin listener's address, from the log line that names it.
+    pub fn admin_addr(&self) -> SocketAddr {
+        let logs = self.logs();
+        let line = logs
+            .lines()
+            .find(|l| l.contains("admin listener on http://"))
+            .expect("the admin address is logged");
+        line.rsplit("http://")
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
     }
 
     pub fn client(&self) -> Client {

@@ -1,0 +1,727 @@
+//! Counters kept per worker and summed at scrape time.
+//!
+//! Every worker owns a [`WorkerMetrics`]: plain `Cell` counters, one set per route, per
+//! upstream server and per listener, found once when a configuration generation is built (a
+//! route or a server holds an `Rc` to its counters), so counting a request is a few increments
+//! on the worker's own memory: no atomic, no lock, no lookup. The counters are keyed by name,
+//! not by position, so they live across reloads: a route that stays keeps counting.
+//!
+//! `/metrics` on the admin listener asks every worker for a [`Snapshot`] on the message path
+//! (`docs/architecture.md`, "Cores that talk"), adds them up ([`Snapshot::merge`]) and writes
+//! the Prometheus text format ([`render`]).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// The upper bounds of the latency histograms' buckets, in seconds (`+Inf` is implied).
+pub const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// The same bounds in microseconds, which a request's duration is compared with.
+const BUCKET_MICROS: [u64; 14] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000, 10_000_000,
+];
+
+/// A latency histogram on one worker: a count per bucket (not cumulative), the sum and count.
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [Cell<u64>; BUCKETS.len() + 1],
+    sum_micros: Cell<u64>,
+}
+
+impl Histogram {
+    pub fn observe(&self, took: Duration) {
+        let micros = took.as_micros() as u64;
+        // Most requests take well under a millisecond: the first bounds decide.
+        let i = BUCKET_MICROS
+            .iter()
+            .position(|&bound| micros <= bound)
+            .unwrap_or(BUCKET_MICROS.len());
+        bump(&self.buckets[i], 1);
+        bump(&self.sum_micros, micros);
+    }
+
+    fn snapshot(&self) -> HistogramCounts {
+        HistogramCounts {
+            buckets: std::array::from_fn(|i| self.buckets[i].get()),
+            sum_micros: self.sum_micros.get(),
+        }
+    }
+}
+
+fn bump(cell: &Cell<u64>, by: u64) {
+    cell.set(cell.get().wrapping_add(by));
+}
+
+/// A status code's class as an index: 0 for 1xx … 4 for 5xx, 5 for none (the client went
+/// away before a response).
+fn class(status: u16) -> usize {
+    match status {
+        100..=599 => usize::from(status / 100) - 1,
+        _ => 5,
+    }
+}
+
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
+
+/// One route's counters on one worker.
+#[derive(Default)]
+pub struct RouteStats {
+    requests: [Cell<u64>; 6],
+    duration: Histogram,
+    bytes_in: Cell<u64>,
+    bytes_out: Cell<u64>,
+}
+
+impl RouteStats {
+    /// Counts one finished request.
+    pub fn request(&self, status: u16, took: Duration, bytes_in: u64, bytes_out: u64) {
+        bump(&self.requests[class(status)], 1);
+        self.duration.observe(took);
+        bump(&self.bytes_in, bytes_in);
+        bump(&self.bytes_out, bytes_out);
+    }
+
+    fn snapshot(&self) -> RouteCounts {
+        RouteCounts {
+            requests: std::array::from_fn(|i| self.requests[i].get()),
+            duration: self.duration.snapshot(),
+            bytes_in: self.bytes_in.get(),
+            bytes_out: self.bytes_out.get(),
+        }
+    }
+}
+
+/// One upstream server's counters on one worker.
+#[derive(Default)]
+pub struct ServerStats {
+    responses: [Cell<u64>; 6],
+    /// From the request's start to the response head from this server.
+    response_time: Histogram,
+    pub connects: Cell<u64>,
+    pub connect_failures: Cell<u64>,
+    pub connect_timeouts: Cell<u64>,
+    /// Requests sent on a pooled connection.
+    pub reused: Cell<u64>,
+}
+
+impl ServerStats {
+    pub fn response(&self, status: u16, took: Option<Duration>) {
+        bump(&self.responses[class(status)], 1);
+        if let Some(took) = took {
+            self.response_time.observe(took);
+        }
+    }
+
+    pub fn count(cell: &Cell<u64>) {
+        bump(cell, 1);
+    }
+
+    fn snapshot(&self) -> ServerCounts {
+        ServerCounts {
+            responses: std::array::from_fn(|i| self.responses[i].get()),
+            response_time: self.response_time.snapshot(),
+            connects: self.connects.get(),
+            connect_failures: self.connect_failures.get(),
+            connect_timeouts: self.connect_timeouts.get(),
+            reused: self.reused.get(),
+        }
+    }
+}
+
+/// One listener's counters on one worker (its connections are counted by the engine, per
+/// socket: `WorkerState::snapshot` adds them).
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    tls_handshakes: Cell<u64>,
+    tls_failures: Cell<u64>,
+}
+
+impl ListenerStats {
+    pub fn tls_handshake(&self, ok: bool) {
+        bump(
+            if ok {
+                &self.tls_handshakes
+            } else {
+                &self.tls_failures
+            },
+            1,
+        );
+    }
+}
+
+/// A worker's counters, by name.
+#[derive(Default)]
+pub struct WorkerMetrics {
+    routes: RefCell<HashMap<Rc<str>, Rc<RouteStats>>>,
+    servers: RefCell<HashMap<(String, String), Rc<ServerStats>>>,
+    listeners: RefCell<HashMap<String, Rc<ListenerStats>>>,
+    /// Requests that matched no route (or failed before routing).
+    pub unrouted: Rc<RouteStats>,
+}
+
+impl WorkerMetrics {
+    pub fn route(&self, name: &Rc<str>) -> Rc<RouteStats> {
+        self.routes
+            .borrow_mut()
+            .entry(name.clone())
+            .or_default()
+            .clone()
+    }
+
+    pub fn server(&self, group: &str, server: &str) -> Rc<ServerStats> {
+        self.servers
+            .borrow_mut()
+            .entry((group.to_owned(), server.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    pub fn listener(&self, name: &str) -> Rc<ListenerStats> {
+        self.listeners
+            .borrow_mut()
+            .entry(name.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Forgets the counters of names no generation uses any more (a route or a server
+    /// removed by a reload): what they counted stays in the totals of `/metrics` only while
+    /// something holds them. Prometheus handles a series that goes away.
+    pub fn forget_unused(&self) {
+        self.routes
+            .borrow_mut()
+            .retain(|_, stats| Rc::strong_count(stats) > 1);
+        self.servers
+            .borrow_mut()
+            .retain(|_, stats| Rc::strong_count(stats) > 1);
+        self.listeners
+            .borrow_mut()
+            .retain(|_, stats| Rc::strong_count(stats) > 1);
+    }
+
+    /// What this worker counted, as plain data another thread may read.
+    pub fn snapshot(&self, worker: usize, dropped_log_lines: u64) -> Snapshot {
+        let mut routes: BTreeMap<String, RouteCounts> = self
+            .routes
+            .borrow()
+            .iter()
+            .map(|(name, stats)| (name.to_string(), stats.snapshot()))
+            .collect();
+        let unrouted = self.unrouted.snapshot();
+        if unrouted.requests.iter().any(|&n| n > 0) {
+            routes.insert(String::new(), unrouted);
+        }
+        Snapshot {
+            routes,
+            servers: self
+                .servers
+                .borrow()
+                .iter()
+                .map(|(key, stats)| (key.clone(), stats.snapshot()))
+                .collect(),
+            listeners: self
+                .listeners
+                .borrow()
+                .iter()
+                .map(|(name, stats)| {
+                    (
+                        (worker, name.clone()),
+                        ListenerCounts {
+                            accepted: 0,
+                            open: 0,
+                            tls_handshakes: stats.tls_handshakes.get(),
+                            tls_failures: stats.tls_failures.get(),
+                        },
+                    )
+                })
+                .collect(),
+            dropped_log_lines,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct HistogramCounts {
+    buckets: [u64; BUCKETS.len() + 1],
+    sum_micros: u64,
+}
+
+impl HistogramCounts {
+    fn add(&mut self, other: &Self) {
+        for (a, b) in self.buckets.iter_mut().zip(other.buckets) {
+            *a += b;
+        }
+        self.sum_micros += other.sum_micros;
+    }
+
+    fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RouteCounts {
+    pub requests: [u64; 6],
+    pub duration: HistogramCounts,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ServerCounts {
+    pub responses: [u64; 6],
+    pub response_time: HistogramCounts,
+    pub connects: u64,
+    pub connect_failures: u64,
+    pub connect_timeouts: u64,
+    pub reused: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ListenerCounts {
+    pub accepted: u64,
+    pub open: u64,
+    pub tls_handshakes: u64,
+    pub tls_failures: u64,
+}
+
+/// What one worker counted, or the sum of several workers' counts.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// By route name (`""`: requests no route took).
+    pub routes: BTreeMap<String, RouteCounts>,
+    /// By (upstream group, server).
+    pub servers: BTreeMap<(String, String), ServerCounts>,
+    /// By (worker, listener): connections are shown per worker, to see the balance.
+    pub listeners: BTreeMap<(usize, String), ListenerCounts>,
+    pub dropped_log_lines: u64,
+}
+
+impl Snapshot {
+    /// Adds `other`'s counts to these.
+    pub fn merge(&mut self, other: Snapshot) {
+        for (name, counts) in other.routes {
+            let sum = self.routes.entry(name).or_default();
+            for (a, b) in sum.requests.iter_mut().zip(counts.requests) {
+                *a += b;
+            }
+            sum.duration.add(&counts.duration);
+            sum.bytes_in += counts.bytes_in;
+            sum.bytes_out += counts.bytes_out;
+        }
+        for (key, counts) in other.servers {
+            let sum = self.servers.entry(key).or_default();
+            for (a, b) in sum.responses.iter_mut().zip(counts.responses) {
+                *a += b;
+            }
+            sum.response_time.add(&counts.response_time);
+            sum.connects += counts.connects;
+            sum.connect_failures += counts.connect_failures;
+            sum.connect_timeouts += counts.connect_timeouts;
+            sum.reused += counts.reused;
+        }
+        for (key, counts) in other.listeners {
+            let sum = self.listeners.entry(key).or_default();
+            sum.accepted += counts.accepted;
+            sum.open += counts.open;
+            sum.tls_handshakes += counts.tls_handshakes;
+            sum.tls_failures += counts.tls_failures;
+        }
+        self.dropped_log_lines += other.dropped_log_lines;
+    }
+}
+
+/// What `/metrics` says besides the workers' counters.
+#[derive(Debug)]
+pub struct ProcessInfo<'a> {
+    pub version: &'a str,
+    pub io_driver: &'a str,
+    pub workers: usize,
+    pub uptime: Duration,
+    pub generation: u64,
+    pub reloads: u64,
+    pub reload_failures: u64,
+    /// Workers that did not answer the scrape in time (their counts are missing).
+    pub missing_workers: usize,
+}
+
+/// The Prometheus text exposition format (version 0.0.4) of `sum` and `process`.
+#[allow(clippy::too_many_lines)] // one family after another
+pub fn render(sum: &Snapshot, process: &ProcessInfo<'_>) -> String {
+    let mut out = String::with_capacity(4096);
+    family(
+        &mut out,
+        "ringwall_info",
+        "gauge",
+        "The running ringwall: version and I/O driver.",
+    );
+    let _ = writeln!(
+        out,
+        "ringwall_info{{version=\"{}\",io_driver=\"{}\"}} 1",
+        label(process.version),
+        label(process.io_driver)
+    );
+    family(&mut out, "ringwall_workers", "gauge", "Worker threads.");
+    let _ = writeln!(out, "ringwall_workers {}", process.workers);
+    family(
+        &mut out,
+        "ringwall_uptime_seconds",
+        "gauge",
+        "Seconds since the process started.",
+    );
+    let _ = writeln!(
+        out,
+        "ringwall_uptime_seconds {:.3}",
+        process.uptime.as_secs_f64()
+    );
+    family(
+        &mut out,
+        "ringwall_config_generation",
+        "gauge",
+        "The configuration generation serving new requests (1 at start, +1 per reload).",
+    );
+    let _ = writeln!(out, "ringwall_config_generation {}", process.generation);
+    family(
+        &mut out,
+        "ringwall_reloads_total",
+        "counter",
+        "Configuration reloads, by result.",
+    );
+    let _ = writeln!(
+        out,
+        "ringwall_reloads_total{{result=\"ok\"}} {}",
+        process.reloads
+    );
+    let _ = writeln!(
+        out,
+        "ringwall_reloads_total{{result=\"refused\"}} {}",
+        process.reload_failures
+    );
+    family(
+        &mut out,
+        "ringwall_scrape_missing_workers",
+        "gauge",
+        "Workers whose counters did not reach this scrape in time.",
+    );
+    let _ = writeln!(
+        out,
+        "ringwall_scrape_missing_workers {}",
+        process.missing_workers
+    );
+    family(
+        &mut out,
+        "ringwall_access_log_dropped_lines_total",
+        "counter",
+        "Access log lines dropped because the writer fell behind.",
+    );
+    let _ = writeln!(
+        out,
+        "ringwall_access_log_dropped_lines_total {}",
+        sum.dropped_log_lines
+    );
+
+    family(
+        &mut out,
+        "ringwall_requests_total",
+        "counter",
+        "Requests by route and status class (route=\"\": no route matched).",
+    );
+    for (route, counts) in &sum.routes {
+        for (class, n) in CLASSES.iter().zip(counts.requests) {
+            let _ = writeln!(
+                out,
+                "ringwall_requests_total{{route=\"{}\",code=\"{class}\"}} {n}",
+                label(route)
+            );
+        }
+    }
+    family(
+        &mut out,
+        "ringwall_request_duration_seconds",
+        "histogram",
+        "Time from a request's head to the end of its response, by route.",
+    );
+    for (route, counts) in &sum.routes {
+        histogram(
+            &mut out,
+            "ringwall_request_duration_seconds",
+            &format!("route=\"{}\"", label(route)),
+            &counts.duration,
+        );
+    }
+    family(
+        &mut out,
+        "ringwall_request_bytes_total",
+        "counter",
+        "Bytes of request bodies received from clients, by route.",
+    );
+    for (route, counts) in &sum.routes {
+        let _ = writeln!(
+            out,
+            "ringwall_request_bytes_total{{route=\"{}\"}} {}",
+            label(route),
+            counts.bytes_in
+        );
+    }
+    family(
+        &mut out,
+        "ringwall_response_bytes_total",
+        "counter",
+        "Bytes sent to clients (heads and bodies), by route.",
+    );
+    for (route, counts) in &sum.routes {
+        let _ = writeln!(
+            out,
+            "ringwall_response_bytes_total{{route=\"{}\"}} {}",
+            label(route),
+            counts.bytes_out
+        );
+    }
+
+    family(
+        &mut out,
+        "ringwall_upstream_responses_total",
+        "counter",
+        "Responses from upstream servers, by group, server and status class.",
+    );
+    for ((group, server), counts) in &sum.servers {
+        for (class, n) in CLASSES.iter().take(5).zip(counts.responses) {
+            let _ = writeln!(
+                out,
+                "ringwall_upstream_responses_total{{group=\"{}\",server=\"{}\",code=\"{class}\"}} {n}",
+                label(group),
+                label(server)
+            );
+        }
+    }
+    family(
+        &mut out,
+        "ringwall_upstream_response_seconds",
+        "histogram",
+        "Time from a request's head to the server's response head, by group and server.",
+    );
+    for ((group, server), counts) in &sum.servers {
+        histogram(
+            &mut out,
+            "ringwall_upstream_response_seconds",
+            &format!("group=\"{}\",server=\"{}\"", label(group), label(server)),
+            &counts.response_time,
+        );
+    }
+    let server_counters: [ServerFamily; 4] = [
+        (
+            "ringwall_upstream_connects_total",
+            "New connections made to upstream servers.",
+            |c| c.connects,
+        ),
+        (
+            "ringwall_upstream_connect_failures_total",
+            "Connections to upstream servers that failed (refused, reset, TLS).",
+            |c| c.connect_failures,
+        ),
+        (
+            "ringwall_upstream_connect_timeouts_total",
+            "Connections to upstream servers not made within the connect timeout.",
+            |c| c.connect_timeouts,
+        ),
+        (
+            "ringwall_upstream_pool_reuse_total",
+            "Requests sent on a pooled keep-alive connection.",
+            |c| c.reused,
+        ),
+    ];
+    for (name, help, get) in server_counters {
+        family(&mut out, name, "counter", help);
+        for ((group, server), counts) in &sum.servers {
+            let _ = writeln!(
+                out,
+                "{name}{{group=\"{}\",server=\"{}\"}} {}",
+                label(group),
+                label(server),
+                get(counts)
+            );
+        }
+    }
+
+    let listener_values: [ListenerFamily; 4] = [
+        (
+            "ringwall_connections_open",
+            "gauge",
+            "Client connections open now, by worker and listener.",
+            |c| c.open,
+        ),
+        (
+            "ringwall_connections_accepted_total",
+            "counter",
+            "Client connections accepted, by worker and listener.",
+            |c| c.accepted,
+        ),
+        (
+            "ringwall_tls_handshakes_total",
+            "counter",
+            "TLS handshakes completed, by worker and listener.",
+            |c| c.tls_handshakes,
+        ),
+        (
+            "ringwall_tls_handshake_failures_total",
+            "counter",
+            "TLS handshakes that failed or timed out, by worker and listener.",
+            |c| c.tls_failures,
+        ),
+    ];
+    for (name, kind, help, get) in listener_values {
+        family(&mut out, name, kind, help);
+        for ((worker, listener), counts) in &sum.listeners {
+            let _ = writeln!(
+                out,
+                "{name}{{worker=\"{worker}\",listener=\"{}\"}} {}",
+                label(listener),
+                get(counts)
+            );
+        }
+    }
+    out
+}
+
+/// A family of per-server counters: name, help, the value.
+type ServerFamily = (&'static str, &'static str, fn(&ServerCounts) -> u64);
+/// A family of per-listener values: name, type, help, the value.
+type ListenerFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&ListenerCounts) -> u64,
+);
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn histogram(out: &mut String, name: &str, labels: &str, counts: &HistogramCounts) {
+    let mut cumulative = 0;
+    for (bound, n) in BUCKETS.iter().zip(counts.buckets) {
+        cumulative += n;
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+    }
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{{labels},le=\"+Inf\"}} {}",
+        counts.count()
+    );
+    let _ = writeln!(
+        out,
+        "{name}_sum{{{labels}}} {}",
+        Duration::from_micros(counts.sum_micros).as_secs_f64()
+    );
+    let _ = writeln!(out, "{name}_count{{{labels}}} {}", counts.count());
+}
+
+/// A label value escaped as the text format asks: backslash, double quote and newline.
+fn label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_from_two_workers_add_up() {
+        let a = WorkerMetrics::default();
+        let b = WorkerMetrics::default();
+        let name: Rc<str> = "api".into();
+        let (ra, rb) = (a.route(&name), b.route(&name));
+        for _ in 0..3 {
+            ra.request(200, Duration::from_millis(2), 10, 100);
+        }
+        rb.request(503, Duration::from_secs(20), 0, 50);
+        let mut sum = a.snapshot(0, 1);
+        sum.merge(b.snapshot(1, 2));
+        let api = &sum.routes["api"];
+        assert_eq!(api.requests, [0, 3, 0, 0, 1, 0]);
+        assert_eq!(api.duration.count(), 4);
+        assert_eq!(api.duration.buckets[BUCKETS.len()], 1, "20 s is over 10 s");
+        assert_eq!(api.duration.buckets[2], 3, "2 ms is in the 2.5 ms bucket");
+        assert_eq!((api.bytes_in, api.bytes_out), (30, 350));
+        assert_eq!(sum.dropped_log_lines, 3);
+        let text = render(
+            &sum,
+            &ProcessInfo {
+                version: "0",
+                io_driver: "epoll",
+                workers: 2,
+                uptime: Duration::from_secs(1),
+                generation: 1,
+                reloads: 0,
+                reload_failures: 0,
+                missing_workers: 0,
+            },
+        );
+        assert!(text.contains("ringwall_requests_total{route=\"api\",code=\"2xx\"} 3\n"));
+        assert!(text
+            .contains("ringwall_request_duration_seconds_bucket{route=\"api\",le=\"0.005\"} 3\n"));
+        assert!(text
+            .contains("ringwall_request_duration_seconds_bucket{route=\"api\",le=\"+Inf\"} 4\n"));
+        assert!(text.contains("ringwall_request_duration_seconds_count{route=\"api\"} 4\n"));
+    }
+
+    #[test]
+    fn the_bounds_in_micros_are_the_bounds_in_seconds() {
+        for (micros, seconds) in BUCKET_MICROS.iter().zip(BUCKETS) {
+            assert_eq!(
+                Duration::from_micros(*micros),
+                Duration::from_secs_f64(seconds)
+            );
+        }
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(500));
+        h.observe(Duration::from_micros(501));
+        let counts = h.snapshot();
+        assert_eq!(
+            (counts.buckets[0], counts.buckets[1]),
+            (1, 1),
+            "the bound is inclusive"
+        );
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn unused_counters_are_forgotten_and_used_ones_kept() {
+        let m = WorkerMetrics::default();
+        let kept = m.route(&"kept".into());
+        drop(m.route(&"gone".into()));
+        m.forget_unused();
+        assert_eq!(m.routes.borrow().len(), 1);
+        drop(kept);
+    }
+
+    #[test]
+    fn tls_handshakes_are_counted_per_listener() {
+        let m = WorkerMetrics::default();
+        let listener = m.listener("main");
+        listener.tls_handshake(true);
+        listener.tls_handshake(false);
+        listener.tls_handshake(true);
+        let snap = m.snapshot(0, 0);
+        let counts = snap.listeners[&(0, "main".to_owned())];
+        assert_eq!((counts.tls_handshakes, counts.tls_failures), (2, 1));
+    }
+}
