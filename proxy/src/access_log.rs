@@ -203,14 +203,18 @@ impl AccessLog {
         self.dropped.get()
     }
 
-    /// Runs on the worker for as long as it does: hands the buffer over every
-    /// [`FLUSH_EVERY`]. (The lines of requests that end during the drain go out when the
-    /// worker's log is dropped with it.)
-    pub async fn run(self: std::rc::Rc<Self>) {
+    /// Runs on the worker until it drains: hands the buffer over every [`FLUSH_EVERY`]. (The
+    /// lines of requests that end during the drain go out when the worker's log is dropped
+    /// with it; this task ends so that it does not keep the log, and with it the writer's
+    /// channel, alive.)
+    pub async fn run(self: std::rc::Rc<Self>, drain: ringwall_runtime::Drain) {
         loop {
-            monoio::time::sleep(FLUSH_EVERY).await;
-            self.flush();
+            monoio::select! {
+                () = monoio::time::sleep(FLUSH_EVERY) => self.flush(),
+                () = drain.wait() => break,
+            }
         }
+        self.flush();
     }
 }
 

@@ -101,6 +101,15 @@ impl Process {
     }
 }
 
+/// The process's session-ticket key (rotated by rustls), the same for every TLS listener and
+/// generation.
+pub type Tickets = Arc<dyn rustls::server::ProducesTickets>;
+
+/// A new ticket key for the process.
+pub fn new_tickets() -> Result<Tickets, LoadError> {
+    rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| LoadError::Tickets(e.to_string()))
+}
+
 /// Why a start or a reload could not go on.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -110,6 +119,8 @@ pub enum LoadError {
     Tls(#[from] TlsFileError),
     #[error("{0}")]
     Bind(std::io::Error),
+    #[error("cannot make a session ticket key: {0}")]
+    Tickets(String),
     #[error(
         "{0} cannot change on a reload: restart ringwall, or start the new configuration with \
          a binary upgrade (docs/operations.md)"
@@ -394,11 +405,17 @@ pub fn prepare(
     config: Arc<Config>,
     number: u64,
     sockets: &mut Sockets,
+    tickets: &Tickets,
 ) -> Result<(Arc<Generation>, Changes), LoadError> {
     let tls = config
         .listeners
         .iter()
-        .map(|l| l.tls.as_ref().map(ListenerTls::load).transpose())
+        .map(|l| {
+            l.tls
+                .as_ref()
+                .map(|t| ListenerTls::load(t).map(|t| t.with_ticketer(tickets)))
+                .transpose()
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let upstream_tls = config
         .upstreams
@@ -423,7 +440,7 @@ pub fn prepare(
 /// The settings a reload cannot change (the engine and the process-wide tables are built from
 /// them at start): the first that differs.
 pub fn fixed_setting_changed(old: &Config, new: &Config) -> Option<&'static str> {
-    let checks: [(&'static str, bool); 10] = [
+    let checks: [(&'static str, bool); 11] = [
         ("engine.workers", old.engine.workers != new.engine.workers),
         ("engine.pin", old.engine.pin != new.engine.pin),
         (
@@ -452,6 +469,10 @@ pub fn fixed_setting_changed(old: &Config, new: &Config) -> Option<&'static str>
             old.access_log.target != new.access_log.target,
         ),
         ("pid_file", old.pid_file != new.pid_file),
+        (
+            "engine.gossip_interval",
+            old.engine.gossip_interval != new.engine.gossip_interval,
+        ),
     ];
     checks
         .into_iter()

@@ -86,6 +86,12 @@ impl RouteStats {
         bump(&self.bytes_out, bytes_out);
     }
 
+    /// Counts a request refused before its head was complete (400, 408, 414, 431, a client
+    /// over its connection limit): its status only, it has no duration.
+    pub fn refused(&self, status: u16) {
+        bump(&self.requests[class(status)], 1);
+    }
+
     fn snapshot(&self) -> RouteCounts {
         RouteCounts {
             requests: std::array::from_fn(|i| self.requests[i].get()),

@@ -20,8 +20,8 @@ use ringwall_runtime::{
 use crate::access_log::LogWriter;
 use crate::config::{Config, ConfigError, IoDriver};
 use crate::control::{
-    fixed_setting_changed, prepare, Generation, LoadError, Message, Process, Sockets,
-    WorkerGeneration, WorkerSockets,
+    fixed_setting_changed, new_tickets, prepare, Generation, LoadError, Message, Process, Sockets,
+    Tickets, WorkerGeneration, WorkerSockets,
 };
 use crate::l7::ClientLimit;
 use crate::upgrade;
@@ -91,7 +91,8 @@ pub fn run(
         }
         None => Sockets::new(workers, share),
     };
-    let (first, (per_worker, _)) = prepare(config.clone(), 1, &mut sockets)?;
+    let tickets = new_tickets()?;
+    let (first, (per_worker, _)) = prepare(config.clone(), 1, &mut sockets, &tickets)?;
     let process = Arc::new(Process::default());
     let log_writer =
         LogWriter::start(&config.access_log).map_err(|e| ServerError::AccessLog(e.to_string()))?;
@@ -117,7 +118,14 @@ pub fn run(
         let (shutdown, process, first) = (shutdown.clone(), process.clone(), first.clone());
         std::thread::Builder::new()
             .name("ringwall-control".into())
-            .spawn(move || control_loop(&shutdown, &reloads, &outside, &process, first, sockets))
+            .spawn(move || {
+                let state = Control {
+                    current: first,
+                    sockets,
+                    tickets,
+                };
+                control_loop(&shutdown, &reloads, &outside, &process, state);
+            })
             .map_err(|e| ServerError::Engine(EngineError::Spawn(e)))?
     };
     let workers_process = process.clone();
@@ -167,6 +175,13 @@ pub fn run(
     Ok(())
 }
 
+/// What the control thread keeps between reloads.
+struct Control {
+    current: Arc<Generation>,
+    sockets: Sockets,
+    tickets: Tickets,
+}
+
 /// The control thread: reloads on SIGHUP until the shutdown, which it then posts to every
 /// worker (so that each begins to drain at once, not at its next control tick).
 fn control_loop(
@@ -174,36 +189,44 @@ fn control_loop(
     reloads: &Reloads,
     outside: &Outside<Message>,
     process: &Process,
-    first: Arc<Generation>,
-    mut sockets: Sockets,
+    state: Control,
 ) {
-    let mut current = first;
+    let Control {
+        mut current,
+        mut sockets,
+        tickets,
+    } = state;
     while !shutdown.is_triggered() {
         match reloads.signals.recv_timeout(Duration::from_millis(50)) {
-            Ok(Signal::Reload) => match reload(&current, &reloads.load, &mut sockets, outside) {
-                Ok(next) => {
-                    if next.config.log_level != current.config.log_level {
-                        (reloads.log_level)(&next.config.log_level);
+            Ok(Signal::Reload) => {
+                match reload(&current, &reloads.load, &mut sockets, &tickets, outside) {
+                    Ok(next) => {
+                        if next.config.log_level != current.config.log_level {
+                            (reloads.log_level)(&next.config.log_level);
+                        }
+                        process.reloads.fetch_add(1, Ordering::Relaxed);
+                        process.generation.store(next.number, Ordering::Relaxed);
+                        tracing::info!(
+                            generation = next.number,
+                            "configuration reloaded: {}",
+                            next.config.summary()
+                        );
+                        current = next;
                     }
-                    process.reloads.fetch_add(1, Ordering::Relaxed);
-                    process.generation.store(next.number, Ordering::Relaxed);
-                    tracing::info!(
-                        generation = next.number,
-                        "configuration reloaded: {}",
-                        next.config.summary()
-                    );
-                    current = next;
+                    Err(e) => {
+                        process.reload_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(
+                            generation = current.number,
+                            "reload refused, still serving the running configuration: {e}"
+                        );
+                    }
                 }
-                Err(e) => {
-                    process.reload_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(
-                        generation = current.number,
-                        "reload refused, still serving the running configuration: {e}"
-                    );
-                }
-            },
+            }
             Ok(Signal::Upgrade) => {
                 tracing::info!("SIGUSR2: starting the new binary on the listening sockets");
+                // From now on the new process may hold the sockets: a drain here (a SIGTERM
+                // while it starts) must leave them listening.
+                shutdown.share_sockets(true);
                 match upgrade::start_new_process(&sockets) {
                     Ok(pid) => {
                         tracing::info!(
@@ -212,7 +235,10 @@ fn control_loop(
                         );
                         shutdown.hand_over();
                     }
-                    Err(e) => tracing::error!("binary upgrade failed, still serving: {e}"),
+                    Err(e) => {
+                        shutdown.share_sockets(false);
+                        tracing::error!("binary upgrade failed, still serving: {e}");
+                    }
                 }
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
@@ -232,6 +258,7 @@ pub fn reload(
     current: &Generation,
     load: &Loader,
     sockets: &mut Sockets,
+    tickets: &Tickets,
     outside: &Outside<Message>,
 ) -> Result<Arc<Generation>, LoadError> {
     tracing::info!("SIGHUP: reading the configuration again");
@@ -239,7 +266,8 @@ pub fn reload(
     if let Some(field) = fixed_setting_changed(&current.config, &config) {
         return Err(LoadError::Fixed(field));
     }
-    let (next, (per_worker, removed)) = prepare(Arc::new(config), current.number + 1, sockets)?;
+    let (next, (per_worker, removed)) =
+        prepare(Arc::new(config), current.number + 1, sockets, tickets)?;
     for (to, WorkerSockets { tcp, udp }) in per_worker.into_iter().enumerate() {
         outside.send(
             to,

@@ -87,6 +87,7 @@ pub struct ListenerTls {
     base: ServerConfig,
     resolver: SniResolver,
     session_cache: usize,
+    session_tickets: bool,
 }
 
 impl ListenerTls {
@@ -156,7 +157,18 @@ impl ListenerTls {
             base,
             resolver,
             session_cache: settings.session_cache,
+            session_tickets: settings.session_tickets,
         })
+    }
+
+    /// Issues session tickets with `tickets` (the process's one ticket key, kept across
+    /// reloads, so that a reload does not cost every client a full handshake).
+    #[must_use]
+    pub fn with_ticketer(mut self, tickets: &Arc<dyn rustls::server::ProducesTickets>) -> Self {
+        if self.session_tickets {
+            self.base.ticketer = tickets.clone();
+        }
+        self
     }
 
     /// One worker's configuration: its own certificate table and session cache, the shared

@@ -12,7 +12,7 @@ use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -70,7 +70,9 @@ pub struct WorkerState {
     pub current: RefCell<Rc<Current>>,
     pub postbox: Rc<Postbox<Message>>,
     pub process: Arc<Process>,
-    listeners: Rc<dyn Listeners>,
+    /// The engine's accept loops of this worker. Weak: they hold the connection handler,
+    /// which holds this state.
+    listeners: Weak<dyn Listeners>,
     udp_stops: RefCell<Vec<(usize, Drain)>>,
     scrapes: RefCell<Vec<Scrape>>,
     next_scrape: Cell<u64>,
@@ -123,10 +125,12 @@ impl WorkerState {
         );
         if let Some(writer) = start.log {
             let log = Rc::new(writer.for_worker(&first.config.access_log));
-            monoio::spawn(log.clone().run());
+            monoio::spawn(log.clone().run(ctx.drain.clone()));
             worker.access_log = Some(log);
         }
+        worker.set_keys(&first.keys);
         let worker = Rc::new(worker);
+        worker.replace_with(&worker);
         monoio::spawn(worker.clone().sweep_idle_upstreams());
         monoio::spawn(worker.run_deadlines());
         let postbox = Rc::new(start.postbox);
@@ -135,7 +139,7 @@ impl WorkerState {
             first.clone(),
             postbox.clone(),
             start.process,
-            ctx.listeners.clone(),
+            Rc::downgrade(&ctx.listeners),
         ));
         state.start_udp(start.udp);
         let handler = state.clone();
@@ -153,7 +157,7 @@ impl WorkerState {
         generation: Arc<Generation>,
         postbox: Rc<Postbox<Message>>,
         process: Arc<Process>,
-        listeners: Rc<dyn Listeners>,
+        listeners: Weak<dyn Listeners>,
     ) -> Self {
         let log = worker.access_log.clone();
         Self {
@@ -234,7 +238,11 @@ impl WorkerState {
                     }
                 }
             }
-            Message::Shutdown => self.listeners.stop(),
+            Message::Shutdown => {
+                if let Some(listeners) = self.listeners.upgrade() {
+                    listeners.stop();
+                }
+            }
         }
     }
 
@@ -246,18 +254,23 @@ impl WorkerState {
             udp,
             removed,
         } = next;
+        let Some(listeners) = self.listeners.upgrade() else {
+            return;
+        };
         let old = self.current();
-        let worker = Rc::new(
-            old.worker
-                .next(&generation.config, self.id, dialer(&generation)),
-        );
+        let mut next = old
+            .worker
+            .next(&generation.config, self.id, dialer(&generation));
+        next.set_keys(&generation.keys);
+        let worker = Rc::new(next);
         if let Some(log) = &worker.access_log {
             log.set_format(&generation.config.access_log.format);
         }
-        old.worker.replace_with(worker.clone());
+        worker.replace_with(&worker);
         *self.current.borrow_mut() = Rc::new(Current::new(worker, generation.clone()));
+        drop(old);
         for key in removed {
-            self.listeners.remove(key);
+            listeners.remove(key);
             self.udp_stops.borrow_mut().retain(|(k, stop)| {
                 if *k == key {
                     stop.begin();
@@ -266,7 +279,7 @@ impl WorkerState {
             });
         }
         for (socket, key) in tcp {
-            if let Err(e) = self.listeners.add(socket, key) {
+            if let Err(e) = listeners.add(socket, key) {
                 tracing::error!(worker = self.id, "cannot accept on a new listener: {e}");
             }
         }
@@ -284,7 +297,12 @@ impl WorkerState {
         let dropped = self.log.as_ref().map_or(0, |log| log.dropped());
         let current = self.current();
         let mut snapshot = current.worker.metrics.snapshot(self.id, dropped);
-        for (key, count) in self.listeners.counts() {
+        let counts = self
+            .listeners
+            .upgrade()
+            .map(|l| l.counts())
+            .unwrap_or_default();
+        for (key, count) in counts {
             let Some(Ok(listener)) = current.generation.listener_of(key) else {
                 continue;
             };

@@ -113,6 +113,28 @@ fn json_lines_carry_the_route_the_upstream_and_the_timings() {
     let _ = std::fs::remove_file(&path);
 }
 
+/// SIGTERM with the log on: the process exits once drained, and the lines of the requests
+/// that ended in the last moments (not yet handed to the writer) are in the file.
+#[test]
+fn a_sigterm_with_the_log_on_exits_and_loses_no_line() {
+    let origin = Origin::echo("app");
+    let path = log_path("sigterm");
+    let mut proxy = Proxy::start(
+        &[origin.addr],
+        &["--access-log", path.to_str().unwrap(), "--workers", "2"],
+    );
+    for i in 0..30 {
+        assert_eq!(get(&proxy, &format!("/last/{i}"), ""), 200);
+    }
+    proxy.sigterm();
+    let status = proxy
+        .wait_exit(Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("still running 5 s after SIGTERM:\n{}", proxy.logs()));
+    assert!(status.success(), "{status}");
+    assert_eq!(lines(&path).len(), 30, "every line written before the exit");
+    let _ = std::fs::remove_file(&path);
+}
+
 #[test]
 fn a_log_that_cannot_be_opened_stops_the_start() {
     let run = common::run_ringwall(&[

@@ -257,6 +257,38 @@ fn sessions_resume_on_every_worker() {
     }
 }
 
+/// The ticket key is the process's, not the configuration's: tickets issued before a reload
+/// resume after it (a reload does not cost every client a full handshake).
+#[test]
+fn sessions_resume_across_a_reload() {
+    let pki = Pki::new("resume-reload");
+    let a = pki.server("a", &["a.test"]);
+    let origin = Origin::echo("app");
+    let toml = tls_config(origin.addr, &certificate_entry(&a, ""));
+    let file = common::TempFile::new("tls-reload.toml", &toml);
+    let proxy = Proxy::with_config_path(&file.display(), &["--workers", "1"], false);
+    let tls13: [&'static rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+    let mut offer = Offer::new(&pki);
+    offer.versions = &tls13;
+    let config = offer.config();
+    let mut tls = connect(proxy.addr, &config, "a.test").unwrap();
+    assert_eq!(get(&mut tls, "a.test", "/").unwrap().status, 200);
+    drop(tls);
+    std::fs::write(
+        &file.path,
+        toml.replace("[[route]]\n", "[[route]]\nname = \"renamed\"\n"),
+    )
+    .unwrap();
+    proxy.reload().expect("the reload is taken");
+    let mut tls = connect(proxy.addr, &config, "a.test").unwrap();
+    assert_eq!(get(&mut tls, "a.test", "/").unwrap().status, 200);
+    assert_eq!(
+        tls.conn.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed),
+        "the ticket from before the reload resumed"
+    );
+}
+
 #[test]
 fn client_certificates_required_and_optional() {
     let pki = Pki::new("mtls");

@@ -160,3 +160,47 @@ fn an_idle_session_ends_and_the_next_datagram_opens_another() {
         "the idle session ended; a new one took the datagram"
     );
 }
+
+/// A reload that renames a UDP listener and moves it to another group keeps its socket: new
+/// sessions go to the new group, from the same address; a session already open keeps its
+/// server.
+#[test]
+fn a_reload_moves_new_udp_sessions_to_the_new_group() {
+    let (first, first_seen) = udp_origin(|q| Some(q.to_vec()));
+    let (second, second_seen) = udp_origin(|q| Some(q.to_vec()));
+    let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let listen = taken.local_addr().unwrap();
+    drop(taken);
+    let config = |name: &str, group: &str| {
+        format!(
+            "[[listener]]\nname = \"{name}\"\naddress = \"{listen}\"\nprotocol = \"udp\"\nupstream = \"{group}\"\n\n\
+             [[upstream]]\nname = \"one\"\nservers = [\"{first}\"]\n\n\
+             [[upstream]]\nname = \"two\"\nservers = [\"{second}\"]\n"
+        )
+    };
+    let file = common::TempFile::new("udp-reload.toml", &config("dns", "one"));
+    let proxy = Proxy::with_config_path(&file.display(), &[], false);
+    let early = client();
+    early.send_to(b"before", listen).unwrap();
+    let mut buf = [0u8; 64];
+    let n = early.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"before");
+    assert_eq!(first_seen.recv_timeout(IO_TIMEOUT).unwrap().1, b"before");
+
+    std::fs::write(&file.path, config("renamed", "two")).unwrap();
+    proxy.reload().expect("the reload is taken");
+    let late = client();
+    late.send_to(b"after", listen).unwrap();
+    let (n, from) = late.recv_from(&mut buf).unwrap();
+    assert_eq!(
+        (&buf[..n], from),
+        (&b"after"[..], listen),
+        "from the same address"
+    );
+    assert_eq!(second_seen.recv_timeout(IO_TIMEOUT).unwrap().1, b"after");
+    // The session opened before the reload keeps its server.
+    early.send_to(b"still", listen).unwrap();
+    let n = early.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"still");
+    assert_eq!(first_seen.recv_timeout(IO_TIMEOUT).unwrap().1, b"still");
+}

@@ -448,6 +448,11 @@ async fn accept_loop<H, Fut>(
                 if is_resource_exhaustion(&e) {
                     tracing::warn!("accept: {e}; pausing accepts");
                     monoio::time::sleep(ACCEPT_BACKOFF).await;
+                } else if e.raw_os_error() == Some(libc::EINVAL) {
+                    // The socket no longer listens (shut down from elsewhere): nothing will
+                    // come on it again.
+                    tracing::error!("accept: {e}: the socket no longer listens; its loop ends");
+                    break;
                 } else {
                     tracing::debug!("accept: {e}");
                 }

@@ -63,6 +63,8 @@ pub struct ListenerInfo {
     pub proxy_protocol_from: Vec<Cidr>,
     /// This listener's counters on this worker.
     pub stats: Rc<ListenerStats>,
+    /// The key of the socket it accepts on (the same in every generation that keeps it).
+    pub key: usize,
 }
 
 impl ListenerInfo {
@@ -99,15 +101,16 @@ pub struct Worker<D: Dialer = TcpDialer> {
     pub metrics: Rc<WorkerMetrics>,
     /// Which configuration this is: 1 at start, one more per reload.
     pub generation: u64,
-    /// The generation that replaced this one: connections move to it between requests.
-    successor: RefCell<Option<Rc<Worker<D>>>>,
+    /// The newest generation of this worker, shared by all of them (weakly: an old
+    /// generation keeps no other alive); connections move to it between requests.
+    newest: Rc<RefCell<std::rc::Weak<Worker<D>>>>,
     /// Overlays of finished requests, cleared, with their allocations: a request in flight
     /// borrows two and gives them back, so filters' head edits allocate nothing once warm.
     overlays: Rc<RefCell<Vec<HeadOverlay>>>,
 }
 
 /// What a worker's generations share.
-struct Shared {
+struct Shared<D: Dialer> {
     drain: Drain,
     deadlines: Rc<Deadlines>,
     client_limit: Option<Arc<ClientLimit>>,
@@ -115,6 +118,7 @@ struct Shared {
     access_log: Option<Rc<AccessLog>>,
     metrics: Rc<WorkerMetrics>,
     overlays: Rc<RefCell<Vec<HeadOverlay>>>,
+    newest: Rc<RefCell<std::rc::Weak<Worker<D>>>>,
 }
 
 /// A [`HeadOverlay`] borrowed from the worker's pool; goes back when dropped.
@@ -169,6 +173,7 @@ impl<D: Dialer> Worker<D> {
                 access_log: None,
                 metrics,
                 overlays: Rc::default(),
+                newest: Rc::default(),
             },
             upstreams,
             1,
@@ -193,6 +198,7 @@ impl<D: Dialer> Worker<D> {
                 access_log: self.access_log.clone(),
                 metrics: self.metrics.clone(),
                 overlays: self.overlays.clone(),
+                newest: self.newest.clone(),
             },
             upstreams,
             self.generation + 1,
@@ -201,32 +207,35 @@ impl<D: Dialer> Worker<D> {
         next
     }
 
-    /// Makes `next` the generation that this one's connections move to.
-    pub fn replace_with(&self, next: Rc<Worker<D>>) {
-        *self.successor.borrow_mut() = Some(next);
+    /// Makes `next` the generation that the connections of every older one move to.
+    pub fn replace_with(&self, next: &Rc<Worker<D>>) {
+        *self.newest.borrow_mut() = Rc::downgrade(next);
     }
 
-    /// The newest generation, and the index there of this generation's listener `listener`;
-    /// `None` when this is the newest or when the listener is not in the newest one (its
-    /// connections then finish on this generation).
+    /// Gives the listeners the keys of their sockets, in listener order.
+    pub fn set_keys(&mut self, keys: &[usize]) {
+        for (listener, &key) in self.listeners.iter_mut().zip(keys) {
+            listener.key = key;
+        }
+    }
+
+    /// The newest generation, and the index there of this generation's listener `listener`
+    /// (the one on the same socket, of the same protocol); `None` when this is the newest or
+    /// when the listener is not in the newest one (its connections then finish here).
     pub fn latest(&self, listener: usize) -> Option<(Rc<Worker<D>>, usize)> {
-        let mut next = self.successor.borrow().clone()?;
-        loop {
-            let further = next.successor.borrow().clone();
-            match further {
-                Some(further) => next = further,
-                None => break,
-            }
+        let newest = self.newest.borrow().upgrade()?;
+        if std::ptr::eq(Rc::as_ptr(&newest), self) {
+            return None;
         }
         let here = self.listeners.get(listener)?;
-        let there = next
+        let there = newest
             .listeners
             .iter()
-            .position(|l| l.name == here.name && l.protocol == here.protocol)?;
-        Some((next, there))
+            .position(|l| l.key == here.key && l.protocol == here.protocol)?;
+        Some((newest, there))
     }
 
-    fn build(config: &Config, shared: Shared, upstreams: Upstreams<D>, generation: u64) -> Self {
+    fn build(config: &Config, shared: Shared<D>, upstreams: Upstreams<D>, generation: u64) -> Self {
         let limits = config.limits.clone();
         let mut routes = RouteTable::new(config);
         routes.count_into(&shared.metrics);
@@ -247,7 +256,9 @@ impl<D: Dialer> Worker<D> {
             listeners: config
                 .listeners
                 .iter()
-                .map(|l| ListenerInfo {
+                .enumerate()
+                .map(|(key, l)| ListenerInfo {
+                    key,
                     name: l.name.clone(),
                     scheme: l.protocol.scheme(),
                     protocol: l.protocol,
@@ -265,7 +276,7 @@ impl<D: Dialer> Worker<D> {
             access_log: shared.access_log,
             metrics: shared.metrics,
             generation,
-            successor: RefCell::new(None),
+            newest: shared.newest,
             overlays: shared.overlays,
         }
     }

@@ -352,6 +352,7 @@ async fn refuse<C: Stream, D: Dialer>(
 ) {
     log_error(error, remote);
     if let Some(response) = error.response() {
+        worker.metrics.unrouted.refused(response.status);
         write_local_response(
             client.out.buf(),
             &response,
