@@ -1,1 +1,10 @@
-//! placeholder
+//! ringwall-policies: the decisions of the proxy as pure code, without I/O: the time and a
+//! seeded random source are passed in, so every decision is tested exactly, with virtual time.
+//!
+//! - [`balance`]: choosing a server of a group (power of two choices, peak-EWMA, round robin,
+//!   smooth weighted round robin, least connections, random) and the peak-EWMA estimate;
+//! - [`hash`]: consistent hashing (Maglev) with a hash that is the same on every worker and
+//!   node.
+
+pub mod balance;
+pub mod hash;

@@ -1,0 +1,386 @@
+//! Choosing a server of an upstream group: the balancing algorithms, as pure functions of the
+//! servers' state, a random source and the time, which the caller passes in.
+//!
+//! A [`Balancer`] is per worker and per group. It sees the servers as [`Candidate`]s: the ones
+//! the caller may send to (healthy, not ejected, under their limits), each with its weight and
+//! the worker's own count of requests outstanding on it. It answers with the index of the
+//! candidate to use. Nothing here is shared between workers: "least outstanding" means on this
+//! worker (docs/architecture.md says what that means across cores).
+
+use std::time::{Duration, Instant};
+
+/// A small, fast, seeded random source (SplitMix64): the same seed gives the same picks, so
+/// tests are exact. Not for secrets.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n > 0`), without modulo bias worth mentioning for small `n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        ((u128::from(self.next_u64()) * n as u128) >> 64) as usize
+    }
+}
+
+/// What a balancer knows of one server it may choose.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Candidate {
+    /// Relative share, at least 1.
+    pub weight: u32,
+    /// Requests this worker has in flight on it.
+    pub outstanding: u32,
+    /// Its latency estimate (peak-EWMA), when it has one.
+    pub latency: Option<Duration>,
+}
+
+/// The balancing algorithms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    /// Two candidates at random (by weight), the one with fewer outstanding requests.
+    PowerOfTwo,
+    /// Power of two choices on latency × (outstanding + 1) (Finagle, linkerd2-proxy).
+    PeakEwma,
+    RoundRobin,
+    /// nginx's smooth weighted round robin.
+    Weighted,
+    /// The fewest outstanding requests relative to weight; ties by round robin.
+    LeastConnections,
+    /// At random, by weight.
+    Random,
+}
+
+/// One group's balancer on one worker.
+#[derive(Clone, Debug)]
+pub struct Balancer {
+    algorithm: Algorithm,
+    /// Round-robin position.
+    next: usize,
+    /// Smooth weighted round robin's current weights, by candidate.
+    current: Vec<i64>,
+}
+
+impl Balancer {
+    pub fn new(algorithm: Algorithm) -> Self {
+        Self {
+            algorithm,
+            next: 0,
+            current: Vec::new(),
+        }
+    }
+
+    /// Starts round robin at `position` (workers start at different servers).
+    #[must_use]
+    pub fn starting_at(mut self, position: usize) -> Self {
+        self.next = position;
+        self
+    }
+
+    pub fn algorithm(&self) -> Algorithm {
+        self.algorithm
+    }
+
+    /// The index of the candidate to send to; `None` when there is none.
+    pub fn pick(&mut self, candidates: &[Candidate], rng: &mut Rng) -> Option<usize> {
+        if candidates.is_empty() {
+            return None;
+        }
+        if candidates.len() == 1 {
+            return Some(0);
+        }
+        Some(match self.algorithm {
+            Algorithm::PowerOfTwo => two_choices(candidates, rng, |c| {
+                f64::from(c.outstanding) / f64::from(c.weight.max(1))
+            }),
+            Algorithm::PeakEwma => two_choices(candidates, rng, |c| {
+                let latency = c.latency.map_or(DEFAULT_LATENCY, |l| l).as_secs_f64();
+                latency * f64::from(c.outstanding + 1) / f64::from(c.weight.max(1))
+            }),
+            Algorithm::RoundRobin => {
+                let i = self.next % candidates.len();
+                self.next = self.next.wrapping_add(1);
+                i
+            }
+            Algorithm::Weighted => self.smooth_weighted(candidates),
+            Algorithm::LeastConnections => {
+                let start = self.next % candidates.len();
+                self.next = self.next.wrapping_add(1);
+                (0..candidates.len())
+                    .map(|k| (start + k) % candidates.len())
+                    .min_by(|&a, &b| {
+                        // outstanding ÷ weight, compared without division.
+                        let (ca, cb) = (&candidates[a], &candidates[b]);
+                        let left = u64::from(ca.outstanding) * u64::from(cb.weight.max(1));
+                        let right = u64::from(cb.outstanding) * u64::from(ca.weight.max(1));
+                        left.cmp(&right)
+                    })
+                    .unwrap_or(0)
+            }
+            Algorithm::Random => weighted_random(candidates, rng),
+        })
+    }
+
+    /// nginx's smooth weighted round robin: every candidate's current weight grows by its
+    /// weight, the largest is chosen and loses the total.
+    fn smooth_weighted(&mut self, candidates: &[Candidate]) -> usize {
+        if self.current.len() != candidates.len() {
+            self.current = vec![0; candidates.len()];
+        }
+        let total: i64 = candidates.iter().map(|c| i64::from(c.weight.max(1))).sum();
+        let mut best = 0;
+        for (i, c) in candidates.iter().enumerate() {
+            self.current[i] += i64::from(c.weight.max(1));
+            if self.current[i] > self.current[best] {
+                best = i;
+            }
+        }
+        self.current[best] -= total;
+        best
+    }
+}
+
+/// The latency assumed for a server not measured yet: low, so that a new server gets tried.
+const DEFAULT_LATENCY: Duration = Duration::from_millis(1);
+
+/// Two distinct candidates drawn by weight; the one with the lower `cost` (the first on a tie).
+fn two_choices(candidates: &[Candidate], rng: &mut Rng, cost: impl Fn(&Candidate) -> f64) -> usize {
+    let a = weighted_random(candidates, rng);
+    let mut b = weighted_random(candidates, rng);
+    // A second draw on the same candidate: take the next one instead, so the two differ.
+    if b == a {
+        b = (a + 1 + rng.below(candidates.len() - 1)) % candidates.len();
+    }
+    if cost(&candidates[b]) < cost(&candidates[a]) {
+        b
+    } else {
+        a
+    }
+}
+
+/// A candidate at random, each with a chance proportional to its weight.
+fn weighted_random(candidates: &[Candidate], rng: &mut Rng) -> usize {
+    let total: u64 = candidates.iter().map(|c| u64::from(c.weight.max(1))).sum();
+    let mut point = rng.next_u64() % total;
+    for (i, c) in candidates.iter().enumerate() {
+        let w = u64::from(c.weight.max(1));
+        if point < w {
+            return i;
+        }
+        point -= w;
+    }
+    candidates.len() - 1
+}
+
+/// A server's latency estimate, peak-EWMA (Finagle's): a slower response than the estimate
+/// replaces it at once (the peak), a faster one is blended in with a weight that decays with
+/// the time since the last one (`tau`), so the estimate forgets slowly when the server is
+/// quiet and quickly when it is busy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PeakEwma {
+    estimate: Option<Duration>,
+    at: Option<Instant>,
+    tau: Duration,
+}
+
+impl PeakEwma {
+    pub fn new(tau: Duration) -> Self {
+        Self {
+            estimate: None,
+            at: None,
+            tau,
+        }
+    }
+
+    /// The estimate now.
+    pub fn estimate(&self) -> Option<Duration> {
+        self.estimate
+    }
+
+    /// Takes in one response's latency, observed at `now`.
+    pub fn observe(&mut self, latency: Duration, now: Instant) {
+        let next = match (self.estimate, self.at) {
+            (Some(estimate), Some(at)) if latency < estimate => {
+                let elapsed = now.saturating_duration_since(at).as_secs_f64();
+                let w = (-elapsed / self.tau.as_secs_f64().max(1e-9)).exp();
+                Duration::from_secs_f64(
+                    estimate.as_secs_f64() * w + latency.as_secs_f64() * (1.0 - w),
+                )
+            }
+            _ => latency,
+        };
+        self.estimate = Some(next);
+        self.at = Some(now);
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::cast_precision_loss)] // shares of test counts
+mod tests {
+    use super::*;
+
+    fn even(n: usize) -> Vec<Candidate> {
+        vec![
+            Candidate {
+                weight: 1,
+                outstanding: 0,
+                latency: None,
+            };
+            n
+        ]
+    }
+
+    fn shares(counts: &[usize]) -> Vec<f64> {
+        let total: usize = counts.iter().sum();
+        counts.iter().map(|&c| c as f64 / total as f64).collect()
+    }
+
+    #[test]
+    fn the_random_source_is_seeded_and_even() {
+        let (mut a, mut b) = (Rng::new(7), Rng::new(7));
+        assert_eq!(a.next_u64(), b.next_u64());
+        let mut counts = [0usize; 4];
+        for _ in 0..40_000 {
+            counts[a.below(4)] += 1;
+        }
+        for share in shares(&counts) {
+            assert!((share - 0.25).abs() < 0.01, "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn round_robin_takes_each_in_turn_from_its_start() {
+        let mut b = Balancer::new(Algorithm::RoundRobin).starting_at(1);
+        let mut rng = Rng::new(1);
+        let picks: Vec<usize> = (0..6)
+            .map(|_| b.pick(&even(3), &mut rng).unwrap())
+            .collect();
+        assert_eq!(picks, [1, 2, 0, 1, 2, 0]);
+    }
+
+    #[test]
+    fn smooth_weighted_spreads_as_nginx_does() {
+        // nginx's example: weights 5, 1, 1 give a a b a c a a (no burst of five a's).
+        let mut c = even(3);
+        c[0].weight = 5;
+        let mut b = Balancer::new(Algorithm::Weighted);
+        let mut rng = Rng::new(1);
+        let picks: Vec<usize> = (0..7).map(|_| b.pick(&c, &mut rng).unwrap()).collect();
+        assert_eq!(picks, [0, 0, 1, 0, 2, 0, 0]);
+    }
+
+    #[test]
+    fn two_choices_avoid_the_busy_server() {
+        let mut c = even(4);
+        c[2].outstanding = 50;
+        let mut b = Balancer::new(Algorithm::PowerOfTwo);
+        let mut rng = Rng::new(3);
+        let mut counts = [0usize; 4];
+        for _ in 0..10_000 {
+            counts[b.pick(&c, &mut rng).unwrap()] += 1;
+        }
+        // The busy one is picked only when it is drawn against itself, which never happens:
+        // the two draws differ.
+        assert_eq!(counts[2], 0, "{counts:?}");
+        for i in [0, 1, 3] {
+            assert!((shares(&counts)[i] - 1.0 / 3.0).abs() < 0.03, "{counts:?}");
+        }
+    }
+
+    #[test]
+    fn random_follows_the_weights() {
+        let mut c = even(2);
+        c[0].weight = 3;
+        let mut b = Balancer::new(Algorithm::Random);
+        let mut rng = Rng::new(9);
+        let mut counts = [0usize; 2];
+        for _ in 0..20_000 {
+            counts[b.pick(&c, &mut rng).unwrap()] += 1;
+        }
+        assert!((shares(&counts)[0] - 0.75).abs() < 0.02, "{counts:?}");
+    }
+
+    #[test]
+    fn peak_ewma_moves_traffic_off_a_slow_server() {
+        let mut c = even(3);
+        for (i, ms) in [(0, 2), (1, 2), (2, 40)] {
+            c[i].latency = Some(Duration::from_millis(ms));
+        }
+        let mut b = Balancer::new(Algorithm::PeakEwma);
+        let mut rng = Rng::new(5);
+        let mut counts = [0usize; 3];
+        for _ in 0..9_000 {
+            counts[b.pick(&c, &mut rng).unwrap()] += 1;
+        }
+        assert_eq!(counts[2], 0, "{counts:?}");
+    }
+
+    #[test]
+    fn least_connections_takes_the_least_loaded_by_weight() {
+        let mut c = even(3);
+        c[0].outstanding = 4;
+        c[1].outstanding = 2;
+        c[2].outstanding = 2;
+        c[2].weight = 2;
+        let mut b = Balancer::new(Algorithm::LeastConnections);
+        let mut rng = Rng::new(1);
+        assert_eq!(
+            b.pick(&c, &mut rng),
+            Some(2),
+            "2 of weight 2 is the lightest"
+        );
+        c[2].outstanding = 4;
+        // Now 1 (2/1) and 2 (4/2) tie: round robin decides, both get turns.
+        let picks: Vec<usize> = (0..4).map(|_| b.pick(&c, &mut rng).unwrap()).collect();
+        assert!(picks.contains(&1) && picks.contains(&2), "{picks:?}");
+    }
+
+    #[test]
+    fn nothing_to_pick_is_none_and_one_is_that_one() {
+        let mut b = Balancer::new(Algorithm::PowerOfTwo);
+        let mut rng = Rng::new(1);
+        assert_eq!(b.pick(&[], &mut rng), None);
+        assert_eq!(b.pick(&even(1), &mut rng), Some(0));
+    }
+
+    #[test]
+    fn peak_ewma_takes_peaks_at_once_and_decays_with_time() {
+        let start = Instant::now();
+        let mut e = PeakEwma::new(Duration::from_secs(10));
+        e.observe(Duration::from_millis(10), start);
+        e.observe(Duration::from_millis(100), start + Duration::from_millis(1));
+        assert_eq!(
+            e.estimate(),
+            Some(Duration::from_millis(100)),
+            "the peak at once"
+        );
+        // A fast response right after barely moves it; one after a long quiet time mostly
+        // replaces it.
+        let mut soon = e;
+        soon.observe(Duration::from_millis(10), start + Duration::from_millis(2));
+        assert!(soon.estimate().unwrap() > Duration::from_millis(99));
+        let mut later = e;
+        later.observe(Duration::from_millis(10), start + Duration::from_secs(60));
+        assert!(later.estimate().unwrap() < Duration::from_millis(11));
+        // One tau later: 1/e of the way.
+        let mut tau = e;
+        tau.observe(
+            Duration::from_millis(10),
+            start + Duration::from_millis(1) + Duration::from_secs(10),
+        );
+        let ms = tau.estimate().unwrap().as_secs_f64() * 1000.0;
+        assert!(
+            (ms - (10.0 + 90.0 / std::f64::consts::E)).abs() < 0.01,
+            "{ms}"
+        );
+    }
+}
