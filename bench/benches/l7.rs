@@ -43,7 +43,7 @@ fn upstream_pick(c: &mut Criterion) {
     );
     let mut group = c.benchmark_group("upstream_pick");
     group.bench_function("round_robin_8", |b| {
-        b.iter(|| upstreams.pick(black_box(0)));
+        b.iter(|| upstreams.pick(black_box(0), None));
     });
     group.finish();
 }

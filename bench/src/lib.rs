@@ -364,7 +364,8 @@ pub fn upstream_config() -> Config {
         .collect::<Vec<_>>()
         .join(", ");
     let text = format!(
-        "[[upstream]]\nname = \"app\"\nservers = [{servers}]\n\n[[route]]\nupstream = \"app\"\n"
+        "[[upstream]]\nname = \"app\"\nservers = [{servers}]\nlb = \"round-robin\"\n\n\
+         [[route]]\nupstream = \"app\"\n"
     );
     Config::from_toml_str(&text, None).unwrap_or_else(|e| panic!("upstream fixture: {e}"))
 }
@@ -454,7 +455,7 @@ mod tests {
             &ringwall::metrics::WorkerMetrics::default(),
         );
         let picks: Vec<usize> = (0..UPSTREAM_SERVERS * 2)
-            .map(|_| upstreams.pick(0))
+            .map(|_| upstreams.pick(0, None))
             .collect();
         let expected: Vec<usize> = (0..UPSTREAM_SERVERS).cycle().take(picks.len()).collect();
         assert_eq!(picks, expected);

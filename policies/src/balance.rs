@@ -33,11 +33,9 @@ impl Rng {
     }
 }
 
-/// What a balancer knows of one server it may choose.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Candidate {
-    /// Relative share, at least 1.
-    pub weight: u32,
+/// What a balancer learns of one server at a pick: its load on this worker.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Load {
     /// Requests this worker has in flight on it.
     pub outstanding: u32,
     /// Its latency estimate (peak-EWMA), when it has one.
@@ -47,7 +45,7 @@ pub struct Candidate {
 /// The balancing algorithms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Algorithm {
-    /// Two candidates at random (by weight), the one with fewer outstanding requests.
+    /// Two servers at random (by weight), the one with fewer outstanding requests.
     PowerOfTwo,
     /// Power of two choices on latency × (outstanding + 1) (Finagle, linkerd2-proxy).
     PeakEwma,
@@ -60,22 +58,31 @@ pub enum Algorithm {
     Random,
 }
 
-/// One group's balancer on one worker.
+/// One group's balancer on one worker, over servers of fixed weights.
 #[derive(Clone, Debug)]
 pub struct Balancer {
     algorithm: Algorithm,
+    weights: Vec<u32>,
+    total: u64,
+    /// Every weight the same: draws need no walk over the weights.
+    uniform: bool,
     /// Round-robin position.
     next: usize,
-    /// Smooth weighted round robin's current weights, by candidate.
+    /// Smooth weighted round robin's current weights, by server.
     current: Vec<i64>,
 }
 
 impl Balancer {
-    pub fn new(algorithm: Algorithm) -> Self {
+    /// A balancer over servers of these weights (0 counts as 1).
+    pub fn new(algorithm: Algorithm, weights: &[u32]) -> Self {
+        let weights: Vec<u32> = weights.iter().map(|&w| w.max(1)).collect();
         Self {
             algorithm,
+            total: weights.iter().map(|&w| u64::from(w)).sum(),
+            uniform: weights.windows(2).all(|w| w[0] == w[1]),
+            current: vec![0; weights.len()],
+            weights,
             next: 0,
-            current: Vec::new(),
         }
     }
 
@@ -90,56 +97,51 @@ impl Balancer {
         self.algorithm
     }
 
-    /// The index of the candidate to send to; `None` when there is none.
-    pub fn pick(&mut self, candidates: &[Candidate], rng: &mut Rng) -> Option<usize> {
-        if candidates.is_empty() {
-            return None;
-        }
-        if candidates.len() == 1 {
-            return Some(0);
+    /// The index of the server to send to (`load(i)`: server `i`'s load now, asked only of
+    /// the servers the algorithm looks at); `None` when there is no server.
+    pub fn pick(&mut self, load: impl Fn(usize) -> Load, rng: &mut Rng) -> Option<usize> {
+        let n = self.weights.len();
+        if n <= 1 {
+            return (n == 1).then_some(0);
         }
         Some(match self.algorithm {
-            Algorithm::PowerOfTwo => two_choices(candidates, rng, |c| {
-                f64::from(c.outstanding) / f64::from(c.weight.max(1))
-            }),
-            Algorithm::PeakEwma => two_choices(candidates, rng, |c| {
-                let latency = c.latency.map_or(DEFAULT_LATENCY, |l| l).as_secs_f64();
-                latency * f64::from(c.outstanding + 1) / f64::from(c.weight.max(1))
+            Algorithm::PowerOfTwo => self.two_choices(rng, |i| u128::from(load(i).outstanding)),
+            Algorithm::PeakEwma => self.two_choices(rng, |i| {
+                let load = load(i);
+                let latency = load.latency.unwrap_or(DEFAULT_LATENCY).as_nanos();
+                latency * u128::from(load.outstanding + 1)
             }),
             Algorithm::RoundRobin => {
-                let i = self.next % candidates.len();
+                let i = self.next % n;
                 self.next = self.next.wrapping_add(1);
                 i
             }
-            Algorithm::Weighted => self.smooth_weighted(candidates),
+            Algorithm::Weighted => self.smooth_weighted(),
             Algorithm::LeastConnections => {
-                let start = self.next % candidates.len();
+                let start = self.next % n;
                 self.next = self.next.wrapping_add(1);
-                (0..candidates.len())
-                    .map(|k| (start + k) % candidates.len())
+                let loads: Vec<u64> = (0..n).map(|i| u64::from(load(i).outstanding)).collect();
+                (0..n)
+                    .map(|k| (start + k) % n)
                     .min_by(|&a, &b| {
                         // outstanding ÷ weight, compared without division.
-                        let (ca, cb) = (&candidates[a], &candidates[b]);
-                        let left = u64::from(ca.outstanding) * u64::from(cb.weight.max(1));
-                        let right = u64::from(cb.outstanding) * u64::from(ca.weight.max(1));
+                        let left = loads[a] * u64::from(self.weights[b]);
+                        let right = loads[b] * u64::from(self.weights[a]);
                         left.cmp(&right)
                     })
                     .unwrap_or(0)
             }
-            Algorithm::Random => weighted_random(candidates, rng),
+            Algorithm::Random => self.weighted_random(rng),
         })
     }
 
-    /// nginx's smooth weighted round robin: every candidate's current weight grows by its
-    /// weight, the largest is chosen and loses the total.
-    fn smooth_weighted(&mut self, candidates: &[Candidate]) -> usize {
-        if self.current.len() != candidates.len() {
-            self.current = vec![0; candidates.len()];
-        }
-        let total: i64 = candidates.iter().map(|c| i64::from(c.weight.max(1))).sum();
+    /// nginx's smooth weighted round robin: every server's current weight grows by its weight,
+    /// the largest is chosen and loses the total.
+    fn smooth_weighted(&mut self) -> usize {
+        let total = i64::try_from(self.total).unwrap_or(i64::MAX);
         let mut best = 0;
-        for (i, c) in candidates.iter().enumerate() {
-            self.current[i] += i64::from(c.weight.max(1));
+        for (i, &w) in self.weights.iter().enumerate() {
+            self.current[i] += i64::from(w);
             if self.current[i] > self.current[best] {
                 best = i;
             }
@@ -147,39 +149,43 @@ impl Balancer {
         self.current[best] -= total;
         best
     }
+
+    /// Two distinct servers drawn by weight; the one of lower `cost` ÷ weight (the first on a
+    /// tie), compared without division.
+    fn two_choices(&self, rng: &mut Rng, cost: impl Fn(usize) -> u128) -> usize {
+        let n = self.weights.len();
+        let a = self.weighted_random(rng);
+        let mut b = self.weighted_random(rng);
+        // A second draw on the same server: take another one instead, so the two differ.
+        if b == a {
+            b = (a + 1 + rng.below(n - 1)) % n;
+        }
+        let (wa, wb) = (u128::from(self.weights[a]), u128::from(self.weights[b]));
+        if cost(b) * wa < cost(a) * wb {
+            b
+        } else {
+            a
+        }
+    }
+
+    /// A server at random, each with a chance proportional to its weight.
+    fn weighted_random(&self, rng: &mut Rng) -> usize {
+        if self.uniform {
+            return rng.below(self.weights.len());
+        }
+        let mut point = rng.next_u64() % self.total;
+        for (i, &w) in self.weights.iter().enumerate() {
+            if point < u64::from(w) {
+                return i;
+            }
+            point -= u64::from(w);
+        }
+        self.weights.len() - 1
+    }
 }
 
 /// The latency assumed for a server not measured yet: low, so that a new server gets tried.
 const DEFAULT_LATENCY: Duration = Duration::from_millis(1);
-
-/// Two distinct candidates drawn by weight; the one with the lower `cost` (the first on a tie).
-fn two_choices(candidates: &[Candidate], rng: &mut Rng, cost: impl Fn(&Candidate) -> f64) -> usize {
-    let a = weighted_random(candidates, rng);
-    let mut b = weighted_random(candidates, rng);
-    // A second draw on the same candidate: take the next one instead, so the two differ.
-    if b == a {
-        b = (a + 1 + rng.below(candidates.len() - 1)) % candidates.len();
-    }
-    if cost(&candidates[b]) < cost(&candidates[a]) {
-        b
-    } else {
-        a
-    }
-}
-
-/// A candidate at random, each with a chance proportional to its weight.
-fn weighted_random(candidates: &[Candidate], rng: &mut Rng) -> usize {
-    let total: u64 = candidates.iter().map(|c| u64::from(c.weight.max(1))).sum();
-    let mut point = rng.next_u64() % total;
-    for (i, c) in candidates.iter().enumerate() {
-        let w = u64::from(c.weight.max(1));
-        if point < w {
-            return i;
-        }
-        point -= w;
-    }
-    candidates.len() - 1
-}
 
 /// A server's latency estimate, peak-EWMA (Finagle's): a slower response than the estimate
 /// replaces it at once (the peak), a faster one is blended in with a weight that decays with
@@ -228,15 +234,13 @@ impl PeakEwma {
 mod tests {
     use super::*;
 
-    fn even(n: usize) -> Vec<Candidate> {
-        vec![
-            Candidate {
-                weight: 1,
-                outstanding: 0,
-                latency: None,
-            };
-            n
-        ]
+    fn even(n: usize) -> Vec<Load> {
+        vec![Load::default(); n]
+    }
+
+    /// One pick over `loads`.
+    fn pick(b: &mut Balancer, loads: &[Load], rng: &mut Rng) -> usize {
+        b.pick(|i| loads[i], rng).unwrap()
     }
 
     fn shares(counts: &[usize]) -> Vec<f64> {
@@ -259,22 +263,20 @@ mod tests {
 
     #[test]
     fn round_robin_takes_each_in_turn_from_its_start() {
-        let mut b = Balancer::new(Algorithm::RoundRobin).starting_at(1);
+        let mut b = Balancer::new(Algorithm::RoundRobin, &[1, 1, 1]).starting_at(1);
         let mut rng = Rng::new(1);
-        let picks: Vec<usize> = (0..6)
-            .map(|_| b.pick(&even(3), &mut rng).unwrap())
-            .collect();
+        let c = even(3);
+        let picks: Vec<usize> = (0..6).map(|_| pick(&mut b, &c, &mut rng)).collect();
         assert_eq!(picks, [1, 2, 0, 1, 2, 0]);
     }
 
     #[test]
     fn smooth_weighted_spreads_as_nginx_does() {
         // nginx's example: weights 5, 1, 1 give a a b a c a a (no burst of five a's).
-        let mut c = even(3);
-        c[0].weight = 5;
-        let mut b = Balancer::new(Algorithm::Weighted);
+        let c = even(3);
+        let mut b = Balancer::new(Algorithm::Weighted, &[5, 1, 1]);
         let mut rng = Rng::new(1);
-        let picks: Vec<usize> = (0..7).map(|_| b.pick(&c, &mut rng).unwrap()).collect();
+        let picks: Vec<usize> = (0..7).map(|_| pick(&mut b, &c, &mut rng)).collect();
         assert_eq!(picks, [0, 0, 1, 0, 2, 0, 0]);
     }
 
@@ -282,11 +284,11 @@ mod tests {
     fn two_choices_avoid_the_busy_server() {
         let mut c = even(4);
         c[2].outstanding = 50;
-        let mut b = Balancer::new(Algorithm::PowerOfTwo);
+        let mut b = Balancer::new(Algorithm::PowerOfTwo, &[1, 1, 1, 1]);
         let mut rng = Rng::new(3);
         let mut counts = [0usize; 4];
         for _ in 0..10_000 {
-            counts[b.pick(&c, &mut rng).unwrap()] += 1;
+            counts[pick(&mut b, &c, &mut rng)] += 1;
         }
         // The busy one is picked only when it is drawn against itself, which never happens:
         // the two draws differ.
@@ -298,13 +300,12 @@ mod tests {
 
     #[test]
     fn random_follows_the_weights() {
-        let mut c = even(2);
-        c[0].weight = 3;
-        let mut b = Balancer::new(Algorithm::Random);
+        let c = even(2);
+        let mut b = Balancer::new(Algorithm::Random, &[3, 1]);
         let mut rng = Rng::new(9);
         let mut counts = [0usize; 2];
         for _ in 0..20_000 {
-            counts[b.pick(&c, &mut rng).unwrap()] += 1;
+            counts[pick(&mut b, &c, &mut rng)] += 1;
         }
         assert!((shares(&counts)[0] - 0.75).abs() < 0.02, "{counts:?}");
     }
@@ -315,11 +316,11 @@ mod tests {
         for (i, ms) in [(0, 2), (1, 2), (2, 40)] {
             c[i].latency = Some(Duration::from_millis(ms));
         }
-        let mut b = Balancer::new(Algorithm::PeakEwma);
+        let mut b = Balancer::new(Algorithm::PeakEwma, &[1, 1, 1]);
         let mut rng = Rng::new(5);
         let mut counts = [0usize; 3];
         for _ in 0..9_000 {
-            counts[b.pick(&c, &mut rng).unwrap()] += 1;
+            counts[pick(&mut b, &c, &mut rng)] += 1;
         }
         assert_eq!(counts[2], 0, "{counts:?}");
     }
@@ -330,26 +331,26 @@ mod tests {
         c[0].outstanding = 4;
         c[1].outstanding = 2;
         c[2].outstanding = 2;
-        c[2].weight = 2;
-        let mut b = Balancer::new(Algorithm::LeastConnections);
+        let mut b = Balancer::new(Algorithm::LeastConnections, &[1, 1, 2]);
         let mut rng = Rng::new(1);
         assert_eq!(
-            b.pick(&c, &mut rng),
-            Some(2),
+            pick(&mut b, &c, &mut rng),
+            2,
             "2 of weight 2 is the lightest"
         );
         c[2].outstanding = 4;
         // Now 1 (2/1) and 2 (4/2) tie: round robin decides, both get turns.
-        let picks: Vec<usize> = (0..4).map(|_| b.pick(&c, &mut rng).unwrap()).collect();
+        let picks: Vec<usize> = (0..4).map(|_| pick(&mut b, &c, &mut rng)).collect();
         assert!(picks.contains(&1) && picks.contains(&2), "{picks:?}");
     }
 
     #[test]
     fn nothing_to_pick_is_none_and_one_is_that_one() {
-        let mut b = Balancer::new(Algorithm::PowerOfTwo);
         let mut rng = Rng::new(1);
-        assert_eq!(b.pick(&[], &mut rng), None);
-        assert_eq!(b.pick(&even(1), &mut rng), Some(0));
+        let mut none = Balancer::new(Algorithm::PowerOfTwo, &[]);
+        assert_eq!(none.pick(|_| Load::default(), &mut rng), None);
+        let mut one = Balancer::new(Algorithm::PowerOfTwo, &[1]);
+        assert_eq!(one.pick(|_| Load::default(), &mut rng), Some(0));
     }
 
     #[test]

@@ -267,6 +267,12 @@ pub struct Cli {
     #[arg(long, value_name = "N", global = true)]
     pub max_connections_per_ip: Option<u32>,
 
+    /// How every upstream group chooses a server: p2c, peak-ewma, round-robin, weighted,
+    /// least-conn, random, hash:ip, hash:header:NAME, hash:cookie:NAME, hash:path
+    /// [default: each group's own setting, else p2c].
+    #[arg(long, value_name = "ALGORITHM", global = true)]
+    pub lb: Option<String>,
+
     /// Most idle pooled connections per upstream server, for every upstream group
     /// [default: each group's own setting, else 64].
     #[arg(long, value_name = "N", global = true)]

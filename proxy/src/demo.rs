@@ -3,7 +3,7 @@
 //! Two small HTTP/1.1 origin servers on loopback ports chosen by the kernel, each on its own
 //! thread and runtime, built on ringwall's own codec. They answer every request with a short
 //! text naming the origin, the method, the path and the size of the request body, so that a
-//! user can watch routing and round robin with nothing but curl. `/stream` answers with a
+//! user can watch routing and balancing with nothing but curl. `/stream` answers with a
 //! chunked body. They are a demo, not a benchmark target.
 
 use std::fmt::Write as _;

@@ -204,7 +204,7 @@ fn init_logging(level: &str) -> server::LogLevel {
 fn print_demo_banner(addr: std::net::SocketAddr, origins: &[std::net::SocketAddr]) {
     let origins: Vec<String> = origins.iter().map(ToString::to_string).collect();
     println!(
-        "\nringwall demo: http://{addr} → built-in origins {} (round robin)\n\n\
+        "\nringwall demo: http://{addr} → built-in origins {} (power of two choices)\n\n\
          try:\n  curl -i http://{addr}/hello            # run it a few times: both origins answer\n  \
          curl -i http://{addr}/stream           # a chunked response streamed through\n  \
          curl -i -d 'some body' http://{addr}/upload\n\n\

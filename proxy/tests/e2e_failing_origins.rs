@@ -728,7 +728,10 @@ fn a_dead_server_is_the_first_choice_of_only_its_share_of_requests() {
     // and every request started on the dead server; now half of them do.
     let dead = closed_port();
     let live = Origin::echo("live");
-    let proxy = Proxy::start(&[dead, live.addr], &["--workers", "1"]);
+    let proxy = Proxy::start(
+        &[dead, live.addr],
+        &["--workers", "1", "--lb", "round-robin"],
+    );
     let requests = 10;
     for i in 0..requests {
         let response = proxy.client().request(get(&format!("/rr/{i}"), "rr.test"));

@@ -184,7 +184,7 @@ fn no_matching_route_is_a_404_from_ringwall() {
 fn servers_of_a_group_take_turns() {
     let a = Origin::echo("a");
     let b = Origin::echo("b");
-    let proxy = Proxy::start(&[a.addr, b.addr], &[]);
+    let proxy = Proxy::start(&[a.addr, b.addr], &["--lb", "round-robin"]);
     let mut client = proxy.client();
     let order: Vec<String> = (0..6)
         .map(|i| route_of(&mut client, &get(&format!("/rr/{i}"), "rr.test")))

@@ -560,6 +560,14 @@ pub(crate) struct UpstreamFile {
     /// Most idle pooled connections kept per server (0 disables pooling). Default: `64`.
     #[serde(default = "default_max_idle_per_server")]
     pub max_idle_per_server: usize,
+    /// How a server is chosen: `p2c`, `peak-ewma`, `round-robin`, `weighted`, `least-conn`,
+    /// `random`, `hash:ip`, `hash:header:NAME`, `hash:cookie:NAME` or `hash:path`.
+    /// Default: `None`, meaning `p2c`.
+    #[serde(default)]
+    pub lb: Option<String>,
+    /// Each server's weight, in `servers` order (at least 1). Default: empty, every weight 1.
+    #[serde(default)]
+    pub weights: Vec<u32>,
     /// `[upstream.tls]`: settings for `https://` servers. Default: `None`.
     #[serde(default)]
     pub tls: Option<UpstreamTlsFile>,

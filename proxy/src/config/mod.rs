@@ -30,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ringwall_policies::balance::Algorithm;
 use serde::Deserialize;
 
 use crate::cli::Cli;
@@ -364,6 +365,73 @@ pub struct Limits {
     pub max_connections_per_ip: u32,
 }
 
+/// How an upstream group chooses a server (`[[upstream]] lb`, `--lb`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LoadBalancing {
+    /// One of the balancing algorithms (`ringwall_policies::balance`); power of two choices
+    /// by default.
+    Balance(Algorithm),
+    /// Consistent hashing (Maglev) on a key of the request; a request without the key is
+    /// balanced by power of two choices.
+    Hash(HashKey),
+}
+
+impl Default for LoadBalancing {
+    fn default() -> Self {
+        LoadBalancing::Balance(Algorithm::PowerOfTwo)
+    }
+}
+
+/// What `hash:` balancing hashes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HashKey {
+    /// The client's address (the real one behind trusted proxies).
+    ClientIp,
+    /// A request header's value (name lowercase).
+    Header(String),
+    /// A cookie's value.
+    Cookie(String),
+    /// The path, without the query.
+    Path,
+}
+
+impl LoadBalancing {
+    /// Parses `p2c`, `peak-ewma`, `round-robin`, `weighted`, `least-conn`, `random`,
+    /// `hash:ip`, `hash:header:NAME`, `hash:cookie:NAME`, `hash:path`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let balance = LoadBalancing::Balance;
+        Ok(match text {
+            "p2c" => balance(Algorithm::PowerOfTwo),
+            "peak-ewma" => balance(Algorithm::PeakEwma),
+            "round-robin" => balance(Algorithm::RoundRobin),
+            "weighted" => balance(Algorithm::Weighted),
+            "least-conn" => balance(Algorithm::LeastConnections),
+            "random" => balance(Algorithm::Random),
+            "hash:ip" => LoadBalancing::Hash(HashKey::ClientIp),
+            "hash:path" => LoadBalancing::Hash(HashKey::Path),
+            _ => {
+                let named = |prefix: &str| {
+                    text.strip_prefix(prefix)
+                        .filter(|name| policy::is_token(name))
+                        .map(str::to_owned)
+                };
+                if let Some(name) = named("hash:header:") {
+                    LoadBalancing::Hash(HashKey::Header(name.to_ascii_lowercase()))
+                } else if let Some(name) = named("hash:cookie:") {
+                    LoadBalancing::Hash(HashKey::Cookie(name))
+                } else {
+                    return Err(format!(
+                        "unknown balancing {text:?}: expected p2c, peak-ewma, round-robin, \
+                         weighted, least-conn, random, hash:ip, hash:header:NAME, \
+                         hash:cookie:NAME or hash:path"
+                    ));
+                }
+            }
+        })
+    }
+}
+
 /// An `[[upstream]]` group.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamGroup {
@@ -375,6 +443,10 @@ pub struct UpstreamGroup {
     pub max_idle_per_server: usize,
     /// TLS toward the servers (`https://` servers); `None`: plain TCP.
     pub tls: Option<UpstreamTls>,
+    /// How a server is chosen.
+    pub lb: LoadBalancing,
+    /// Per server, in `servers` order: its weight, at least 1.
+    pub weights: Vec<u32>,
 }
 
 /// TLS toward an upstream group's servers.
@@ -698,6 +770,12 @@ fn apply_flags(
     if let Some(max_idle) = cli.upstream_max_idle {
         for group in &mut file.upstream {
             group.max_idle_per_server = max_idle;
+        }
+    }
+    if let Some(lb) = &cli.lb {
+        for (i, group) in file.upstream.iter_mut().enumerate() {
+            group.lb = Some(lb.clone());
+            locator.set_by_flag(path(&["upstream"]).index(i).key("lb"), "--lb");
         }
     }
 }
@@ -1060,6 +1138,8 @@ fn add_default_upstream(file: &mut FileConfig, servers: Vec<String>) -> (usize, 
             servers,
             max_idle_per_server: file::default_max_idle_per_server(),
             tls: None,
+            lb: None,
+            weights: Vec::new(),
         });
         file.upstream.len() - 1
     };

@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use super::*;
+use ringwall_policies::balance::Algorithm;
 
 /// The smallest valid file: one group, one route.
 const MINIMAL: &str = r#"[[upstream]]
@@ -112,6 +113,8 @@ fn every_default() {
             servers: vec![addr("127.0.0.1:9001")],
             max_idle_per_server: 64,
             tls: None,
+            lb: LoadBalancing::default(),
+            weights: vec![1; 1],
         }]
     );
     let routes = &config.routes;
@@ -604,6 +607,76 @@ fn size_errors() {
 }
 
 #[test]
+fn balancing_and_weights_are_read_and_checked() {
+    let group = |body: &str| {
+        format!(
+            "[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:1\", \"127.0.0.1:2\"]\n{body}\n\
+             [[route]]\nupstream = \"app\"\n"
+        )
+    };
+    let cases = [
+        ("", LoadBalancing::Balance(Algorithm::PowerOfTwo)),
+        (
+            "lb = \"round-robin\"",
+            LoadBalancing::Balance(Algorithm::RoundRobin),
+        ),
+        (
+            "lb = \"peak-ewma\"",
+            LoadBalancing::Balance(Algorithm::PeakEwma),
+        ),
+        (
+            "lb = \"weighted\"",
+            LoadBalancing::Balance(Algorithm::Weighted),
+        ),
+        (
+            "lb = \"least-conn\"",
+            LoadBalancing::Balance(Algorithm::LeastConnections),
+        ),
+        ("lb = \"random\"", LoadBalancing::Balance(Algorithm::Random)),
+        ("lb = \"hash:ip\"", LoadBalancing::Hash(HashKey::ClientIp)),
+        ("lb = \"hash:path\"", LoadBalancing::Hash(HashKey::Path)),
+        (
+            "lb = \"hash:header:X-User\"",
+            LoadBalancing::Hash(HashKey::Header("x-user".into())),
+        ),
+        (
+            "lb = \"hash:cookie:sid\"",
+            LoadBalancing::Hash(HashKey::Cookie("sid".into())),
+        ),
+    ];
+    for (body, lb) in cases {
+        assert_eq!(parse(&group(body)).upstreams[0].lb, lb, "{body}");
+    }
+    let weighted = parse(&group("weights = [3, 1]"));
+    assert_eq!(weighted.upstreams[0].weights, [3, 1]);
+    assert_eq!(parse(&group("")).upstreams[0].weights, [1, 1]);
+    assert_error(
+        &group("lb = \"fastest\""),
+        "4:6",
+        "upstream[0].lb",
+        "unknown balancing \"fastest\"",
+    );
+    assert_error(
+        &group("lb = \"hash:header:\""),
+        "4:6",
+        "upstream[0].lb",
+        "unknown balancing",
+    );
+    assert_error(
+        &group("weights = [1]"),
+        "4:11",
+        "upstream[0].weights",
+        "1 weights for 2 servers",
+    );
+    assert_error(
+        &group("weights = [1, 0]"),
+        "4:15",
+        "upstream[0].weights[1]",
+        "must be at least 1",
+    );
+}
+
+#[test]
 fn upstream_errors() {
     let group = |body: &str| format!("[[upstream]]\n{body}\n[[route]]\nupstream = \"app\"\n");
     assert_error(
@@ -990,6 +1063,8 @@ fn upstream_flag_alone_builds_group_and_catch_all_route() {
             servers: vec![addr("127.0.0.1:9001"), addr("127.0.0.1:9002")],
             max_idle_per_server: 64,
             tls: None,
+            lb: LoadBalancing::default(),
+            weights: vec![1; 2],
         }]
     );
     let routes = &config.routes;
@@ -1059,6 +1134,8 @@ upstream = "default"
             servers: vec![addr("127.0.0.1:9200")],
             max_idle_per_server: 5,
             tls: None,
+            lb: LoadBalancing::default(),
+            weights: vec![1; 1],
         }]
     );
     // A route already sends to `default`: no route is added.

@@ -21,8 +21,8 @@ use super::policy::{check_http, check_return, check_route_policy, is_token, pars
 use super::units::{format_size, MAX_DURATION};
 use super::{
     AccessLogFormat, AccessLogSettings, AccessLogTarget, Cidr, ClientAuth, Config, EngineConfig,
-    HostPattern, Limits, Listener, ListenerProtocol, Route, RouteAction, SniRoute, TcpForward,
-    Timeouts, TlsCertificate, TlsSettings, UpstreamGroup, UpstreamTls,
+    HostPattern, Limits, Listener, ListenerProtocol, LoadBalancing, Route, RouteAction, SniRoute,
+    TcpForward, Timeouts, TlsCertificate, TlsSettings, UpstreamGroup, UpstreamTls,
 };
 use crate::tls::TlsField;
 use ringwall_runtime::rustls;
@@ -700,11 +700,38 @@ fn check_upstreams(groups: &[UpstreamFile], base: Option<&Path>) -> Checked<Vec<
                 &here.key("tls"),
             )?),
         };
+        let lb = match &group.lb {
+            None => LoadBalancing::default(),
+            Some(text) => {
+                LoadBalancing::parse(text).map_err(|m| Problem::new(here.key("lb"), m))?
+            }
+        };
+        let weights = if group.weights.is_empty() {
+            vec![1; servers.len()]
+        } else if group.weights.len() != servers.len() {
+            return Err(Problem::new(
+                here.key("weights"),
+                format!(
+                    "{} weights for {} servers: give one per server, in the same order",
+                    group.weights.len(),
+                    servers.len()
+                ),
+            ));
+        } else if let Some(i) = group.weights.iter().position(|&w| w == 0) {
+            return Err(Problem::new(
+                here.key("weights").index(i),
+                "must be at least 1 (remove the server to send it nothing)",
+            ));
+        } else {
+            group.weights.clone()
+        };
         checked.push(UpstreamGroup {
             name: group.name.clone(),
             servers,
             max_idle_per_server: group.max_idle_per_server,
             tls,
+            lb,
+            weights,
         });
     }
     Ok(checked)

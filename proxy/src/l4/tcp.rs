@@ -159,7 +159,7 @@ async fn forward_to<C: Stream, D: Dialer>(
     timer: &ringwall_runtime::Timer,
 ) {
     let upstreams = &worker.upstreams;
-    let start = upstreams.pick(group);
+    let start = upstreams.pick(group, client_key(upstreams, group, leg.source).as_deref());
     let mut upstream = None;
     for attempt in 0..upstreams.group_len(group) {
         let server = upstreams.server_at(group, start, attempt);
@@ -168,13 +168,14 @@ async fn forward_to<C: Stream, D: Dialer>(
             .await
         {
             Ok(stream) => {
-                upstream = Some(stream);
+                upstream = Some((stream, upstreams.begin(server)));
                 break;
             }
             Err(e) => tracing::warn!(client = %leg.source, "{e}"),
         }
     }
-    let Some(mut upstream) = upstream else {
+    // The connection counts as outstanding on its server while it is relayed.
+    let Some((mut upstream, _in_flight)) = upstream else {
         return tracing::warn!(client = %leg.source, "no server of the group took the connection");
     };
     let mut first = BytesMut::new();
@@ -191,6 +192,20 @@ async fn forward_to<C: Stream, D: Dialer>(
     }
     let (up, down) = relay(worker, client, upstream, idle).await;
     tracing::debug!(client = %leg.source, up, down, "TCP connection closed");
+}
+
+/// The client address as the hash key of a `hash:ip` group (the only `hash:` an L4 connection
+/// has; other keys balance by power of two choices).
+pub(crate) fn client_key<D: Dialer>(
+    upstreams: &crate::l7::Upstreams<D>,
+    group: usize,
+    client: std::net::SocketAddr,
+) -> Option<Vec<u8>> {
+    matches!(
+        upstreams.hash_key(group),
+        Some(crate::config::HashKey::ClientIp)
+    )
+    .then(|| crate::l7::ip_bytes(client.ip()))
 }
 
 /// Spliced both ways when both sides are TCP sockets; copied otherwise (TLS on either side).

@@ -132,7 +132,8 @@ fn open_session<D: Dialer>(
     group: usize,
     client: SocketAddr,
 ) -> std::io::Result<Rc<Session>> {
-    let start = worker.upstreams.pick(group);
+    let key = super::tcp::client_key(&worker.upstreams, group, client);
+    let start = worker.upstreams.pick(group, key.as_deref());
     let server = worker
         .upstreams
         .addr(worker.upstreams.server_at(group, start, 0));

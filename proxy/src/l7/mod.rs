@@ -34,7 +34,7 @@ use ringwall_runtime::{Deadlines, Drain};
 pub use client_limit::{ClientLimit, ClientSlot};
 pub use context::RequestContext;
 pub use error::{ProxyError, Side};
-pub use phases::{accept_tls, serve, serve_proxied, serve_tls};
+pub use phases::{accept_tls, ip_bytes, serve, serve_proxied, serve_tls};
 pub use router::{RouteEntry, RouteQuery, RouteTable};
 pub use splice::splice_both;
 pub use transport::{read_some, Conn, IoFailure, ReadSize};

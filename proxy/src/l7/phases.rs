@@ -41,7 +41,7 @@ use super::transport::{Conn, IoFailure, ReadSize};
 use super::tunnel::relay;
 use super::upstream::{Dialer, UpstreamConn};
 use super::Worker;
-use crate::config::RouteAction;
+use crate::config::{HashKey, RouteAction};
 use crate::filters::{Flow, Request, RequestInfo, Response, ResponseSource};
 use crate::http1::{
     normalize_path, parse_request, parse_response, write_local_response, write_request_head,
@@ -557,11 +557,21 @@ async fn exchange<C: Stream, D: Dialer>(
         // Phase upstream_peer: a server that refuses the connection (or does not accept it in
         // time) has seen nothing of the request, so the next server of the group is tried, until
         // each was tried once.
-        let start = worker.upstreams.pick(*group);
+        let start = {
+            let key = worker
+                .upstreams
+                .hash_key(*group)
+                .and_then(|on| hash_key(on, head, ctx));
+            worker.upstreams.pick(*group, key.as_deref())
+        };
         let servers = worker.upstreams.group_len(*group);
         let mut attempt = 0;
+        // The request counts as outstanding on the server it is on (the balancers' load),
+        // until its response has been relayed.
+        let mut _in_flight = None;
         let (mut upstream, response) = loop {
             let server = worker.upstreams.server_at(*group, start, attempt);
+            _in_flight = Some(worker.upstreams.begin(server));
             attempt += 1;
             ctx.attempts += 1;
             ctx.upstream_addr = Some(worker.upstreams.addr(server));
@@ -576,7 +586,12 @@ async fn exchange<C: Stream, D: Dialer>(
             match forward(worker, client, &forwarded, ctx, progress).await {
                 Err(e) if e.retry_safe() && attempt < servers => log_error(&e, ctx.remote_addr),
                 Err(e) => break 'phases Err(e),
-                Ok(sent) => break sent,
+                Ok(sent) => {
+                    if let Some(took) = ctx.upstream_time {
+                        worker.upstreams.observe(server, took, ctx.started + took);
+                    }
+                    break sent;
+                }
             }
         };
 
@@ -704,6 +719,35 @@ async fn exchange<C: Stream, D: Dialer>(
         "request"
     );
     outcome
+}
+
+/// The bytes a `hash:` group hashes for this request; `None` when the request has no such key
+/// (then the group balances by power of two choices).
+fn hash_key<'h>(
+    on: &HashKey,
+    head: &'h RequestHead,
+    ctx: &RequestContext,
+) -> Option<Cow<'h, [u8]>> {
+    match on {
+        HashKey::ClientIp => Some(Cow::Owned(ip_bytes(ctx.client_ip))),
+        HashKey::Header(name) => head.field(name).map(Cow::Borrowed),
+        HashKey::Cookie(name) => head.field("cookie").and_then(|cookies| {
+            cookies.split(|&b| b == b';').find_map(|pair| {
+                let pair = pair.trim_ascii();
+                let value = pair.strip_prefix(name.as_bytes())?.strip_prefix(b"=")?;
+                Some(Cow::Borrowed(value))
+            })
+        }),
+        HashKey::Path => Some(Cow::Borrowed(head.path())),
+    }
+}
+
+/// An address as the bytes a hash takes (IPv4 as 4, IPv6 as 16).
+pub fn ip_bytes(ip: std::net::IpAddr) -> Vec<u8> {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.octets().to_vec(),
+        std::net::IpAddr::V6(v6) => v6.octets().to_vec(),
+    }
 }
 
 /// The access log's line for a finished request.

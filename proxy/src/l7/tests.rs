@@ -345,6 +345,7 @@ fn a_dead_server_is_not_every_requests_first_choice() {
 name = "app"
 servers = ["10.0.0.1:80", "10.0.0.2:80"]
 max_idle_per_server = 0
+lb = "round-robin"
 
 [[route]]
 upstream = "app"

@@ -21,9 +21,20 @@ use monoio::net::TcpStream;
 use ringwall_runtime::rustls::{self, pki_types::ServerName};
 use ringwall_runtime::{Deadlines, MaybeTls, Stream, TlsStream};
 
+use ringwall_policies::balance::{Algorithm, Balancer, Load, PeakEwma, Rng};
+use ringwall_policies::hash::Maglev;
+
 use super::error::ProxyError;
 use super::transport::Conn;
-use crate::config::Config;
+use crate::config::{Config, HashKey, LoadBalancing};
+
+/// A worker's random seed: its index and the clock, so that workers and restarts differ.
+fn seed(worker: usize) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (worker as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
 use crate::metrics::{ServerStats, WorkerMetrics};
 
 /// The read buffer an upstream connection starts with.
@@ -212,6 +223,11 @@ impl<S> Pools<S> {
 
 struct Server {
     target: UpstreamTarget,
+    /// Requests this worker has in flight on it.
+    outstanding: Cell<u32>,
+    latency: Cell<PeakEwma>,
+    /// Whether its group balances by peak-EWMA (and so keeps `latency`).
+    ewma: bool,
     max_idle: usize,
     /// Its slot in the pools.
     slot: usize,
@@ -221,7 +237,30 @@ struct Server {
 
 struct Group {
     servers: Vec<usize>,
-    next: Cell<usize>,
+    balancer: RefCell<Balancer>,
+    /// `hash:` balancing: what is hashed, and the table (the same on every worker).
+    hash: Option<(HashKey, Maglev)>,
+}
+
+/// A server's request counted as outstanding on it (on this worker) while this lives.
+pub struct InFlight<'a>(&'a Cell<u32>);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
+/// How long ago a peak-EWMA latency estimate mostly forgets (Finagle's default).
+const EWMA_DECAY: Duration = Duration::from_secs(10);
+
+/// The algorithm a group balances by (a `hash:` group's requests without a key: power of two
+/// choices).
+fn algorithm(lb: &LoadBalancing) -> Algorithm {
+    match lb {
+        LoadBalancing::Balance(algorithm) => *algorithm,
+        LoadBalancing::Hash(_) => Algorithm::PowerOfTwo,
+    }
 }
 
 /// A worker's upstream servers, in one configuration generation, and their idle connections.
@@ -232,6 +271,7 @@ pub struct Upstreams<D: Dialer> {
     servers: Vec<Server>,
     groups: Vec<Group>,
     pools: Rc<Pools<D::Stream>>,
+    rng: RefCell<Rng>,
 }
 
 impl<D: Dialer> Upstreams<D> {
@@ -316,6 +356,9 @@ impl<D: Dialer> Upstreams<D> {
                         };
                         servers.push(Server {
                             target: UpstreamTarget { addr, tls },
+                            outstanding: Cell::new(0),
+                            latency: Cell::new(PeakEwma::new(EWMA_DECAY)),
+                            ewma: algorithm(&group.lb) == Algorithm::PeakEwma,
                             max_idle: group.max_idle_per_server,
                             slot: pools.slot_for(&key),
                             key,
@@ -324,8 +367,24 @@ impl<D: Dialer> Upstreams<D> {
                         servers.len() - 1
                     })
                     .collect::<Vec<_>>();
+                let hash = match &group.lb {
+                    LoadBalancing::Hash(key) => {
+                        let names: Vec<String> =
+                            group.servers.iter().map(ToString::to_string).collect();
+                        let weighted: Vec<(&[u8], u32)> = names
+                            .iter()
+                            .zip(&group.weights)
+                            .map(|(name, &w)| (name.as_bytes(), w))
+                            .collect();
+                        Maglev::new(&weighted).map(|table| (key.clone(), table))
+                    }
+                    LoadBalancing::Balance(_) => None,
+                };
                 Group {
-                    next: Cell::new(worker % ids.len().max(1)),
+                    balancer: RefCell::new(
+                        Balancer::new(algorithm(&group.lb), &group.weights).starting_at(worker),
+                    ),
+                    hash,
                     servers: ids,
                 }
             })
@@ -336,6 +395,7 @@ impl<D: Dialer> Upstreams<D> {
             servers,
             groups,
             pools,
+            rng: RefCell::new(Rng::new(seed(worker))),
         }
     }
 
@@ -352,11 +412,51 @@ impl<D: Dialer> Upstreams<D> {
     /// Where a request starts in `group`: the next position of the round robin. The cursor
     /// moves once per request; retries walk on from here with [`Self::server_at`] without
     /// moving it again, so a dead server does not become every request's first choice.
-    pub fn pick(&self, group: usize) -> usize {
+    ///
+    /// `key`: the request's hash key, for a group that balances by `hash:` (see
+    /// [`Self::hash_key`]); without one such a group balances by power of two choices.
+    pub fn pick(&self, group: usize, key: Option<&[u8]>) -> usize {
         let group = &self.groups[group];
-        let i = group.next.get();
-        group.next.set((i + 1) % group.servers.len());
-        i
+        if let (Some((_, table)), Some(key)) = (&group.hash, key) {
+            return table.lookup(key);
+        }
+        let load = |i: usize| {
+            let server = &self.servers[group.servers[i]];
+            Load {
+                outstanding: server.outstanding.get(),
+                latency: server.latency.get().estimate(),
+            }
+        };
+        group
+            .balancer
+            .borrow_mut()
+            .pick(load, &mut self.rng.borrow_mut())
+            .unwrap_or(0)
+    }
+
+    /// What `group` hashes its requests on, when it balances by `hash:`.
+    pub fn hash_key(&self, group: usize) -> Option<&HashKey> {
+        self.groups[group].hash.as_ref().map(|(key, _)| key)
+    }
+
+    /// Counts a request outstanding on `server` until the guard is dropped.
+    pub fn begin(&self, server: usize) -> InFlight<'_> {
+        let outstanding = &self.servers[server].outstanding;
+        outstanding.set(outstanding.get() + 1);
+        InFlight(outstanding)
+    }
+
+    /// Takes in the time `server` took to its response head (peak-EWMA; only the groups that
+    /// balance by it keep an estimate).
+    pub fn observe(&self, server: usize, latency: Duration, now: Instant) {
+        let server = &self.servers[server];
+        if !server.ewma {
+            return;
+        }
+        let cell = &server.latency;
+        let mut estimate = cell.get();
+        estimate.observe(latency, now);
+        cell.set(estimate);
     }
 
     /// The server `attempt` places after the start position `start` in `group`.
