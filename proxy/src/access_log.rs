@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::config::{AccessLogFormat, AccessLogSettings, AccessLogTarget};
-use crate::http1::{Civil, RequestHead, Version, MONTHS};
+use crate::http1::{put_decimal, put_ip, Civil, RequestHead, Version, MONTHS};
 use crate::l7::RequestContext;
 
 /// A worker's buffer goes to the writer once it holds this much.
@@ -273,7 +273,7 @@ impl Line<'_> {
         // Written piece by piece: `write!`'s formatting machinery costs more than the rest of
         // the line together (bench/scripts/callgrind-log.sh).
         let (local, _, _) = clock.at(self.now);
-        ip(out, self.ctx.client_ip);
+        put_ip(out, self.ctx.client_ip);
         out.extend_from_slice(b" - - [");
         out.extend_from_slice(local.as_bytes());
         out.extend_from_slice(b"] \"");
@@ -283,9 +283,9 @@ impl Line<'_> {
         out.push(b' ');
         out.extend_from_slice(protocol(self.head.version()).as_bytes());
         out.extend_from_slice(b"\" ");
-        decimal(out, u64::from(self.ctx.status));
+        put_decimal(out, u64::from(self.ctx.status));
         out.push(b' ');
-        decimal(out, self.ctx.bytes_sent);
+        put_decimal(out, self.ctx.bytes_sent);
         out.extend_from_slice(b" \"");
         escaped(out, self.head.field("referer").unwrap_or(b"-"));
         out.extend_from_slice(b"\" \"");
@@ -340,7 +340,7 @@ impl Line<'_> {
     fn field(&self, field: AccessLogField, out: &mut Vec<u8>, clock: &mut Clock) {
         let ctx = self.ctx;
         match field {
-            AccessLogField::Client => ip(out, ctx.client_ip),
+            AccessLogField::Client => put_ip(out, ctx.client_ip),
             AccessLogField::Remote => {
                 let _ = write!(out, "{}", ctx.remote_addr);
             }
@@ -350,9 +350,9 @@ impl Line<'_> {
             AccessLogField::Protocol => {
                 out.extend_from_slice(protocol(self.head.version()).as_bytes());
             }
-            AccessLogField::Status => decimal(out, u64::from(ctx.status)),
-            AccessLogField::BytesSent => decimal(out, ctx.bytes_sent),
-            AccessLogField::BytesReceived => decimal(out, ctx.bytes_received),
+            AccessLogField::Status => put_decimal(out, u64::from(ctx.status)),
+            AccessLogField::BytesSent => put_decimal(out, ctx.bytes_sent),
+            AccessLogField::BytesReceived => put_decimal(out, ctx.bytes_received),
             AccessLogField::Duration => {
                 seconds(
                     out,
@@ -560,38 +560,6 @@ fn protocol(version: Version) -> &'static str {
 }
 
 /// Seconds with three decimals, nginx's `$request_time`; `-` without a value.
-/// A number in decimal, without `fmt`.
-fn decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-}
-
-/// An address as `Display` writes it; IPv4 without `fmt`.
-fn ip(out: &mut Vec<u8>, addr: std::net::IpAddr) {
-    match addr {
-        std::net::IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                decimal(out, u64::from(octet));
-            }
-        }
-        std::net::IpAddr::V6(v6) => {
-            let _ = write!(out, "{v6}");
-        }
-    }
-}
-
 fn seconds(out: &mut Vec<u8>, value: Option<Duration>) {
     match value {
         Some(d) => {

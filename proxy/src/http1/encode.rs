@@ -693,6 +693,7 @@ mod tests {
             "10.20.0.3",
             "2001:db8::1",
             "::1",
+            "::ffff:1.2.3.4",
         ] {
             let mut out = Vec::new();
             put_ip(&mut out, ip.parse().unwrap());
