@@ -63,13 +63,24 @@ pub struct Generation {
 }
 
 impl Generation {
-    /// The listener that accepts on socket `key` (`Err(())` for the admin listener).
-    pub fn listener_of(&self, key: usize) -> Option<Result<usize, ()>> {
+    /// What socket `key` accepts for; `None` for a socket this generation does not use.
+    pub fn listener_of(&self, key: usize) -> Option<SocketUse> {
         if self.admin_key == Some(key) {
-            return Some(Err(()));
+            return Some(SocketUse::Admin);
         }
-        self.keys.iter().position(|&k| k == key).map(Ok)
+        self.keys
+            .iter()
+            .position(|&k| k == key)
+            .map(SocketUse::Listener)
     }
+}
+
+/// What a listening socket accepts for in a generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketUse {
+    /// The listener of this index.
+    Listener(usize),
+    Admin,
 }
 
 /// What every worker may read of the process: counters of reloads, the generation, the
@@ -146,6 +157,26 @@ struct Entry {
     udp: Vec<UdpSocket>,
     /// Whether the workers have their handles on it.
     sent: bool,
+}
+
+impl Entry {
+    /// Binds `n` more sockets of this entry's kind on `at` (one `SO_REUSEPORT` group; port 0
+    /// resolved by the first); returns the bound address.
+    fn bind_more(&mut self, at: SocketAddr, n: usize, share: bool) -> std::io::Result<SocketAddr> {
+        let bound = match self.kind {
+            Kind::Tcp => {
+                let (sockets, bound) = bind_listeners(&[at], n, share)?;
+                self.tcp.extend(sockets.into_iter().flatten());
+                bound
+            }
+            Kind::Udp => {
+                let (sockets, bound) = bind_udp(&[at], n, share)?;
+                self.udp.extend(sockets.into_iter().flatten());
+                bound
+            }
+        };
+        Ok(bound[0])
+    }
 }
 
 /// A listening address as a binary upgrade hands it to the new process.
@@ -302,18 +333,7 @@ impl Sockets {
             udp: Vec::new(),
             sent: false,
         };
-        match kind {
-            Kind::Tcp => {
-                let (sockets, bound) = bind_listeners(&[addr], self.workers, self.share)?;
-                entry.tcp = sockets.into_iter().flatten().collect();
-                entry.bound = bound[0];
-            }
-            Kind::Udp => {
-                let (sockets, bound) = bind_udp(&[addr], self.workers, self.share)?;
-                entry.udp = sockets.into_iter().flatten().collect();
-                entry.bound = bound[0];
-            }
-        }
+        entry.bound = entry.bind_more(addr, self.workers, self.share)?;
         Ok(entry)
     }
 
@@ -347,20 +367,7 @@ impl Sockets {
             }
             let have = entry.tcp.len() + entry.udp.len();
             if have < workers {
-                match handed.kind {
-                    Kind::Tcp => entry.tcp.extend(
-                        bind_listeners(&[handed.bound], workers - have, true)?
-                            .0
-                            .into_iter()
-                            .flatten(),
-                    ),
-                    Kind::Udp => entry.udp.extend(
-                        bind_udp(&[handed.bound], workers - have, true)?
-                            .0
-                            .into_iter()
-                            .flatten(),
-                    ),
-                }
+                entry.bind_more(handed.bound, workers - have, true)?;
             }
             sockets.entries.push(entry);
         }

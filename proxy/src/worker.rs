@@ -22,7 +22,7 @@ use ringwall_runtime::{rustls, Drain, Either, Listeners, Postbox, WorkerContext}
 use crate::access_log::{AccessLog, LogWriter};
 use crate::admin::{serve_admin, AdminInfo};
 use crate::config::ListenerProtocol;
-use crate::control::{Generation, Message, Process, WorkerGeneration};
+use crate::control::{Generation, Message, Process, SocketUse, WorkerGeneration};
 use crate::l4::{serve_tcp, serve_udp};
 use crate::l7::{serve, serve_proxied, serve_tls, ClientLimit, TcpDialer, Worker};
 use crate::metrics::Snapshot;
@@ -188,11 +188,11 @@ impl WorkerState {
         match current.generation.listener_of(key) {
             // A socket a reload just removed: what it still accepted is closed.
             None => Either::right(Box::pin(async {})),
-            Some(Err(())) => {
+            Some(SocketUse::Admin) => {
                 let admin = serve_admin(self.clone(), stream, peer);
                 Either::right(Box::pin(admin))
             }
-            Some(Ok(listener)) => {
+            Some(SocketUse::Listener(listener)) => {
                 let tls = current.tls.get(listener).cloned().flatten();
                 Either::left(serve_accepted(
                     current.worker.clone(),
@@ -209,7 +209,7 @@ impl WorkerState {
     pub fn start_udp(&self, sockets: Vec<(std::net::UdpSocket, usize)>) {
         let current = self.current();
         for (socket, key) in sockets {
-            let Some(Ok(listener)) = current.generation.listener_of(key) else {
+            let Some(SocketUse::Listener(listener)) = current.generation.listener_of(key) else {
                 continue;
             };
             let stop = Drain::default();
@@ -303,7 +303,7 @@ impl WorkerState {
             .map(|l| l.counts())
             .unwrap_or_default();
         for (key, count) in counts {
-            let Some(Ok(listener)) = current.generation.listener_of(key) else {
+            let Some(SocketUse::Listener(listener)) = current.generation.listener_of(key) else {
                 continue;
             };
             let name = current.worker.listeners[listener].name.clone();
