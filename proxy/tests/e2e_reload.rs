@@ -143,8 +143,7 @@ fn a_bad_reload_is_refused_with_file_line_and_field_and_the_old_one_serves() {
     let value: serde_json::Value = serde_json::from_slice(&status.body).unwrap();
     assert_eq!(value["generation"], 1);
     assert_eq!(value["reload_failures"], 2);
-    let metrics = Client::connect(admin).request("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-    let samples = common::parse_prometheus(&String::from_utf8(metrics.body).unwrap());
+    let samples = common::scrape(admin);
     assert_eq!(
         common::count(&samples, "ringwall_reloads_total", &[("result", "refused")]),
         2

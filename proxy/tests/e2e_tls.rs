@@ -441,9 +441,7 @@ fn plain_http_and_garbage_on_a_tls_port_cost_no_other_client() {
     // client that went away).
     let admin = proxy.admin_addr();
     let counted = common::wait_until(Duration::from_secs(3), || {
-        let metrics =
-            common::Client::connect(admin).request("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-        let samples = common::parse_prometheus(&String::from_utf8_lossy(&metrics.body));
+        let samples = common::scrape(admin);
         common::count(&samples, "ringwall_tls_handshakes_total", &[]) == 1
             && common::count(&samples, "ringwall_tls_handshake_failures_total", &[]) == 3
     });

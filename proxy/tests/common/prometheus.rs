@@ -68,6 +68,14 @@ pub fn parse_prometheus(text: &str) -> Vec<Sample> {
         .collect()
 }
 
+/// `GET /metrics` from the admin listener at `admin`, parsed.
+pub fn scrape(admin: std::net::SocketAddr) -> Vec<Sample> {
+    let response =
+        super::Client::connect(admin).request("GET /metrics HTTP/1.1\r\nHost: admin\r\n\r\n");
+    assert_eq!(response.status, 200, "{}", response.head.raw);
+    parse_prometheus(&String::from_utf8_lossy(&response.body))
+}
+
 /// The sum of the samples named `name` whose labels include every pair of `labels`, as a
 /// count (every value summed this way is a whole number).
 #[allow(clippy::cast_sign_loss)] // counts are not negative
