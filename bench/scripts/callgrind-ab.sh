@@ -10,7 +10,7 @@
 #
 # CALLGRIND_KEEP=DIR keeps the callgrind files there (for callgrind_annotate).
 #
-# Needs valgrind and nginx (apt-get install -y valgrind nginx) and a release build of
+# Needs valgrind, nginx and curl (apt-get install -y valgrind nginx curl) and a release build of
 # ringwall-load (cargo build --release).
 set -euo pipefail
 rounds=2 secs=5 conns=16 extra=()
@@ -24,8 +24,8 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 [[ $# -ge 1 ]] || { echo "usage: $0 [-r N] [-d S] [-c N] [-- FLAGS ::] BINARY..." >&2; exit 2; }
-for tool in valgrind callgrind_control nginx; do
-  command -v "$tool" >/dev/null || { echo "$0: needs $tool (apt-get install -y valgrind nginx)" >&2; exit 1; }
+for tool in valgrind callgrind_control nginx curl; do
+  command -v "$tool" >/dev/null || { echo "$0: needs $tool (apt-get install -y valgrind nginx curl)" >&2; exit 1; }
 done
 cd "$(dirname "$0")/../.."
 load=target/release/ringwall-load
@@ -39,24 +39,10 @@ trap cleanup EXIT
 for round in $(seq "$rounds"); do
   for binary in "$@"; do
     out="$dir/cg.$round.$(basename "$binary")"
-    taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$out" --instr-atstart=no \
-      "$binary" --upstream "127.0.0.1:$origin_port" --listen "127.0.0.1:$proxy_port" \
-      --workers 1 --no-pin "${extra[@]}" > "$out.log" 2>&1 &
-    vg=$!
-    for _ in $(seq 1200); do grep -q "listening on" "$out.log" 2>/dev/null && break; sleep 0.1; done
-    grep -q "listening on" "$out.log" || { cat "$out.log"; exit 1; }
-    sleep 1
-    callgrind_control -i on "$vg" > /dev/null
-    requests=$(taskset -c 1 "$load" -c "$conns" -d "${secs}s" "http://127.0.0.1:$proxy_port/" \
-      | awk '/requests in/ {print $1}')
-    callgrind_control -i off "$vg" > /dev/null
-    callgrind_control -d "$vg" > /dev/null
-    sleep 1
-    kill -9 "$vg" 2>/dev/null || true
-    wait "$vg" 2>/dev/null || true
-    total=$(grep -h '^totals:' "$out".* | awk '{s += $2} END {print s}')
+    callgrind_run "$out" "$proxy_port" "$binary" --upstream "127.0.0.1:$origin_port" \
+      --listen "127.0.0.1:$proxy_port" --workers 1 --no-pin "${extra[@]}"
     if [[ -n ${CALLGRIND_KEEP:-} ]]; then mkdir -p "$CALLGRIND_KEEP" && cp "$out".* "$CALLGRIND_KEEP"/; fi
-    awk -v b="$binary" -v r="$round" -v t="$total" -v n="$requests" \
+    awk -v b="$binary" -v r="$round" -v t="$cg_total" -v n="$cg_requests" \
       'BEGIN { printf "round %s  %-40s %9d requests  %6.0f instructions/request\n", r, b, n, t / n }'
   done
 done

@@ -10,7 +10,7 @@
 #
 #   bench/scripts/callgrind-log.sh [-r ROUNDS] [-d SECONDS] [-c CONNECTIONS] [RINGWALL]
 #
-# Needs valgrind and nginx (apt-get install -y valgrind nginx) and a release build
+# Needs valgrind, nginx and curl (apt-get install -y valgrind nginx curl) and a release build
 # (cargo build --release --workspace).
 set -euo pipefail
 rounds=2 secs=4 conns=16
@@ -23,8 +23,8 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 ringwall=${1:-target/release/ringwall}
-for tool in valgrind callgrind_control nginx; do
-  command -v "$tool" >/dev/null || { echo "$0: needs $tool (apt-get install -y valgrind nginx)" >&2; exit 1; }
+for tool in valgrind callgrind_control nginx curl; do
+  command -v "$tool" >/dev/null || { echo "$0: needs $tool (apt-get install -y valgrind nginx curl)" >&2; exit 1; }
 done
 cd "$(dirname "$0")/../.."
 load=target/release/ringwall-load
@@ -60,32 +60,11 @@ CONF
   echo "$dir/proxy-$log.conf"
 }
 
-# measure NAME LOG COMMAND...: one run under callgrind; prints instructions/request.
+# measure NAME LOG ROUND COMMAND...: one run under callgrind; prints instructions/request.
 measure() {
   local name=$1 log=$2 round=$3; shift 3
-  local out="$dir/cg.$round.$name.$log"
-  taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$out" --instr-atstart=no \
-    "$@" > "$out.log" 2>&1 &
-  local vg=$!
-  local up=
-  for _ in $(seq 1200); do
-    if curl -s -o /dev/null "http://127.0.0.1:$proxy_port/"; then up=1; break; fi
-    sleep 0.1
-  done
-  [[ -n $up ]] || { cat "$out.log"; exit 1; }
-  sleep 1
-  callgrind_control -i on "$vg" > /dev/null
-  local requests
-  requests=$(taskset -c 1 "$load" -c "$conns" -d "${secs}s" "http://127.0.0.1:$proxy_port/" \
-    | awk '/requests in/ {print $1}')
-  callgrind_control -i off "$vg" > /dev/null
-  callgrind_control -d "$vg" > /dev/null
-  sleep 1
-  kill -9 "$vg" 2>/dev/null || true
-  wait "$vg" 2>/dev/null || true
-  local total
-  total=$(grep -h '^totals:' "$out".* | awk '{s += $2} END {print s}')
-  awk -v p="$name" -v l="$log" -v r="$round" -v t="$total" -v n="$requests" \
+  callgrind_run "$dir/cg.$round.$name.$log" "$proxy_port" "$@"
+  awk -v p="$name" -v l="$log" -v r="$round" -v t="$cg_total" -v n="$cg_requests" \
     'BEGIN { printf "round %s  %-8s log %-3s %9d requests  %6.0f instructions/request\n", r, p, l, n, t / n }'
 }
 
