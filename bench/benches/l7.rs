@@ -42,8 +42,9 @@ fn upstream_pick(c: &mut Criterion) {
         &ringwall::metrics::WorkerMetrics::default(),
     );
     let mut group = c.benchmark_group("upstream_pick");
+    let now = std::time::Instant::now();
     group.bench_function("round_robin_8", |b| {
-        b.iter(|| upstreams.pick(black_box(0), None));
+        b.iter(|| upstreams.pick(black_box(0), None, now));
     });
     group.finish();
 }

@@ -455,7 +455,7 @@ mod tests {
             &ringwall::metrics::WorkerMetrics::default(),
         );
         let picks: Vec<usize> = (0..UPSTREAM_SERVERS * 2)
-            .map(|_| upstreams.pick(0, None))
+            .map(|_| upstreams.pick(0, None, std::time::Instant::now()).unwrap())
             .collect();
         let expected: Vec<usize> = (0..UPSTREAM_SERVERS).cycle().take(picks.len()).collect();
         assert_eq!(picks, expected);

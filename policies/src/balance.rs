@@ -49,6 +49,7 @@ pub enum Algorithm {
     PowerOfTwo,
     /// Power of two choices on latency × (outstanding + 1) (Finagle, linkerd2-proxy).
     PeakEwma,
+    /// Each in turn; with weights (or servers taken out), as [`Algorithm::Weighted`].
     RoundRobin,
     /// nginx's smooth weighted round robin.
     Weighted,
@@ -58,13 +59,18 @@ pub enum Algorithm {
     Random,
 }
 
-/// One group's balancer on one worker, over servers of fixed weights.
+/// One group's balancer on one worker, over servers of given weights.
+///
+/// A weight of 0 takes a server out (down, ejected, a backup not in use): it is never picked.
+/// [`Balancer::set_weights`] changes them (health changes, slow start).
 #[derive(Clone, Debug)]
 pub struct Balancer {
     algorithm: Algorithm,
     weights: Vec<u32>,
     total: u64,
-    /// Every weight the same: draws need no walk over the weights.
+    /// How many servers may be picked (weight above 0).
+    live: usize,
+    /// Every server may be picked, all of the same weight: draws need no walk over the weights.
     uniform: bool,
     /// Round-robin position.
     next: usize,
@@ -76,14 +82,17 @@ impl Balancer {
     /// A balancer over servers of these weights (0 counts as 1).
     pub fn new(algorithm: Algorithm, weights: &[u32]) -> Self {
         let weights: Vec<u32> = weights.iter().map(|&w| w.max(1)).collect();
-        Self {
+        let mut balancer = Self {
             algorithm,
-            total: weights.iter().map(|&w| u64::from(w)).sum(),
-            uniform: weights.windows(2).all(|w| w[0] == w[1]),
+            total: 0,
+            live: 0,
+            uniform: false,
             current: vec![0; weights.len()],
-            weights,
+            weights: Vec::new(),
             next: 0,
-        }
+        };
+        balancer.set_weights(&weights);
+        balancer
     }
 
     /// Starts round robin at `position` (workers start at different servers).
@@ -97,12 +106,36 @@ impl Balancer {
         self.algorithm
     }
 
+    /// The servers' weights from now on, in the same order (0: not to be picked). Smooth
+    /// weighted round robin forgets what it owed a server taken out.
+    pub fn set_weights(&mut self, weights: &[u32]) {
+        self.weights.clear();
+        self.weights.extend_from_slice(weights);
+        self.current.resize(weights.len(), 0);
+        for (current, &w) in self.current.iter_mut().zip(weights) {
+            if w == 0 {
+                *current = 0;
+            }
+        }
+        self.total = weights.iter().map(|&w| u64::from(w)).sum();
+        self.live = weights.iter().filter(|&&w| w > 0).count();
+        self.uniform =
+            weights.first().is_some_and(|&w| w > 0) && weights.windows(2).all(|w| w[0] == w[1]);
+    }
+
+    /// The weights in use.
+    pub fn weights(&self) -> &[u32] {
+        &self.weights
+    }
+
     /// The index of the server to send to (`load(i)`: server `i`'s load now, asked only of
-    /// the servers the algorithm looks at); `None` when there is no server.
+    /// the servers the algorithm looks at); `None` when no server may be picked.
     pub fn pick(&mut self, load: impl Fn(usize) -> Load, rng: &mut Rng) -> Option<usize> {
         let n = self.weights.len();
-        if n <= 1 {
-            return (n == 1).then_some(0);
+        match self.live {
+            0 => return None,
+            1 => return self.weights.iter().position(|&w| w > 0),
+            _ => {}
         }
         Some(match self.algorithm {
             Algorithm::PowerOfTwo => self.two_choices(rng, |i| u128::from(load(i).outstanding)),
@@ -111,55 +144,74 @@ impl Balancer {
                 let latency = load.latency.unwrap_or(DEFAULT_LATENCY).as_nanos();
                 latency * u128::from(load.outstanding + 1)
             }),
-            Algorithm::RoundRobin => {
+            // Round robin over servers of different weights (or some taken out) is nginx's
+            // smooth weighted one: each in turn, as often as its weight says.
+            Algorithm::RoundRobin if self.uniform => {
                 let i = self.next % n;
                 self.next = self.next.wrapping_add(1);
                 i
             }
-            Algorithm::Weighted => self.smooth_weighted(),
+            Algorithm::RoundRobin | Algorithm::Weighted => self.smooth_weighted(|_| true),
             Algorithm::LeastConnections => {
-                let start = self.next % n;
-                self.next = self.next.wrapping_add(1);
-                let loads: Vec<u64> = (0..n).map(|i| u64::from(load(i).outstanding)).collect();
-                (0..n)
-                    .map(|k| (start + k) % n)
-                    .min_by(|&a, &b| {
-                        // outstanding ÷ weight, compared without division.
-                        let left = loads[a] * u64::from(self.weights[b]);
-                        let right = loads[b] * u64::from(self.weights[a]);
-                        left.cmp(&right)
+                // outstanding ÷ weight, compared without division; ties by smooth weighted
+                // round robin among the tied (nginx's `least_conn`).
+                let loads: Vec<u64> = (0..n)
+                    .map(|i| {
+                        if self.weights[i] > 0 {
+                            u64::from(load(i).outstanding)
+                        } else {
+                            0
+                        }
                     })
-                    .unwrap_or(0)
+                    .collect();
+                let lighter = |a: usize, b: usize| {
+                    loads[a] * u64::from(self.weights[b]) < loads[b] * u64::from(self.weights[a])
+                };
+                let live = || (0..n).filter(|&i| self.weights[i] > 0);
+                let best = live().fold(None, |best: Option<usize>, i| match best {
+                    Some(b) if !lighter(i, b) => Some(b),
+                    _ => Some(i),
+                });
+                let best = best.unwrap_or(0);
+                let tied: Vec<bool> = (0..n)
+                    .map(|i| self.weights[i] > 0 && !lighter(best, i))
+                    .collect();
+                self.smooth_weighted(|i| tied[i])
             }
-            Algorithm::Random => self.weighted_random(rng),
+            Algorithm::Random => self.weighted_random(rng, None),
         })
     }
 
-    /// nginx's smooth weighted round robin: every server's current weight grows by its weight,
-    /// the largest is chosen and loses the total.
-    fn smooth_weighted(&mut self) -> usize {
-        let total = i64::try_from(self.total).unwrap_or(i64::MAX);
-        let mut best = 0;
+    /// nginx's smooth weighted round robin over the servers `among` allows: each one's
+    /// current weight grows by its weight, the largest is chosen and loses their total.
+    fn smooth_weighted(&mut self, among: impl Fn(usize) -> bool) -> usize {
+        let mut best = None;
+        let mut total = 0i64;
         for (i, &w) in self.weights.iter().enumerate() {
+            if w == 0 || !among(i) {
+                continue;
+            }
+            total += i64::from(w);
             self.current[i] += i64::from(w);
-            if self.current[i] > self.current[best] {
-                best = i;
+            if best.is_none_or(|b| self.current[i] > self.current[b]) {
+                best = Some(i);
             }
         }
+        let best = best.unwrap_or(0);
         self.current[best] -= total;
         best
     }
 
     /// Two distinct servers drawn by weight; the one of lower `cost` ÷ weight (the first on a
-    /// tie), compared without division.
+    /// tie), compared without division. Needs two servers that may be picked.
     fn two_choices(&self, rng: &mut Rng, cost: impl Fn(usize) -> u128) -> usize {
         let n = self.weights.len();
-        let a = self.weighted_random(rng);
-        let mut b = self.weighted_random(rng);
-        // A second draw on the same server: take another one instead, so the two differ.
-        if b == a {
-            b = (a + 1 + rng.below(n - 1)) % n;
-        }
+        let a = self.weighted_random(rng, None);
+        let b = if self.uniform {
+            (a + 1 + rng.below(n - 1)) % n
+        } else {
+            self.weighted_random(rng, Some(a))
+        };
         let (wa, wb) = (u128::from(self.weights[a]), u128::from(self.weights[b]));
         if cost(b) * wa < cost(a) * wb {
             b
@@ -168,19 +220,27 @@ impl Balancer {
         }
     }
 
-    /// A server at random, each with a chance proportional to its weight.
-    fn weighted_random(&self, rng: &mut Rng) -> usize {
-        if self.uniform {
+    /// A server at random (other than `except`), each with a chance proportional to its
+    /// weight.
+    fn weighted_random(&self, rng: &mut Rng, except: Option<usize>) -> usize {
+        if self.uniform && except.is_none() {
             return rng.below(self.weights.len());
         }
-        let mut point = rng.next_u64() % self.total;
+        let skipped = except.map_or(0, |e| u64::from(self.weights[e]));
+        let total = self.total - skipped;
+        let mut point = rng.next_u64() % total.max(1);
+        let mut last = 0;
         for (i, &w) in self.weights.iter().enumerate() {
+            if Some(i) == except || w == 0 {
+                continue;
+            }
             if point < u64::from(w) {
                 return i;
             }
             point -= u64::from(w);
+            last = i;
         }
-        self.weights.len() - 1
+        last
     }
 }
 
@@ -351,6 +411,51 @@ mod tests {
         assert_eq!(none.pick(|_| Load::default(), &mut rng), None);
         let mut one = Balancer::new(Algorithm::PowerOfTwo, &[1]);
         assert_eq!(one.pick(|_| Load::default(), &mut rng), Some(0));
+    }
+
+    #[test]
+    fn servers_of_weight_zero_are_never_picked_by_any_algorithm() {
+        let algorithms = [
+            Algorithm::PowerOfTwo,
+            Algorithm::PeakEwma,
+            Algorithm::RoundRobin,
+            Algorithm::Weighted,
+            Algorithm::LeastConnections,
+            Algorithm::Random,
+        ];
+        let c = even(4);
+        for algorithm in algorithms {
+            let mut b = Balancer::new(algorithm, &[1, 1, 1, 1]);
+            b.set_weights(&[1, 0, 3, 0]);
+            let mut rng = Rng::new(11);
+            let mut counts = [0usize; 4];
+            for _ in 0..4_000 {
+                counts[pick(&mut b, &c, &mut rng)] += 1;
+            }
+            assert_eq!((counts[1], counts[3]), (0, 0), "{algorithm:?} {counts:?}");
+            // The heavier one takes more (peak-EWMA, on equal latencies, all of it).
+            assert!(counts[2] > counts[0], "{algorithm:?} {counts:?}");
+            // One left: that one; none left: nothing.
+            b.set_weights(&[0, 0, 2, 0]);
+            assert_eq!(b.pick(|i| c[i], &mut rng), Some(2), "{algorithm:?}");
+            b.set_weights(&[0, 0, 0, 0]);
+            assert_eq!(b.pick(|i| c[i], &mut rng), None, "{algorithm:?}");
+        }
+    }
+
+    #[test]
+    fn a_server_at_a_tenth_of_its_weight_takes_about_a_tenth_of_a_share() {
+        // Slow start: weight 100 against 1000 for the others.
+        let c = even(3);
+        let mut b = Balancer::new(Algorithm::PowerOfTwo, &[1, 1, 1]);
+        b.set_weights(&[1000, 1000, 100]);
+        let mut rng = Rng::new(2);
+        let mut counts = [0usize; 3];
+        for _ in 0..30_000 {
+            counts[pick(&mut b, &c, &mut rng)] += 1;
+        }
+        let share = shares(&counts)[2];
+        assert!(share > 0.02 && share < 0.12, "{counts:?}");
     }
 
     #[test]

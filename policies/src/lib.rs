@@ -3,8 +3,11 @@
 //!
 //! - [`balance`]: choosing a server of a group (power of two choices, peak-EWMA, round robin,
 //!   smooth weighted round robin, least connections, random) and the peak-EWMA estimate;
+//! - [`health`]: active checks' rise and fall, passive ejection with its back-off, slow
+//!   start;
 //! - [`hash`]: consistent hashing (Maglev) with a hash that is the same on every worker and
 //!   node.
 
 pub mod balance;
 pub mod hash;
+pub mod health;

@@ -30,8 +30,6 @@ pub struct AdminInfo {
     pub workers: usize,
     /// Every listener's bound address (port 0 resolved), in listener order.
     pub addrs: Vec<SocketAddr>,
-    /// `[[upstream]]` groups: name and servers.
-    pub upstreams: Vec<(String, Vec<SocketAddr>)>,
     /// `/config`'s body.
     pub config: String,
 }
@@ -42,11 +40,6 @@ impl AdminInfo {
         Self {
             workers: config.engine.workers,
             addrs: generation.addrs.clone(),
-            upstreams: config
-                .upstreams
-                .iter()
-                .map(|g| (g.name.clone(), g.servers.clone()))
-                .collect(),
             config: config.effective.clone(),
         }
     }
@@ -131,6 +124,16 @@ async fn answer(state: &WorkerState, head: &RequestHead) -> LocalResponse {
         b"/metrics" => {
             let (sum, missing_workers) = state.scrape().await;
             let process = &state.process;
+            let server_states: Vec<(String, String, &'static str)> = worker
+                .upstreams
+                .states(std::time::Instant::now())
+                .into_iter()
+                .flat_map(|(group, servers)| {
+                    servers
+                        .into_iter()
+                        .map(move |(server, state)| (group.to_string(), server, state.as_str()))
+                })
+                .collect();
             let text = render(
                 &sum,
                 &ProcessInfo {
@@ -142,6 +145,7 @@ async fn answer(state: &WorkerState, head: &RequestHead) -> LocalResponse {
                     reloads: process.reloads.load(Ordering::Relaxed),
                     reload_failures: process.reload_failures.load(Ordering::Relaxed),
                     missing_workers,
+                    server_states: &server_states,
                 },
             );
             typed(text, "text/plain; version=0.0.4; charset=utf-8")
@@ -200,19 +204,25 @@ fn status_json<D: Dialer>(
         );
     }
     out.push_str("],\"upstreams\":[");
-    for (i, (name, servers)) in info.upstreams.iter().enumerate() {
+    for (i, (name, servers)) in worker
+        .upstreams
+        .states(std::time::Instant::now())
+        .iter()
+        .enumerate()
+    {
         if i > 0 {
             out.push(',');
         }
         let _ = write!(out, "{{\"name\":{},\"servers\":[", json_string(name));
-        for (j, server) in servers.iter().enumerate() {
+        for (j, (server, state)) in servers.iter().enumerate() {
             if j > 0 {
                 out.push(',');
             }
-            // No health checks yet: every server is in the rotation.
             let _ = write!(
                 out,
-                "{{\"address\":\"{server}\",\"state\":\"in rotation (not checked)\"}}"
+                "{{\"address\":{},\"state\":\"{}\"}}",
+                json_string(server),
+                state.as_str()
             );
         }
         out.push_str("]}");

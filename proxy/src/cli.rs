@@ -13,8 +13,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::config::{
-    parse_body_limit, parse_duration, parse_size, BodyLimit, EscapedSlashesMode, IoDriver,
-    TlsVersion,
+    parse_body_limit, parse_duration, parse_duration_or_zero, parse_size, BodyLimit,
+    EscapedSlashesMode, IoDriver, TlsVersion,
 };
 
 /// What `--mode` makes of the listeners.
@@ -277,6 +277,41 @@ pub struct Cli {
     /// [default: each group's own setting, else 64].
     #[arg(long, value_name = "N", global = true)]
     pub upstream_max_idle: Option<usize>,
+
+    /// Check every upstream group's servers with an HTTP GET of this path (a 2xx or 3xx
+    /// passes) [default: each group's own `[upstream.health_check]`, else no active checks].
+    #[arg(long, value_name = "PATH", global = true)]
+    pub health_check: Option<String>,
+
+    /// Time between two active checks of a server, for every group that checks
+    /// [default: each group's own setting, else 5s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
+    pub health_interval: Option<Duration>,
+
+    /// Time an active check may take, for every group that checks [default: each group's own
+    /// setting, else 2s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
+    pub health_timeout: Option<Duration>,
+
+    /// Passed checks in a row that bring a server back up, for every group that checks
+    /// [default: each group's own setting, else 2].
+    #[arg(long, value_name = "N", global = true)]
+    pub health_rise: Option<u32>,
+
+    /// Failed checks in a row that take a server down, for every group that checks
+    /// [default: each group's own setting, else 3].
+    #[arg(long, value_name = "N", global = true)]
+    pub health_fall: Option<u32>,
+
+    /// Failures in a row (no connection, timeout, 5xx) that eject a server for a while, for
+    /// every group; 0 turns passive ejection off [default: each group's own setting, else 5].
+    #[arg(long, value_name = "N", global = true)]
+    pub eject_after: Option<u32>,
+
+    /// How long a server back in service takes to ramp up to its full share, for every group;
+    /// 0s turns slow start off [default: each group's own setting, else 10s].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration_or_zero, global = true)]
+    pub slow_start: Option<Duration>,
 
     /// Merge repeated slashes in request paths before routing.
     #[arg(long, global = true)]

@@ -18,6 +18,7 @@ use std::time::Instant;
 use ringwall_runtime::{bind_listeners, bind_udp, rustls};
 
 use crate::config::{Config, ConfigError, ListenerProtocol};
+use crate::l7::HealthEvent;
 use crate::metrics::Snapshot;
 use crate::tls::{upstream_client_config, ListenerTls, TlsFileError};
 
@@ -30,6 +31,9 @@ pub enum Message {
     Scrape { from: usize, id: u64 },
     /// A worker's counters, for scrape `id`.
     Counters { id: u64, snapshot: Box<Snapshot> },
+    /// A server's health changed (active checks on the worker that checks its group, or an
+    /// ejection by the passive checks of the worker that saw the failures).
+    Health(HealthEvent),
     /// Begin draining now.
     Shutdown,
 }

@@ -113,6 +113,14 @@ pub struct ServerStats {
     pub connect_timeouts: Cell<u64>,
     /// Requests sent on a pooled connection.
     pub reused: Cell<u64>,
+    /// Times passive checks ejected it (counted by the worker that decided).
+    pub ejections: Cell<u64>,
+    /// Active checks run, and those that failed (counted by the worker that checks).
+    pub checks: Cell<u64>,
+    pub check_failures: Cell<u64>,
+    /// Times active checks took it down, and brought it back up.
+    pub went_down: Cell<u64>,
+    pub went_up: Cell<u64>,
 }
 
 impl ServerStats {
@@ -135,6 +143,11 @@ impl ServerStats {
             connect_failures: self.connect_failures.get(),
             connect_timeouts: self.connect_timeouts.get(),
             reused: self.reused.get(),
+            ejections: self.ejections.get(),
+            checks: self.checks.get(),
+            check_failures: self.check_failures.get(),
+            went_down: self.went_down.get(),
+            went_up: self.went_up.get(),
         }
     }
 }
@@ -286,6 +299,11 @@ pub struct ServerCounts {
     pub connect_failures: u64,
     pub connect_timeouts: u64,
     pub reused: u64,
+    pub ejections: u64,
+    pub checks: u64,
+    pub check_failures: u64,
+    pub went_down: u64,
+    pub went_up: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -330,6 +348,11 @@ impl Snapshot {
             sum.connect_failures += counts.connect_failures;
             sum.connect_timeouts += counts.connect_timeouts;
             sum.reused += counts.reused;
+            sum.ejections += counts.ejections;
+            sum.checks += counts.checks;
+            sum.check_failures += counts.check_failures;
+            sum.went_down += counts.went_down;
+            sum.went_up += counts.went_up;
         }
         for (key, counts) in other.listeners {
             let sum = self.listeners.entry(key).or_default();
@@ -354,7 +377,12 @@ pub struct ProcessInfo<'a> {
     pub reload_failures: u64,
     /// Workers that did not answer the scrape in time (their counts are missing).
     pub missing_workers: usize,
+    /// Every upstream server: group, label and state (as `ServerState::as_str`).
+    pub server_states: &'a [(String, String, &'static str)],
 }
+
+/// The states `ringwall_upstream_server_state` shows.
+const SERVER_STATES: [&str; 4] = ["up", "down", "ejected", "backup"];
 
 /// The Prometheus text exposition format (version 0.0.4) of `sum` and `process`.
 #[allow(clippy::too_many_lines)] // one family after another
@@ -519,7 +547,7 @@ pub fn render(sum: &Snapshot, process: &ProcessInfo<'_>) -> String {
             &counts.response_time,
         );
     }
-    let server_counters: [ServerFamily; 4] = [
+    let server_counters: [ServerFamily; 7] = [
         (
             "ringwall_upstream_connects_total",
             "New connections made to upstream servers.",
@@ -540,6 +568,21 @@ pub fn render(sum: &Snapshot, process: &ProcessInfo<'_>) -> String {
             "Requests sent on a pooled keep-alive connection.",
             |c| c.reused,
         ),
+        (
+            "ringwall_upstream_ejections_total",
+            "Times passive checks ejected an upstream server.",
+            |c| c.ejections,
+        ),
+        (
+            "ringwall_upstream_health_checks_total",
+            "Active health checks run on upstream servers.",
+            |c| c.checks,
+        ),
+        (
+            "ringwall_upstream_health_check_failures_total",
+            "Active health checks that failed.",
+            |c| c.check_failures,
+        ),
     ];
     for (name, help, get) in server_counters {
         family(&mut out, name, "counter", help);
@@ -550,6 +593,41 @@ pub fn render(sum: &Snapshot, process: &ProcessInfo<'_>) -> String {
                 label(group),
                 label(server),
                 get(counts)
+            );
+        }
+    }
+
+    family(
+        &mut out,
+        "ringwall_upstream_health_changes_total",
+        "counter",
+        "Times active health checks took an upstream server down, or brought it up.",
+    );
+    for ((group, server), counts) in &sum.servers {
+        for (to, n) in [("down", counts.went_down), ("up", counts.went_up)] {
+            let _ = writeln!(
+                out,
+                "ringwall_upstream_health_changes_total{{group=\"{}\",server=\"{}\",to=\"{to}\"}} {n}",
+                label(group),
+                label(server)
+            );
+        }
+    }
+    family(
+        &mut out,
+        "ringwall_upstream_server_state",
+        "gauge",
+        "Each upstream server's state as the answering worker sees it (1 for the state it is \
+         in): up, down (active checks), ejected (passive checks) or backup (not in use).",
+    );
+    for (group, server, state) in process.server_states {
+        for each in SERVER_STATES {
+            let _ = writeln!(
+                out,
+                "ringwall_upstream_server_state{{group=\"{}\",server=\"{}\",state=\"{each}\"}} {}",
+                label(group),
+                label(server),
+                u8::from(*state == each)
             );
         }
     }
@@ -675,6 +753,7 @@ mod tests {
                 reloads: 0,
                 reload_failures: 0,
                 missing_workers: 0,
+                server_states: &[("app".to_owned(), "127.0.0.1:9001".to_owned(), "up")],
             },
         );
         assert!(text.contains("ringwall_requests_total{route=\"api\",code=\"2xx\"} 3\n"));

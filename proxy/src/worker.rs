@@ -24,7 +24,7 @@ use crate::admin::{serve_admin, AdminInfo};
 use crate::config::ListenerProtocol;
 use crate::control::{Generation, Message, Process, SocketUse, WorkerGeneration};
 use crate::l4::{serve_tcp, serve_udp};
-use crate::l7::{serve, serve_proxied, serve_tls, ClientLimit, TcpDialer, Worker};
+use crate::l7::{serve, serve_proxied, serve_tls, start_checks, ClientLimit, TcpDialer, Worker};
 use crate::metrics::Snapshot;
 use crate::tls::ListenerTls;
 
@@ -142,14 +142,38 @@ impl WorkerState {
             Rc::downgrade(&ctx.listeners),
         ));
         state.start_udp(start.udp);
+        state.start_checks();
         let handler = state.clone();
+        let ticker = state.clone();
         monoio::spawn(postbox.run(
             start.tick,
             ctx.drain.clone(),
             move |message| handler.handle(message),
-            |_| {},
+            move |postbox| ticker.tick(postbox),
         ));
         state
+    }
+
+    /// Starts the active health checks this worker runs for the current generation.
+    fn start_checks(&self) {
+        let current = self.current();
+        start_checks(
+            &current.worker,
+            &current.generation.config,
+            self.id,
+            self.postbox.workers(),
+        );
+    }
+
+    /// The message path's tick: posts the health changes decided here since the last one to
+    /// every other worker.
+    fn tick(&self, postbox: &Postbox<Message>) {
+        let events = self.current().worker.upstreams.take_events();
+        for event in events {
+            for to in (0..postbox.workers()).filter(|&to| to != self.id) {
+                postbox.send(to, Message::Health(event.clone()));
+            }
+        }
     }
 
     fn new(
@@ -238,6 +262,12 @@ impl WorkerState {
                     }
                 }
             }
+            Message::Health(event) => {
+                self.current()
+                    .worker
+                    .upstreams
+                    .apply(&event, std::time::Instant::now());
+            }
             Message::Shutdown => {
                 if let Some(listeners) = self.listeners.upgrade() {
                     listeners.stop();
@@ -284,6 +314,7 @@ impl WorkerState {
             }
         }
         self.start_udp(udp);
+        self.start_checks();
         tracing::debug!(
             worker = self.id,
             generation = generation.number,

@@ -13,8 +13,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::units::{
-    deserialize_duration, deserialize_some_duration, serialize_duration, serialize_some_duration,
-    BodyLimit, ByteSize,
+    deserialize_duration, deserialize_duration_or_zero, deserialize_some_duration,
+    serialize_duration, serialize_some_duration, BodyLimit, ByteSize,
 };
 use super::{EscapedSlashesMode, IoDriver, ListenerProtocol, TlsVersion};
 use crate::l4::ProxyVersion;
@@ -568,9 +568,130 @@ pub(crate) struct UpstreamFile {
     /// Each server's weight, in `servers` order (at least 1). Default: empty, every weight 1.
     #[serde(default)]
     pub weights: Vec<u32>,
+    /// `host:port` of servers used only while no server of `servers` may take requests
+    /// (nginx's and HAProxy's `backup`), each of weight 1. Default: none.
+    #[serde(default)]
+    pub backup: Vec<String>,
     /// `[upstream.tls]`: settings for `https://` servers. Default: `None`.
     #[serde(default)]
     pub tls: Option<UpstreamTlsFile>,
+    /// `[upstream.health_check]`: active checks. Default: `None`, no active checks.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckFile>,
+    /// `[upstream.ejection]`: passive checks (outlier detection), on by default.
+    #[serde(default)]
+    pub ejection: EjectionFile,
+    /// How long a server back in service (up again, or its ejection over) takes to ramp from a
+    /// tenth of its share to all of it; `"0s"` turns slow start off. Default: `"10s"`.
+    #[serde(
+        default = "default_slow_start",
+        deserialize_with = "deserialize_duration_or_zero",
+        serialize_with = "serialize_duration"
+    )]
+    pub slow_start: Duration,
+}
+
+/// Default of `[[upstream]].slow_start`.
+pub(crate) fn default_slow_start() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// `[upstream.health_check]`: one worker checks each server of the group on an interval, and
+/// every worker follows what it finds.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct HealthCheckFile {
+    /// `http` (a request, its status and optionally its body checked), `tcp` (a connection
+    /// accepted) or `tls` (a TLS handshake completed; `https://` servers). Default: `"http"`.
+    pub kind: String,
+    /// The request's path (`http`). Default: `"/"`.
+    pub path: String,
+    /// The request's method (`http`). Default: `"GET"`.
+    pub method: String,
+    /// The request's `Host` (`http`). Default: `None`, meaning the server's name (its TLS
+    /// name, else its address).
+    pub host: Option<String>,
+    /// The statuses that pass, `"200"` or `"200-399"` (`http`). Default: `"200-399"`.
+    pub status: String,
+    /// Text the response body must contain, within its first 64 KiB (`http`). Default: `None`.
+    pub body: Option<String>,
+    /// Time between two checks of a server. Default: `"5s"`.
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
+    pub interval: Duration,
+    /// Time a check may take, the connection included. Default: `"2s"`.
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
+    pub timeout: Duration,
+    /// Passed checks in a row that bring a server back up. Default: `2`.
+    pub rise: u32,
+    /// Failed checks in a row that take a server down. Default: `3`.
+    pub fall: u32,
+    /// Each wait moved at random by up to this much either way. Default: `None`, meaning a
+    /// tenth of the interval.
+    #[serde(
+        deserialize_with = "deserialize_some_duration",
+        serialize_with = "serialize_some_duration"
+    )]
+    pub jitter: Option<Duration>,
+}
+
+impl Default for HealthCheckFile {
+    fn default() -> Self {
+        HealthCheckFile {
+            kind: "http".to_owned(),
+            path: "/".to_owned(),
+            method: "GET".to_owned(),
+            host: None,
+            status: "200-399".to_owned(),
+            body: None,
+            interval: Duration::from_secs(5),
+            timeout: Duration::from_secs(2),
+            rise: 2,
+            fall: 3,
+            jitter: None,
+        }
+    }
+}
+
+/// `[upstream.ejection]`: passive checks. A server whose requests fail so many times in a row
+/// (no connection, a timeout, a broken or 5xx response) is taken out on every worker for a
+/// while that doubles with each ejection in a row.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct EjectionFile {
+    /// Failures in a row that eject a server; `0` turns passive checks off. Default: `5`.
+    pub consecutive_failures: u32,
+    /// The first ejection's length. Default: `"10s"`.
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
+    pub time: Duration,
+    /// The longest ejection. Default: `"5m"`.
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
+    pub max_time: Duration,
+    /// The most of the group's servers ejected at once, in percent (a group of two or more
+    /// may always have one ejected; a single server never is). Default: `50`.
+    pub max_percent: u32,
+}
+
+impl Default for EjectionFile {
+    fn default() -> Self {
+        EjectionFile {
+            consecutive_failures: 5,
+            time: Duration::from_secs(10),
+            max_time: Duration::from_secs(300),
+            max_percent: 50,
+        }
+    }
 }
 
 /// `[upstream.tls]`.

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ringwall_policies::balance::Algorithm;
+pub use ringwall_policies::health::{Ejection, Thresholds};
 use serde::Deserialize;
 
 use crate::cli::Cli;
@@ -40,7 +41,9 @@ pub use policy::{
     parse_cidr, Cidr, EditOp, Forwarding, HeaderEdit, Http, HttpsRedirect, PathRewrite,
     RegexRewrite, RoutePolicy, RouteTimeouts, StaticResponse, Template, TemplatePart, Variable,
 };
-pub use units::{parse_body_limit, parse_duration, parse_size, BodyLimit, MAX_DURATION};
+pub use units::{
+    parse_body_limit, parse_duration, parse_duration_or_zero, parse_size, BodyLimit, MAX_DURATION,
+};
 
 use error::{path, Locator};
 use file::{FileConfig, RouteFile, UpstreamFile};
@@ -447,6 +450,48 @@ pub struct UpstreamGroup {
     pub lb: LoadBalancing,
     /// Per server, in `servers` order: its weight, at least 1.
     pub weights: Vec<u32>,
+    /// How many of `servers` are primaries (they come first); the rest are backups, used only
+    /// while no primary may take requests.
+    pub primaries: usize,
+    /// Active checks; `None`: none.
+    pub health_check: Option<HealthCheck>,
+    /// Passive checks (`consecutive == 0`: off).
+    pub ejection: Ejection,
+    /// How long a server back in service ramps up; zero: at once.
+    pub slow_start: Duration,
+}
+
+/// `[upstream.health_check]`, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub kind: CheckKind,
+    /// Between two checks of one server, at least 10 ms.
+    pub interval: Duration,
+    /// For one check, the connection included; above zero.
+    pub timeout: Duration,
+    /// Each wait moved by up to this much either way; at most `interval`.
+    pub jitter: Duration,
+    pub thresholds: Thresholds,
+}
+
+/// What an active check does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckKind {
+    /// An HTTP/1.1 request; it passes on a status in `status` (and a body containing `body`).
+    Http {
+        method: String,
+        /// Origin form, starts with `/`.
+        path: String,
+        /// `None`: the server's name.
+        host: Option<String>,
+        /// Lowest and highest status that pass.
+        status: (u16, u16),
+        body: Option<String>,
+    },
+    /// A TCP connection accepted.
+    Tcp,
+    /// A TLS handshake completed (`https://` servers).
+    Tls,
 }
 
 /// TLS toward an upstream group's servers.
@@ -644,6 +689,7 @@ fn load_with_fallback(
         None => FileConfig::default(),
     };
     apply_flags(&mut file, cli, demo_servers, &mut locator);
+    check_health_flags(&file, cli)?;
     let mut config =
         validate::validate(&file, cli.config.clone()).map_err(|p| locator.problem(p))?;
     config.effective = effective_text(&file);
@@ -776,6 +822,79 @@ fn apply_flags(
         for (i, group) in file.upstream.iter_mut().enumerate() {
             group.lb = Some(lb.clone());
             locator.set_by_flag(path(&["upstream"]).index(i).key("lb"), "--lb");
+        }
+    }
+    apply_health_flags(file, cli, locator);
+}
+
+/// A `--health-*` flag with no active check to apply to would be ignored: refused instead.
+fn check_health_flags(file: &FileConfig, cli: &Cli) -> Result<(), ConfigError> {
+    let given = [
+        ("--health-interval", cli.health_interval.is_some()),
+        ("--health-timeout", cli.health_timeout.is_some()),
+        ("--health-rise", cli.health_rise.is_some()),
+        ("--health-fall", cli.health_fall.is_some()),
+    ];
+    let checks = file.upstream.iter().any(|g| g.health_check.is_some());
+    match given.iter().find(|(_, given)| *given) {
+        Some(&(flag, _)) if !checks => Err(ConfigError::Flag {
+            flag,
+            message: "no upstream group has an active check: add --health-check PATH or an \
+                      [upstream.health_check] table"
+                .to_owned(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// `--health-check` gives every group an HTTP check of that path; `--health-interval`,
+/// `--health-timeout`, `--health-rise` and `--health-fall` then apply to every group's check;
+/// `--eject-after` and `--slow-start` to every group.
+fn apply_health_flags(file: &mut FileConfig, cli: &Cli, locator: &mut Locator<'_>) {
+    for (i, group) in file.upstream.iter_mut().enumerate() {
+        let here = path(&["upstream"]).index(i);
+        if let Some(check_path) = &cli.health_check {
+            let check = group
+                .health_check
+                .get_or_insert_with(file::HealthCheckFile::default);
+            "http".clone_into(&mut check.kind);
+            check.path.clone_from(check_path);
+            locator.set_by_flag(here.key("health_check"), "--health-check");
+            locator.set_by_flag(here.key("health_check").key("path"), "--health-check");
+        }
+        if let Some(check) = &mut group.health_check {
+            let check_here = here.key("health_check");
+            if let Some(interval) = cli.health_interval {
+                check.interval = interval;
+                locator.set_by_flag(check_here.key("interval"), "--health-interval");
+                // The default jitter follows the interval; one that no longer fits is dropped.
+                if check.jitter.is_some_and(|j| j > interval) {
+                    check.jitter = None;
+                }
+            }
+            if let Some(timeout) = cli.health_timeout {
+                check.timeout = timeout;
+                locator.set_by_flag(check_here.key("timeout"), "--health-timeout");
+            }
+            if let Some(rise) = cli.health_rise {
+                check.rise = rise;
+                locator.set_by_flag(check_here.key("rise"), "--health-rise");
+            }
+            if let Some(fall) = cli.health_fall {
+                check.fall = fall;
+                locator.set_by_flag(check_here.key("fall"), "--health-fall");
+            }
+        }
+        if let Some(n) = cli.eject_after {
+            group.ejection.consecutive_failures = n;
+            locator.set_by_flag(
+                here.key("ejection").key("consecutive_failures"),
+                "--eject-after",
+            );
+        }
+        if let Some(slow_start) = cli.slow_start {
+            group.slow_start = slow_start;
+            locator.set_by_flag(here.key("slow_start"), "--slow-start");
         }
     }
 }
@@ -1140,6 +1259,10 @@ fn add_default_upstream(file: &mut FileConfig, servers: Vec<String>) -> (usize, 
             tls: None,
             lb: None,
             weights: Vec::new(),
+            backup: Vec::new(),
+            health_check: None,
+            ejection: file::EjectionFile::default(),
+            slow_start: file::default_slow_start(),
         });
         file.upstream.len() - 1
     };

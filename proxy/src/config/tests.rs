@@ -115,6 +115,10 @@ fn every_default() {
             tls: None,
             lb: LoadBalancing::default(),
             weights: vec![1; 1],
+            primaries: 1,
+            health_check: None,
+            ejection: default_ejection(),
+            slow_start: Duration::from_secs(10),
         }]
     );
     let routes = &config.routes;
@@ -1065,6 +1069,10 @@ fn upstream_flag_alone_builds_group_and_catch_all_route() {
             tls: None,
             lb: LoadBalancing::default(),
             weights: vec![1; 2],
+            primaries: 2,
+            health_check: None,
+            ejection: default_ejection(),
+            slow_start: Duration::from_secs(10),
         }]
     );
     let routes = &config.routes;
@@ -1136,6 +1144,10 @@ upstream = "default"
             tls: None,
             lb: LoadBalancing::default(),
             weights: vec![1; 1],
+            primaries: 1,
+            health_check: None,
+            ejection: default_ejection(),
+            slow_start: Duration::from_secs(10),
         }]
     );
     // A route already sends to `default`: no route is added.
@@ -1829,4 +1841,141 @@ fn tcp_listeners_forward_to_a_group_and_http_ones_do_not() {
          [[listener]]\naddress = \"127.0.0.1:7101\"\nprotocol = \"tcp\"\nupstream = \"db\"\n",
     );
     assert!(config.routes.is_empty());
+}
+
+/// `[upstream.ejection]`'s defaults.
+fn default_ejection() -> crate::config::Ejection {
+    crate::config::Ejection {
+        consecutive: 5,
+        base: Duration::from_secs(10),
+        max: Duration::from_secs(300),
+        max_percent: 50,
+    }
+}
+
+#[test]
+fn health_checks_backups_and_ejection_are_read_and_checked() {
+    use crate::config::{CheckKind, HealthCheck, Thresholds};
+    let group = |body: &str| {
+        format!(
+            "listen = [\"127.0.0.1:8080\"]\n[[upstream]]\nname = \"app\"\n\
+             servers = [\"127.0.0.1:9001\", \"127.0.0.1:9002\"]\n{body}\n\
+             [[route]]\nupstream = \"app\"\n"
+        )
+    };
+    let config = parse(&group(
+        "backup = [\"127.0.0.1:9003\"]\nweights = [2, 1]\nslow_start = \"3s\"\n\
+         [upstream.health_check]\npath = \"/healthz\"\ninterval = \"1s\"\n\
+         status = \"200-299\"\nbody = \"ok\"\n\
+         [upstream.ejection]\nconsecutive_failures = 3\ntime = \"2s\"\n",
+    ));
+    let app = &config.upstreams[0];
+    assert_eq!(app.servers.len(), 3);
+    assert_eq!(app.primaries, 2);
+    assert_eq!(app.weights, [2, 1, 1]);
+    assert_eq!(app.slow_start, Duration::from_secs(3));
+    assert_eq!(
+        app.health_check,
+        Some(HealthCheck {
+            kind: CheckKind::Http {
+                method: "GET".into(),
+                path: "/healthz".into(),
+                host: None,
+                status: (200, 299),
+                body: Some("ok".into()),
+            },
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(2),
+            jitter: Duration::from_millis(100),
+            thresholds: Thresholds { rise: 2, fall: 3 },
+        })
+    );
+    assert_eq!(app.ejection.consecutive, 3);
+    assert_eq!(app.ejection.base, Duration::from_secs(2));
+    let bad = [
+        (
+            "[upstream.health_check]\nkind = \"udp\"",
+            "upstream[0].health_check.kind",
+        ),
+        (
+            "[upstream.health_check]\nkind = \"tls\"",
+            "upstream[0].health_check.kind",
+        ),
+        (
+            "[upstream.health_check]\npath = \"healthz\"",
+            "upstream[0].health_check.path",
+        ),
+        (
+            "[upstream.health_check]\nstatus = \"600\"",
+            "upstream[0].health_check.status",
+        ),
+        (
+            "[upstream.health_check]\nstatus = \"300-200\"",
+            "upstream[0].health_check.status",
+        ),
+        (
+            "[upstream.health_check]\nrise = 0",
+            "upstream[0].health_check.rise",
+        ),
+        (
+            "[upstream.health_check]\ninterval = \"1ms\"",
+            "upstream[0].health_check.interval",
+        ),
+        (
+            "[upstream.health_check]\ninterval = \"1s\"\njitter = \"2s\"",
+            "upstream[0].health_check.jitter",
+        ),
+        (
+            "[upstream.ejection]\nmax_percent = 101",
+            "upstream[0].ejection.max_percent",
+        ),
+        (
+            "[upstream.ejection]\ntime = \"10s\"\nmax_time = \"1s\"",
+            "upstream[0].ejection.max_time",
+        ),
+        ("backup = [\"nowhere\"]", "upstream[0].backup[0]"),
+    ];
+    for (body, field) in bad {
+        let error = error(&group(body));
+        assert!(error.contains(field), "{body}: {error}");
+    }
+}
+
+#[test]
+fn health_flags_set_every_group_and_need_a_check() {
+    let config = load(&cli(&[
+        "-u",
+        "127.0.0.1:9001",
+        "--health-check",
+        "/up",
+        "--health-interval",
+        "500ms",
+        "--health-timeout",
+        "300ms",
+        "--health-rise",
+        "1",
+        "--health-fall",
+        "4",
+        "--eject-after",
+        "0",
+        "--slow-start",
+        "0s",
+    ]))
+    .unwrap();
+    let group = &config.upstreams[0];
+    let check = group.health_check.as_ref().unwrap();
+    assert!(matches!(&check.kind, crate::config::CheckKind::Http { path, .. } if path == "/up"));
+    assert_eq!(check.interval, Duration::from_millis(500));
+    assert_eq!(check.jitter, Duration::from_millis(50));
+    assert_eq!(check.timeout, Duration::from_millis(300));
+    assert_eq!((check.thresholds.rise, check.thresholds.fall), (1, 4));
+    assert_eq!(group.ejection.consecutive, 0);
+    assert_eq!(group.slow_start, Duration::ZERO);
+    let error = load(&cli(&["-u", "127.0.0.1:9001", "--health-interval", "1s"]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("--health-interval") && error.contains("--health-check"),
+        "{error}"
+    );
 }

@@ -76,6 +76,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(duration)
 }
 
+/// Like [`parse_duration`], with `0s` allowed (a setting that zero turns off).
+pub fn parse_duration_or_zero(text: &str) -> Result<Duration, String> {
+    let trimmed = text.trim();
+    if humantime::parse_duration(trimmed).is_ok_and(|d| d.is_zero()) {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(text)
+}
+
 /// A byte count as written in the file: an integer, or a string with a unit suffix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
@@ -162,6 +171,14 @@ pub fn deserialize_duration<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Duration, D::Error> {
     deserializer.deserialize_str(DurationVisitor)
+}
+
+/// serde `deserialize_with` for duration fields that zero turns off (`"0s"`).
+pub fn deserialize_duration_or_zero<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_duration_or_zero(&text).map_err(de::Error::custom)
 }
 
 /// serde `serialize_with` for duration fields: the humantime string they are read from.

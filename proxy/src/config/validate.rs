@@ -14,15 +14,16 @@ use std::time::Duration;
 
 use super::error::{path, FieldPath, Problem};
 use super::file::{
-    AccessLogFile, ClientAuthMode, EngineFile, FileConfig, HttpFile, LimitsFile, ListenerFile,
-    RouteFile, TimeoutsFile, TlsFile, UpstreamFile, UpstreamTlsFile,
+    AccessLogFile, ClientAuthMode, EjectionFile, EngineFile, FileConfig, HealthCheckFile, HttpFile,
+    LimitsFile, ListenerFile, RouteFile, TimeoutsFile, TlsFile, UpstreamFile, UpstreamTlsFile,
 };
 use super::policy::{check_http, check_return, check_route_policy, is_token, parse_cidr, Http};
 use super::units::{format_size, MAX_DURATION};
 use super::{
-    AccessLogFormat, AccessLogSettings, AccessLogTarget, Cidr, ClientAuth, Config, EngineConfig,
-    HostPattern, Limits, Listener, ListenerProtocol, LoadBalancing, Route, RouteAction, SniRoute,
-    TcpForward, Timeouts, TlsCertificate, TlsSettings, UpstreamGroup, UpstreamTls,
+    AccessLogFormat, AccessLogSettings, AccessLogTarget, CheckKind, Cidr, ClientAuth, Config,
+    Ejection, EngineConfig, HealthCheck, HostPattern, Limits, Listener, ListenerProtocol,
+    LoadBalancing, Route, RouteAction, SniRoute, TcpForward, Thresholds, Timeouts, TlsCertificate,
+    TlsSettings, UpstreamGroup, UpstreamTls,
 };
 use crate::tls::TlsField;
 use ringwall_runtime::rustls;
@@ -659,8 +660,19 @@ fn check_upstreams(groups: &[UpstreamFile], base: Option<&Path>) -> Checked<Vec<
         let mut servers = Vec::with_capacity(group.servers.len());
         let mut names = Vec::with_capacity(group.servers.len());
         let mut https = None;
-        for (i, text) in group.servers.iter().enumerate() {
-            let at = here.key("servers").index(i);
+        let listed = group
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, text)| (here.key("servers").index(i), text))
+            .chain(
+                group
+                    .backup
+                    .iter()
+                    .enumerate()
+                    .map(|(i, text)| (here.key("backup").index(i), text)),
+            );
+        for (at, text) in listed {
             let (is_https, host_port) = split_scheme(text);
             if *https.get_or_insert(is_https) != is_https {
                 return Err(Problem::new(
@@ -706,25 +718,9 @@ fn check_upstreams(groups: &[UpstreamFile], base: Option<&Path>) -> Checked<Vec<
                 LoadBalancing::parse(text).map_err(|m| Problem::new(here.key("lb"), m))?
             }
         };
-        let weights = if group.weights.is_empty() {
-            vec![1; servers.len()]
-        } else if group.weights.len() != servers.len() {
-            return Err(Problem::new(
-                here.key("weights"),
-                format!(
-                    "{} weights for {} servers: give one per server, in the same order",
-                    group.weights.len(),
-                    servers.len()
-                ),
-            ));
-        } else if let Some(i) = group.weights.iter().position(|&w| w == 0) {
-            return Err(Problem::new(
-                here.key("weights").index(i),
-                "must be at least 1 (remove the server to send it nothing)",
-            ));
-        } else {
-            group.weights.clone()
-        };
+        let weights = check_weights(group, &here)?;
+        let primaries = group.servers.len();
+        let (health_check, ejection) = check_health(group, https == Some(true), &here)?;
         checked.push(UpstreamGroup {
             name: group.name.clone(),
             servers,
@@ -732,9 +728,196 @@ fn check_upstreams(groups: &[UpstreamFile], base: Option<&Path>) -> Checked<Vec<
             tls,
             lb,
             weights,
+            primaries,
+            health_check,
+            ejection,
+            slow_start: group.slow_start,
         });
     }
     Ok(checked)
+}
+
+/// A group's `health_check`, `ejection` and `slow_start`.
+fn check_health(
+    group: &UpstreamFile,
+    https: bool,
+    here: &FieldPath,
+) -> Checked<(Option<HealthCheck>, Ejection)> {
+    let health_check = match &group.health_check {
+        Some(check) => Some(check_health_check(check, https, &here.key("health_check"))?),
+        None => None,
+    };
+    let ejection = check_ejection(&group.ejection, &here.key("ejection"))?;
+    if group.slow_start > Duration::from_secs(3600) {
+        return Err(Problem::new(here.key("slow_start"), "must be at most 1h"));
+    }
+    Ok((health_check, ejection))
+}
+
+/// `[upstream.health_check]`; `https`: whether the group's servers are `https://`.
+fn check_health_check(
+    check: &HealthCheckFile,
+    https: bool,
+    here: &FieldPath,
+) -> Checked<HealthCheck> {
+    let kind = match check.kind.as_str() {
+        "http" => {
+            if !is_token(&check.method) {
+                return Err(Problem::new(
+                    here.key("method"),
+                    format!("invalid method {:?}", check.method),
+                ));
+            }
+            if !check.path.starts_with('/') || check.path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                return Err(Problem::new(
+                    here.key("path"),
+                    format!(
+                        "invalid path {:?}: expected an absolute path such as \"/healthz\"",
+                        check.path
+                    ),
+                ));
+            }
+            if let Some(host) = &check.host {
+                if host.is_empty() || host.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                    return Err(Problem::new(
+                        here.key("host"),
+                        format!("invalid host {host:?}"),
+                    ));
+                }
+            }
+            let status = parse_status_range(&check.status).ok_or_else(|| {
+                Problem::new(
+                    here.key("status"),
+                    format!(
+                        "invalid status range {:?}: expected \"200\" or \"200-399\" \
+                             (100..=599)",
+                        check.status
+                    ),
+                )
+            })?;
+            CheckKind::Http {
+                method: check.method.clone(),
+                path: check.path.clone(),
+                host: check.host.clone(),
+                status,
+                body: check.body.clone().filter(|b| !b.is_empty()),
+            }
+        }
+        "tcp" => CheckKind::Tcp,
+        "tls" if https => CheckKind::Tls,
+        "tls" => {
+            return Err(Problem::new(
+                here.key("kind"),
+                "a TLS check needs https:// servers (use \"tcp\" for plain ones)",
+            ))
+        }
+        other => {
+            return Err(Problem::new(
+                here.key("kind"),
+                format!("unknown check {other:?}: expected http, tcp or tls"),
+            ))
+        }
+    };
+    if check.interval < Duration::from_millis(10) || check.interval > Duration::from_secs(3600) {
+        return Err(Problem::new(
+            here.key("interval"),
+            "must be between 10ms and 1h",
+        ));
+    }
+    if check.timeout.is_zero() || check.timeout > Duration::from_secs(3600) {
+        return Err(Problem::new(
+            here.key("timeout"),
+            "must be above 0 and at most 1h",
+        ));
+    }
+    for (name, value) in [("rise", check.rise), ("fall", check.fall)] {
+        if !(1..=100).contains(&value) {
+            return Err(Problem::new(here.key(name), "must be between 1 and 100"));
+        }
+    }
+    let jitter = check.jitter.unwrap_or(check.interval / 10);
+    if jitter > check.interval {
+        return Err(Problem::new(
+            here.key("jitter"),
+            "must be at most the interval",
+        ));
+    }
+    Ok(HealthCheck {
+        kind,
+        interval: check.interval,
+        timeout: check.timeout,
+        jitter,
+        thresholds: Thresholds {
+            rise: check.rise,
+            fall: check.fall,
+        },
+    })
+}
+
+/// `"200"` or `"200-399"`, within 100..=599.
+fn parse_status_range(text: &str) -> Option<(u16, u16)> {
+    let (low, high) = text.split_once('-').unwrap_or((text, text));
+    let low: u16 = low.trim().parse().ok()?;
+    let high: u16 = high.trim().parse().ok()?;
+    ((100..=599).contains(&low) && (low..=599).contains(&high)).then_some((low, high))
+}
+
+/// `[upstream.ejection]`.
+fn check_ejection(ejection: &EjectionFile, here: &FieldPath) -> Checked<Ejection> {
+    if ejection.consecutive_failures > 1000 {
+        return Err(Problem::new(
+            here.key("consecutive_failures"),
+            "must be at most 1000 (0 turns passive checks off)",
+        ));
+    }
+    if ejection.time.is_zero() || ejection.time > Duration::from_secs(3600) {
+        return Err(Problem::new(
+            here.key("time"),
+            "must be above 0 and at most 1h",
+        ));
+    }
+    if ejection.max_time < ejection.time || ejection.max_time > Duration::from_secs(86_400) {
+        return Err(Problem::new(
+            here.key("max_time"),
+            "must be at least `time` and at most 24h",
+        ));
+    }
+    if ejection.max_percent > 100 {
+        return Err(Problem::new(here.key("max_percent"), "must be at most 100"));
+    }
+    Ok(Ejection {
+        consecutive: ejection.consecutive_failures,
+        base: ejection.time,
+        max: ejection.max_time,
+        max_percent: ejection.max_percent,
+    })
+}
+
+/// `weights`, one per server of `servers`; the backups' weights (1 each) follow them.
+fn check_weights(group: &UpstreamFile, here: &FieldPath) -> Checked<Vec<u32>> {
+    let weights = if group.weights.is_empty() {
+        vec![1; group.servers.len()]
+    } else if group.weights.len() != group.servers.len() {
+        return Err(Problem::new(
+            here.key("weights"),
+            format!(
+                "{} weights for {} servers: give one per server, in the same order",
+                group.weights.len(),
+                group.servers.len()
+            ),
+        ));
+    } else if let Some(i) = group.weights.iter().position(|&w| w == 0) {
+        return Err(Problem::new(
+            here.key("weights").index(i),
+            "must be at least 1 (remove the server to send it nothing)",
+        ));
+    } else {
+        group.weights.clone()
+    };
+    Ok(weights
+        .into_iter()
+        .chain(std::iter::repeat_n(1, group.backup.len()))
+        .collect())
 }
 
 /// `https://host[:port]` (443 by default), `http://host:port` or `host:port`: whether it is

@@ -45,7 +45,7 @@ pub enum Method {
 }
 
 impl Method {
-    fn from_token(token: &[u8]) -> Self {
+    pub(crate) fn from_token(token: &[u8]) -> Self {
         match token {
             b"GET" => Self::Get,
             b"HEAD" => Self::Head,

@@ -159,24 +159,34 @@ async fn forward_to<C: Stream, D: Dialer>(
     timer: &ringwall_runtime::Timer,
 ) {
     let upstreams = &worker.upstreams;
-    let start = upstreams.pick(group, client_key(upstreams, group, leg.source).as_deref());
+    let key = client_key(upstreams, group, leg.source);
+    let start = upstreams.pick(group, key.as_deref(), std::time::Instant::now());
     let mut upstream = None;
-    for attempt in 0..upstreams.group_len(group) {
-        let server = upstreams.server_at(group, start, attempt);
+    let mut next = start.and_then(|start| upstreams.next_server(group, start, None));
+    while let Some((offset, server)) = next {
         match upstreams
             .dial(server, worker.timeouts.upstream_connect)
             .await
         {
             Ok(stream) => {
+                upstreams.record(server, false, std::time::Instant::now());
                 upstream = Some((stream, upstreams.begin(server)));
                 break;
             }
-            Err(e) => tracing::warn!(client = %leg.source, "{e}"),
+            Err(e) => {
+                tracing::warn!(client = %leg.source, "{e}");
+                upstreams.record(server, true, std::time::Instant::now());
+                next = upstreams.next_server(group, start.unwrap_or(0), Some(offset));
+            }
         }
     }
     // The connection counts as outstanding on its server while it is relayed.
     let Some((mut upstream, _in_flight)) = upstream else {
-        return tracing::warn!(client = %leg.source, "no server of the group took the connection");
+        return tracing::warn!(
+            client = %leg.source,
+            upstream = %upstreams.group_name(group),
+            "no server of the group took the connection"
+        );
     };
     let mut first = BytesMut::new();
     if let (Some(version), Some(local)) = (leg.send_proxy, leg.local) {

@@ -133,10 +133,17 @@ fn open_session<D: Dialer>(
     client: SocketAddr,
 ) -> std::io::Result<Rc<Session>> {
     let key = super::tcp::client_key(&worker.upstreams, group, client);
-    let start = worker.upstreams.pick(group, key.as_deref());
-    let server = worker
-        .upstreams
-        .addr(worker.upstreams.server_at(group, start, 0));
+    let upstreams = &worker.upstreams;
+    let Some((_, server)) = upstreams
+        .pick(group, key.as_deref(), std::time::Instant::now())
+        .and_then(|start| upstreams.next_server(group, start, None))
+    else {
+        return Err(std::io::Error::other(format!(
+            "no server of upstream group {:?} takes datagrams (all down)",
+            upstreams.group_name(group)
+        )));
+    };
+    let server = upstreams.addr(server);
     let any: IpAddr = if server.is_ipv4() {
         Ipv4Addr::UNSPECIFIED.into()
     } else {

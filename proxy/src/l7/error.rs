@@ -65,6 +65,8 @@ pub enum ProxyError {
     UpstreamUnsupported(&'static str),
     #[error("upstream i/o: {0}")]
     UpstreamIo(io::Error),
+    #[error("no server of upstream group {0:?} takes requests (all down or ejected)")]
+    NoHealthyServer(std::sync::Arc<str>),
     #[error("internal error: {0}")]
     Internal(&'static str),
 }
@@ -91,7 +93,8 @@ impl ProxyError {
             | ProxyError::UpstreamClosed
             | ProxyError::UpstreamInvalid(_)
             | ProxyError::UpstreamUnsupported(_)
-            | ProxyError::UpstreamIo(_) => Side::Upstream,
+            | ProxyError::UpstreamIo(_)
+            | ProxyError::NoHealthyServer(_) => Side::Upstream,
         }
     }
 
@@ -112,6 +115,7 @@ impl ProxyError {
             | ProxyError::UpstreamUnsupported(_)
             | ProxyError::UpstreamIo(_) => 502,
             ProxyError::UpstreamConnectTimeout(_) | ProxyError::UpstreamTimeout => 504,
+            ProxyError::NoHealthyServer(_) => 503,
             ProxyError::ClientClosed | ProxyError::ClientIo(_) | ProxyError::ClientSendTimeout => {
                 return None
             }
@@ -136,6 +140,12 @@ impl ProxyError {
             return Some(LocalResponse::text(
                 400,
                 "The plain HTTP request was sent to HTTPS port\n",
+            ));
+        }
+        if let ProxyError::NoHealthyServer(group) = self {
+            return Some(LocalResponse::text(
+                503,
+                format!("No server of upstream group \"{group}\" is available\n"),
             ));
         }
         self.status().map(LocalResponse::status_page)

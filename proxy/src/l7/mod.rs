@@ -11,6 +11,7 @@
 mod client_limit;
 mod context;
 mod error;
+mod health;
 mod phases;
 mod pump;
 mod router;
@@ -34,12 +35,13 @@ use ringwall_runtime::{Deadlines, Drain};
 pub use client_limit::{ClientLimit, ClientSlot};
 pub use context::RequestContext;
 pub use error::{ProxyError, Side};
+pub use health::start_checks;
 pub use phases::{accept_tls, ip_bytes, serve, serve_proxied, serve_tls};
 pub use router::{RouteEntry, RouteQuery, RouteTable};
 pub use splice::splice_both;
 pub use transport::{read_some, Conn, IoFailure, ReadSize};
 pub use tunnel::relay_streams;
-pub use upstream::{Dialer, TcpDialer, Upstreams};
+pub use upstream::{Dialer, HealthChange, HealthEvent, ServerState, TcpDialer, Upstreams};
 
 use crate::access_log::AccessLog;
 use crate::config::{Cidr, Config, Http, Limits, ListenerProtocol, TcpForward, Timeouts};
@@ -210,6 +212,11 @@ impl<D: Dialer> Worker<D> {
     /// Makes `next` the generation that the connections of every older one move to.
     pub fn replace_with(&self, next: &Rc<Worker<D>>) {
         *self.newest.borrow_mut() = Rc::downgrade(next);
+    }
+
+    /// Whether this is the worker's newest generation.
+    pub fn is_newest(&self) -> bool {
+        std::ptr::eq(self.newest.borrow().as_ptr(), self)
     }
 
     /// Gives the listeners the keys of their sockets, in listener order.

@@ -555,26 +555,30 @@ async fn exchange<C: Stream, D: Dialer>(
         let info = path.info(head);
 
         // Phase upstream_peer: a server that refuses the connection (or does not accept it in
-        // time) has seen nothing of the request, so the next server of the group is tried, until
-        // each was tried once.
+        // time) has seen nothing of the request, so the next server of the group in service is
+        // tried, until each was tried once. Every outcome feeds the passive checks.
+        let upstreams = &worker.upstreams;
         let start = {
-            let key = worker
-                .upstreams
+            let key = upstreams
                 .hash_key(*group)
                 .and_then(|on| hash_key(on, head, ctx));
-            worker.upstreams.pick(*group, key.as_deref())
+            upstreams.pick(*group, key.as_deref(), ctx.started)
         };
-        let servers = worker.upstreams.group_len(*group);
-        let mut attempt = 0;
+        let Some((mut offset, mut server)) =
+            start.and_then(|start| upstreams.next_server(*group, start, None))
+        else {
+            break 'phases Err(ProxyError::NoHealthyServer(
+                upstreams.group_name(*group).clone(),
+            ));
+        };
+        let start = start.unwrap_or(0);
         // The request counts as outstanding on the server it is on (the balancers' load),
         // until its response has been relayed.
         let mut _in_flight = None;
         let (mut upstream, response) = loop {
-            let server = worker.upstreams.server_at(*group, start, attempt);
-            _in_flight = Some(worker.upstreams.begin(server));
-            attempt += 1;
+            _in_flight = Some(upstreams.begin(server));
             ctx.attempts += 1;
-            ctx.upstream_addr = Some(worker.upstreams.addr(server));
+            ctx.upstream_addr = Some(upstreams.addr(server));
             ctx.server = Some(server);
             let forwarded = Forwarded {
                 head,
@@ -584,11 +588,26 @@ async fn exchange<C: Stream, D: Dialer>(
                 server,
             };
             match forward(worker, client, &forwarded, ctx, progress).await {
-                Err(e) if e.retry_safe() && attempt < servers => log_error(&e, ctx.remote_addr),
-                Err(e) => break 'phases Err(e),
+                Err(e) => {
+                    if e.side() == Side::Upstream {
+                        upstreams.record(server, true, Instant::now());
+                    }
+                    let next = if e.retry_safe() {
+                        upstreams.next_server(*group, start, Some(offset))
+                    } else {
+                        None
+                    };
+                    let Some(next) = next else {
+                        break 'phases Err(e);
+                    };
+                    log_error(&e, ctx.remote_addr);
+                    (offset, server) = next;
+                }
                 Ok(sent) => {
                     if let Some(took) = ctx.upstream_time {
-                        worker.upstreams.observe(server, took, ctx.started + took);
+                        let at = ctx.started + took;
+                        upstreams.observe(server, took, at);
+                        upstreams.record(server, sent.1.status() >= 500, at);
                     }
                     break sent;
                 }

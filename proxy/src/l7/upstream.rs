@@ -23,6 +23,7 @@ use ringwall_runtime::{Deadlines, MaybeTls, Stream, TlsStream};
 
 use ringwall_policies::balance::{Algorithm, Balancer, Load, PeakEwma, Rng};
 use ringwall_policies::hash::Maglev;
+use ringwall_policies::health::{self, Ejection, Outlier};
 
 use super::error::ProxyError;
 use super::transport::Conn;
@@ -221,8 +222,82 @@ impl<S> Pools<S> {
     }
 }
 
+/// Whether a server may take requests, on this worker.
+#[derive(Clone, Copy, Debug)]
+struct ServerHealth {
+    /// Up by the group's active checks (always, without them).
+    up: bool,
+    /// Passive checks: failures in a row, ejections.
+    outlier: Outlier,
+    /// Whether it took requests when the group's weights were last worked out.
+    in_service: bool,
+    /// Back in service since then (slow start); `None`: at its full share.
+    back_since: Option<Instant>,
+}
+
+impl Default for ServerHealth {
+    fn default() -> Self {
+        Self {
+            up: true,
+            outlier: Outlier::default(),
+            in_service: true,
+            back_since: None,
+        }
+    }
+}
+
+/// A change of a server's health that the other workers must learn (the worker posts it on
+/// the message path at its next tick).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HealthChange {
+    /// Passive checks ejected it for `length`.
+    Ejected { length: Duration },
+    /// Active checks found it up, or down.
+    Checked { up: bool },
+}
+
+/// A server's health change, naming the server as every generation of every worker knows
+/// it: its group's name and its address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthEvent {
+    pub group: Arc<str>,
+    pub addr: SocketAddr,
+    pub change: HealthChange,
+}
+
+/// What `/status` shows of a server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerState {
+    Up,
+    /// Down by the active checks.
+    Down,
+    /// Ejected by the passive checks.
+    Ejected,
+    /// A backup, not in use while a primary is.
+    Standby,
+}
+
+impl ServerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServerState::Up => "up",
+            ServerState::Down => "down",
+            ServerState::Ejected => "ejected",
+            ServerState::Standby => "backup",
+        }
+    }
+}
+
+/// Weights are kept in thousandths, so that slow start can give a tenth of a weight of 1.
+const WEIGHT_SCALE: u32 = 1000;
+/// How often a slow start's weights step up.
+const SLOW_START_STEPS: u32 = 20;
+
 struct Server {
     target: UpstreamTarget,
+    /// Its group's index.
+    group: usize,
+    health: Cell<ServerHealth>,
     /// Requests this worker has in flight on it.
     outstanding: Cell<u32>,
     latency: Cell<PeakEwma>,
@@ -232,14 +307,33 @@ struct Server {
     /// Its slot in the pools.
     slot: usize,
     key: PoolKey,
+    /// Its name in metrics and `/status`: the address, or `https://name@address`.
+    label: String,
     stats: Rc<ServerStats>,
 }
 
+/// A `hash:` group's Maglev table over its servers in service, with their positions in the
+/// group; `None` when none is in service.
+type HashTable = RefCell<Option<(Maglev, Vec<usize>)>>;
+
+/// Every group's name, and each of its servers' label and state.
+pub type GroupStates = Vec<(Arc<str>, Vec<(String, ServerState)>)>;
+
 struct Group {
+    name: Arc<str>,
     servers: Vec<usize>,
+    /// How many of `servers` are primaries (the rest are backups).
+    primaries: usize,
+    /// Configured weights, by position in `servers`.
+    weights: Vec<u32>,
     balancer: RefCell<Balancer>,
-    /// `hash:` balancing: what is hashed, and the table (the same on every worker).
-    hash: Option<(HashKey, Maglev)>,
+    /// `hash:` balancing: what is hashed, and the table over the servers in service with
+    /// their positions (the same on every worker that knows the same health).
+    hash: Option<(HashKey, HashTable)>,
+    ejection: Ejection,
+    slow_start: Duration,
+    /// When the weights must be worked out again: an ejection ends, a slow start steps.
+    review_at: Cell<Option<Instant>>,
 }
 
 /// A server's request counted as outstanding on it (on this worker) while this lives.
@@ -272,6 +366,8 @@ pub struct Upstreams<D: Dialer> {
     groups: Vec<Group>,
     pools: Rc<Pools<D::Stream>>,
     rng: RefCell<Rng>,
+    /// Health changes decided here, for the other workers.
+    events: RefCell<Vec<HealthEvent>>,
 }
 
 impl<D: Dialer> Upstreams<D> {
@@ -305,6 +401,26 @@ impl<D: Dialer> Upstreams<D> {
         );
         let used: Vec<usize> = next.servers.iter().map(|s| s.slot).collect();
         next.pools.keep_only(&used);
+        // Servers that stay keep their health (found by group name and address).
+        for group in &next.groups {
+            let Some(old) = self.groups.iter().find(|g| g.name == group.name) else {
+                continue;
+            };
+            for &id in &group.servers {
+                let addr = next.servers[id].target.addr;
+                if let Some(&was) = old
+                    .servers
+                    .iter()
+                    .find(|&&o| self.servers[o].target.addr == addr)
+                {
+                    next.servers[id].health.set(self.servers[was].health.get());
+                }
+            }
+        }
+        let now = Instant::now();
+        for g in 0..next.groups.len() {
+            next.review(g, now);
+        }
         next
     }
 
@@ -356,6 +472,8 @@ impl<D: Dialer> Upstreams<D> {
                         };
                         servers.push(Server {
                             target: UpstreamTarget { addr, tls },
+                            group: g,
+                            health: Cell::new(ServerHealth::default()),
                             outstanding: Cell::new(0),
                             latency: Cell::new(PeakEwma::new(EWMA_DECAY)),
                             ewma: algorithm(&group.lb) == Algorithm::PeakEwma,
@@ -363,39 +481,125 @@ impl<D: Dialer> Upstreams<D> {
                             slot: pools.slot_for(&key),
                             key,
                             stats: metrics.server(&group.name, &label),
+                            label,
                         });
                         servers.len() - 1
                     })
                     .collect::<Vec<_>>();
                 let hash = match &group.lb {
-                    LoadBalancing::Hash(key) => {
-                        let names: Vec<String> =
-                            group.servers.iter().map(ToString::to_string).collect();
-                        let weighted: Vec<(&[u8], u32)> = names
-                            .iter()
-                            .zip(&group.weights)
-                            .map(|(name, &w)| (name.as_bytes(), w))
-                            .collect();
-                        Maglev::new(&weighted).map(|table| (key.clone(), table))
-                    }
+                    LoadBalancing::Hash(key) => Some((key.clone(), RefCell::new(None))),
                     LoadBalancing::Balance(_) => None,
                 };
                 Group {
+                    name: Arc::from(group.name.as_str()),
                     balancer: RefCell::new(
                         Balancer::new(algorithm(&group.lb), &group.weights).starting_at(worker),
                     ),
                     hash,
+                    primaries: group.primaries,
+                    weights: group.weights.clone(),
                     servers: ids,
+                    ejection: group.ejection,
+                    slow_start: group.slow_start,
+                    review_at: Cell::new(None),
                 }
             })
             .collect();
-        Self {
+        let upstreams = Self {
             dialer,
             deadlines,
             servers,
             groups,
             pools,
             rng: RefCell::new(Rng::new(seed(worker))),
+            events: RefCell::new(Vec::new()),
+        };
+        let now = Instant::now();
+        for g in 0..upstreams.groups.len() {
+            upstreams.review(g, now);
+        }
+        upstreams
+    }
+
+    /// Works out which servers of `group` take requests at `now`, and their weights: the
+    /// primaries that are up and not ejected, else the backups that are; a server back in
+    /// service ramps up over the group's slow start. Runs at every health change, and when an
+    /// ejection ends or a slow start steps.
+    fn review(&self, group: usize, now: Instant) {
+        let g = &self.groups[group];
+        let available: Vec<bool> = g
+            .servers
+            .iter()
+            .map(|&id| {
+                let health = self.servers[id].health.get();
+                health.up && !health.outlier.is_ejected(now)
+            })
+            .collect();
+        let primaries_left = available[..g.primaries].iter().any(|&a| a);
+        let mut weights = Vec::with_capacity(g.servers.len());
+        let mut review_at: Option<Instant> = None;
+        let mut sooner = |at: Instant| {
+            review_at = Some(review_at.map_or(at, |r| r.min(at)));
+        };
+        let step = (g.slow_start / SLOW_START_STEPS).max(Duration::from_millis(10));
+        for (position, &id) in g.servers.iter().enumerate() {
+            let server = &self.servers[id];
+            let mut health = server.health.get();
+            let in_service = available[position] && (position < g.primaries || !primaries_left);
+            if in_service && !health.in_service && !g.slow_start.is_zero() {
+                health.back_since = Some(now);
+            }
+            if !in_service {
+                health.back_since = None;
+            }
+            health.in_service = in_service;
+            let share = health::slow_start(health.back_since, now, g.slow_start);
+            if share >= WEIGHT_SCALE {
+                health.back_since = None;
+            } else {
+                sooner(now + step);
+            }
+            if let Some(until) = health.outlier.until().filter(|&u| u > now) {
+                sooner(until);
+            }
+            server.health.set(health);
+            weights.push(if in_service {
+                g.weights[position].saturating_mul(share)
+            } else {
+                0
+            });
+        }
+        if let Some((_, table)) = &g.hash {
+            let live: Vec<usize> = (0..weights.len()).filter(|&i| weights[i] > 0).collect();
+            let unchanged = table
+                .borrow()
+                .as_ref()
+                .is_some_and(|(_, positions)| *positions == live);
+            if !unchanged {
+                let names: Vec<String> = live
+                    .iter()
+                    .map(|&i| self.servers[g.servers[i]].target.addr.to_string())
+                    .collect();
+                let weighted: Vec<(&[u8], u32)> = names
+                    .iter()
+                    .zip(&live)
+                    .map(|(name, &i)| (name.as_bytes(), g.weights[i]))
+                    .collect();
+                *table.borrow_mut() = Maglev::new(&weighted).map(|t| (t, live));
+            }
+        }
+        g.balancer.borrow_mut().set_weights(&weights);
+        g.review_at.set(review_at);
+    }
+
+    /// Reviews `group` when its review time has come.
+    fn review_due(&self, group: usize, now: Instant) {
+        if self.groups[group]
+            .review_at
+            .get()
+            .is_some_and(|at| at <= now)
+        {
+            self.review(group, now);
         }
     }
 
@@ -409,29 +613,173 @@ impl<D: Dialer> Upstreams<D> {
         &self.servers[server].stats
     }
 
-    /// Where a request starts in `group`: the next position of the round robin. The cursor
-    /// moves once per request; retries walk on from here with [`Self::server_at`] without
-    /// moving it again, so a dead server does not become every request's first choice.
+    /// Where a request starts in `group` (a position in it), at `now`; `None` when no server
+    /// of the group takes requests. Retries walk on from there with [`Self::server_at`].
     ///
     /// `key`: the request's hash key, for a group that balances by `hash:` (see
     /// [`Self::hash_key`]); without one such a group balances by power of two choices.
-    pub fn pick(&self, group: usize, key: Option<&[u8]>) -> usize {
-        let group = &self.groups[group];
-        if let (Some((_, table)), Some(key)) = (&group.hash, key) {
-            return table.lookup(key);
+    pub fn pick(&self, group: usize, key: Option<&[u8]>, now: Instant) -> Option<usize> {
+        self.review_due(group, now);
+        let g = &self.groups[group];
+        if let (Some((_, table)), Some(key)) = (&g.hash, key) {
+            let table = table.borrow();
+            let (table, positions) = table.as_ref()?;
+            return positions.get(table.lookup(key)).copied();
         }
         let load = |i: usize| {
-            let server = &self.servers[group.servers[i]];
+            let server = &self.servers[g.servers[i]];
             Load {
                 outstanding: server.outstanding.get(),
                 latency: server.latency.get().estimate(),
             }
         };
-        group
-            .balancer
+        g.balancer
             .borrow_mut()
             .pick(load, &mut self.rng.borrow_mut())
-            .unwrap_or(0)
+    }
+
+    /// The next server in service of `group` after the one `after` places past the start
+    /// position `start` (`None`: the start itself, when in service), as its offset from the
+    /// start and its index; `None` once the walk would come round to the start again. A
+    /// request's tries walk the group from its start this way, each server at most once.
+    pub fn next_server(
+        &self,
+        group: usize,
+        start: usize,
+        after: Option<usize>,
+    ) -> Option<(usize, usize)> {
+        let g = &self.groups[group];
+        let balancer = g.balancer.borrow();
+        let weights = balancer.weights();
+        let n = g.servers.len();
+        let from = after.map_or(0, |k| k + 1);
+        (from..n)
+            .find(|&k| weights[(start + k) % n] > 0)
+            .map(|k| (k, g.servers[(start + k) % n]))
+    }
+
+    /// The name of `group`.
+    pub fn group_name(&self, group: usize) -> &Arc<str> {
+        &self.groups[group].name
+    }
+
+    /// Takes in the outcome of a request on `server` (`failed`: no connection, a timeout, a
+    /// broken or 5xx response) for the passive checks; a failure that ejects the server takes
+    /// it out of its group here at once, and on the other workers at the next tick.
+    pub fn record(&self, server: usize, failed: bool, now: Instant) {
+        let group = self.group_of(server);
+        let g = &self.groups[group];
+        let cell = &self.servers[server].health;
+        let mut health = cell.get();
+        if !failed {
+            if health.outlier.is_failing() {
+                health.outlier.record(false, now, &g.ejection, false);
+                cell.set(health);
+            }
+            return;
+        }
+        let ejected = g
+            .servers
+            .iter()
+            .filter(|&&id| self.servers[id].health.get().outlier.is_ejected(now))
+            .count();
+        let may_eject = ejected < g.ejection.max_ejected(g.servers.len());
+        let length = health.outlier.record(failed, now, &g.ejection, may_eject);
+        cell.set(health);
+        if let Some(length) = length {
+            let addr = self.servers[server].target.addr;
+            tracing::warn!(
+                upstream = %g.name,
+                server = %addr,
+                seconds = length.as_secs_f64(),
+                "upstream server ejected after {} failures in a row",
+                g.ejection.consecutive
+            );
+            ServerStats::count(&self.servers[server].stats.ejections);
+            self.events.borrow_mut().push(HealthEvent {
+                group: g.name.clone(),
+                addr,
+                change: HealthChange::Ejected { length },
+            });
+            self.review(group, now);
+        }
+    }
+
+    /// Takes in an active check's verdict on `server`, decided on this worker: applied here,
+    /// and posted to the others at the next tick.
+    pub fn set_up(&self, server: usize, up: bool, now: Instant) {
+        let group = self.group_of(server);
+        let event = HealthEvent {
+            group: self.groups[group].name.clone(),
+            addr: self.servers[server].target.addr,
+            change: HealthChange::Checked { up },
+        };
+        self.apply(&event, now);
+        self.events.borrow_mut().push(event);
+    }
+
+    /// Takes in a health change from another worker (or this one's checks).
+    pub fn apply(&self, event: &HealthEvent, now: Instant) {
+        for (group, g) in self.groups.iter().enumerate() {
+            if g.name != event.group {
+                continue;
+            }
+            for &id in &g.servers {
+                let server = &self.servers[id];
+                if server.target.addr != event.addr {
+                    continue;
+                }
+                let mut health = server.health.get();
+                match event.change {
+                    HealthChange::Ejected { length } => health.outlier.eject(now, length),
+                    HealthChange::Checked { up } => {
+                        health.up = up;
+                        if up {
+                            health.outlier.readmit();
+                        }
+                    }
+                }
+                server.health.set(health);
+            }
+            self.review(group, now);
+        }
+    }
+
+    /// The health changes decided here since the last call, for the other workers.
+    pub fn take_events(&self) -> Vec<HealthEvent> {
+        std::mem::take(&mut *self.events.borrow_mut())
+    }
+
+    /// Every group: its name, and each server's label, address and state.
+    pub fn states(&self, now: Instant) -> GroupStates {
+        self.groups
+            .iter()
+            .enumerate()
+            .map(|(group, g)| {
+                self.review_due(group, now);
+                let weights = g.balancer.borrow().weights().to_vec();
+                let servers = g
+                    .servers
+                    .iter()
+                    .enumerate()
+                    .map(|(position, &id)| {
+                        let server = &self.servers[id];
+                        let health = server.health.get();
+                        let state = if !health.up {
+                            ServerState::Down
+                        } else if health.outlier.is_ejected(now) {
+                            ServerState::Ejected
+                        } else if weights[position] == 0 {
+                            ServerState::Standby
+                        } else {
+                            ServerState::Up
+                        };
+                        (server.label.clone(), state)
+                    })
+                    .collect();
+                (g.name.clone(), servers)
+            })
+            .collect()
     }
 
     /// What `group` hashes its requests on, when it balances by `hash:`.
@@ -457,12 +805,6 @@ impl<D: Dialer> Upstreams<D> {
         let mut estimate = cell.get();
         estimate.observe(latency, now);
         cell.set(estimate);
-    }
-
-    /// The server `attempt` places after the start position `start` in `group`.
-    pub fn server_at(&self, group: usize, start: usize, attempt: usize) -> usize {
-        let servers = &self.groups[group].servers;
-        servers[(start + attempt) % servers.len()]
     }
 
     /// How many servers `group` has.
@@ -550,6 +892,57 @@ impl<D: Dialer> Upstreams<D> {
         };
         stream.set_nodelay();
         Ok(stream)
+    }
+
+    /// A connection for an active check of `server` (TLS for `https://` servers unless
+    /// `tls` is false: a TCP check), within `timeout`; not pooled, not counted as a connect.
+    pub async fn dial_check(
+        &self,
+        server: usize,
+        tls: bool,
+        timeout: Duration,
+    ) -> Result<Conn<D::Stream>, ProxyError> {
+        let target = &self.servers[server].target;
+        let stream = if tls || target.tls.is_none() {
+            self.dialer.dial(target, timeout).await?
+        } else {
+            let plain = UpstreamTarget {
+                addr: target.addr,
+                tls: None,
+            };
+            self.dialer.dial(&plain, timeout).await?
+        };
+        Ok(Conn::new(stream, 4096, self.deadlines.timer()))
+    }
+
+    /// Whether active checks have `server` up (on this worker).
+    pub fn is_up(&self, server: usize) -> bool {
+        self.servers[server].health.get().up
+    }
+
+    /// The index of the server at `position` in `group`.
+    pub fn server_of(&self, group: usize, position: usize) -> usize {
+        self.groups[group].servers[position]
+    }
+
+    /// The group `server` belongs to.
+    pub fn group_of(&self, server: usize) -> usize {
+        self.servers[server].group
+    }
+
+    /// The name `server` goes by in a `Host` field: its TLS name, else its address.
+    pub fn host_name(&self, server: usize) -> String {
+        let Server { target, key, .. } = &self.servers[server];
+        match &key.tls {
+            Some((name, _, _)) if target.addr.port() == 443 => name.clone(),
+            Some((name, _, _)) => format!("{name}:{}", target.addr.port()),
+            None => target.addr.to_string(),
+        }
+    }
+
+    /// The server's name in metrics, logs and `/status`.
+    pub fn label(&self, server: usize) -> &str {
+        &self.servers[server].label
     }
 
     /// Returns a connection that finished a clean exchange to its server's pool; closes it
