@@ -5,9 +5,11 @@
 //!   smooth weighted round robin, least connections, random) and the peak-EWMA estimate;
 //! - [`health`]: active checks' rise and fall, passive ejection with its back-off, slow
 //!   start;
+//! - [`retry`]: the retry budget, and a limit's share per worker;
 //! - [`hash`]: consistent hashing (Maglev) with a hash that is the same on every worker and
 //!   node.
 
 pub mod balance;
 pub mod hash;
 pub mod health;
+pub mod retry;

@@ -313,6 +313,64 @@ pub struct Cli {
     #[arg(long, value_name = "DUR", value_parser = parse_duration_or_zero, global = true)]
     pub slow_start: Option<Duration>,
 
+    /// Most tries of one request, for every route; 0 means one per server in service
+    /// [default: each route's own setting, else 0].
+    #[arg(long, value_name = "N", global = true)]
+    pub retry_tries: Option<u32>,
+
+    /// What else makes an idempotent request try the next server, for every route: a
+    /// comma-separated list of error, timeout, 5xx and statuses such as 502
+    /// [default: each route's own setting, else error,timeout].
+    #[arg(long, value_name = "LIST", value_delimiter = ',', global = true)]
+    pub retry_on: Option<Vec<String>>,
+
+    /// How long one try waits for the response head, for every route [default: each route's
+    /// own setting, else the upstream response timeout].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, global = true)]
+    pub per_try_timeout: Option<Duration>,
+
+    /// Request bodies of a known length up to this size are buffered so that a retry can send
+    /// them again, for every route; 0 turns it off [default: each route's own setting, else
+    /// 64KiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, global = true)]
+    pub retry_buffer_body: Option<u64>,
+
+    /// Retries allowed per worker and group, as a percentage of the requests of the last 10 s
+    /// [default: each group's own setting, else 20].
+    #[arg(long, value_name = "PERCENT", global = true)]
+    pub retry_budget: Option<u32>,
+
+    /// Retries allowed per second per worker and group whatever the traffic [default: each
+    /// group's own setting, else 10].
+    #[arg(long, value_name = "N", global = true)]
+    pub retry_budget_min: Option<u32>,
+
+    /// Most connections open to every upstream group, split between the workers
+    /// [default: each group's own setting, else no limit].
+    #[arg(long, value_name = "N", global = true)]
+    pub max_upstream_connections: Option<u32>,
+
+    /// Most requests outstanding on every upstream group, split between the workers; more
+    /// wait (--max-upstream-pending) or get 503 [default: each group's own setting, else no
+    /// limit].
+    #[arg(long, value_name = "N", global = true)]
+    pub max_upstream_requests: Option<u32>,
+
+    /// Most requests waiting for room in every upstream group, split between the workers
+    /// [default: each group's own setting, else 0].
+    #[arg(long, value_name = "N", global = true)]
+    pub max_upstream_pending: Option<u32>,
+
+    /// Most connections open to one upstream server, for every group, split between the
+    /// workers [default: each group's own setting, else no limit].
+    #[arg(long, value_name = "N", global = true)]
+    pub max_server_connections: Option<u32>,
+
+    /// Most requests outstanding on one upstream server, for every group, split between the
+    /// workers [default: each group's own setting, else no limit].
+    #[arg(long, value_name = "N", global = true)]
+    pub max_server_requests: Option<u32>,
+
     /// Merge repeated slashes in request paths before routing.
     #[arg(long, global = true)]
     pub merge_slashes: bool,

@@ -152,6 +152,31 @@ impl ServerStats {
     }
 }
 
+/// One upstream group's counters on one worker.
+#[derive(Debug, Default)]
+pub struct GroupStats {
+    /// Requests answered 503 by the circuit breaker (no room, none could wait, or the wait
+    /// ran out).
+    pub overflows: Cell<u64>,
+    /// Requests that waited for room.
+    pub pending: Cell<u64>,
+    /// Tries after the first (to another server).
+    pub retries: Cell<u64>,
+    /// Retries the budget refused.
+    pub retries_refused: Cell<u64>,
+}
+
+impl GroupStats {
+    fn snapshot(&self) -> GroupCounts {
+        GroupCounts {
+            overflows: self.overflows.get(),
+            pending: self.pending.get(),
+            retries: self.retries.get(),
+            retries_refused: self.retries_refused.get(),
+        }
+    }
+}
+
 /// One listener's counters on one worker (its connections are counted by the engine, per
 /// socket: `WorkerState::snapshot` adds them).
 #[derive(Debug, Default)]
@@ -178,6 +203,7 @@ impl ListenerStats {
 pub struct WorkerMetrics {
     routes: RefCell<HashMap<Rc<str>, Rc<RouteStats>>>,
     servers: RefCell<HashMap<(String, String), Rc<ServerStats>>>,
+    groups: RefCell<HashMap<String, Rc<GroupStats>>>,
     listeners: RefCell<HashMap<String, Rc<ListenerStats>>>,
     /// Requests that matched no route (or failed before routing).
     pub unrouted: Rc<RouteStats>,
@@ -200,6 +226,14 @@ impl WorkerMetrics {
             .clone()
     }
 
+    pub fn group(&self, name: &str) -> Rc<GroupStats> {
+        self.groups
+            .borrow_mut()
+            .entry(name.to_owned())
+            .or_default()
+            .clone()
+    }
+
     pub fn listener(&self, name: &str) -> Rc<ListenerStats> {
         self.listeners
             .borrow_mut()
@@ -216,6 +250,9 @@ impl WorkerMetrics {
             .borrow_mut()
             .retain(|_, stats| Rc::strong_count(stats) > 1);
         self.servers
+            .borrow_mut()
+            .retain(|_, stats| Rc::strong_count(stats) > 1);
+        self.groups
             .borrow_mut()
             .retain(|_, stats| Rc::strong_count(stats) > 1);
         self.listeners
@@ -242,6 +279,12 @@ impl WorkerMetrics {
                 .borrow()
                 .iter()
                 .map(|(key, stats)| (key.clone(), stats.snapshot()))
+                .collect(),
+            groups: self
+                .groups
+                .borrow()
+                .iter()
+                .map(|(name, stats)| (name.clone(), stats.snapshot()))
                 .collect(),
             listeners: self
                 .listeners
@@ -306,6 +349,14 @@ pub struct ServerCounts {
     pub went_up: u64,
 }
 
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupCounts {
+    pub overflows: u64,
+    pub pending: u64,
+    pub retries: u64,
+    pub retries_refused: u64,
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ListenerCounts {
     pub accepted: u64,
@@ -321,6 +372,8 @@ pub struct Snapshot {
     pub routes: BTreeMap<String, RouteCounts>,
     /// By (upstream group, server).
     pub servers: BTreeMap<(String, String), ServerCounts>,
+    /// By upstream group.
+    pub groups: BTreeMap<String, GroupCounts>,
     /// By (worker, listener): connections are shown per worker, to see the balance.
     pub listeners: BTreeMap<(usize, String), ListenerCounts>,
     pub dropped_log_lines: u64,
@@ -353,6 +406,13 @@ impl Snapshot {
             sum.check_failures += counts.check_failures;
             sum.went_down += counts.went_down;
             sum.went_up += counts.went_up;
+        }
+        for (name, counts) in other.groups {
+            let sum = self.groups.entry(name).or_default();
+            sum.overflows += counts.overflows;
+            sum.pending += counts.pending;
+            sum.retries += counts.retries;
+            sum.retries_refused += counts.retries_refused;
         }
         for (key, counts) in other.listeners {
             let sum = self.listeners.entry(key).or_default();
@@ -597,6 +657,34 @@ pub fn render(sum: &Snapshot, process: &ProcessInfo<'_>) -> String {
         }
     }
 
+    let group_counters: [GroupFamily; 4] = [
+        (
+            "ringwall_upstream_overflows_total",
+            "Requests the circuit breaker answered 503 (no room, and none could wait or the wait ran out).",
+            |c| c.overflows,
+        ),
+        (
+            "ringwall_upstream_pending_total",
+            "Requests that waited for room under the circuit breaker's limits.",
+            |c| c.pending,
+        ),
+        (
+            "ringwall_upstream_retries_total",
+            "Tries after a request's first, on another server.",
+            |c| c.retries,
+        ),
+        (
+            "ringwall_upstream_retries_refused_total",
+            "Retries the retry budget refused.",
+            |c| c.retries_refused,
+        ),
+    ];
+    for (name, help, get) in group_counters {
+        family(&mut out, name, "counter", help);
+        for (group, counts) in &sum.groups {
+            let _ = writeln!(out, "{name}{{group=\"{}\"}} {}", label(group), get(counts));
+        }
+    }
     family(
         &mut out,
         "ringwall_upstream_health_changes_total",
@@ -674,6 +762,8 @@ pub fn render(sum: &Snapshot, process: &ProcessInfo<'_>) -> String {
 
 /// A family of per-server counters: name, help, the value.
 type ServerFamily = (&'static str, &'static str, fn(&ServerCounts) -> u64);
+/// A family of per-group counters: name, help, and how to read it.
+type GroupFamily = (&'static str, &'static str, fn(&GroupCounts) -> u64);
 /// A family of per-listener values: name, type, help, the value.
 type ListenerFamily = (
     &'static str,

@@ -581,6 +581,13 @@ pub(crate) struct UpstreamFile {
     /// `[upstream.ejection]`: passive checks (outlier detection), on by default.
     #[serde(default)]
     pub ejection: EjectionFile,
+    /// `[upstream.circuit_breaker]`: limits whose overflow answers 503 at once. Default: none.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerFile,
+    /// `[upstream.retry_budget]`: how many retries the group takes. Default: 20 % of the
+    /// requests plus 10 per second.
+    #[serde(default)]
+    pub retry_budget: RetryBudgetFile,
     /// How long a server back in service (up again, or its ejection over) takes to ramp from a
     /// tenth of its share to all of it; `"0s"` turns slow start off. Default: `"10s"`.
     #[serde(
@@ -654,6 +661,53 @@ impl Default for HealthCheckFile {
             rise: 2,
             fall: 3,
             jitter: None,
+        }
+    }
+}
+
+/// `[upstream.circuit_breaker]`: each limit is for the whole process, split evenly between
+/// the workers (at least 1 each). A request over `max_requests` (or finding every server at
+/// its own limits) waits, while fewer than `max_pending` wait, for up to `pending_timeout`;
+/// otherwise it is answered 503 at once.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct CircuitBreakerFile {
+    /// Most connections open to the group's servers. Default: no limit.
+    pub max_connections: Option<u32>,
+    /// Most requests outstanding on the group. Default: no limit.
+    pub max_requests: Option<u32>,
+    /// Most requests waiting for room. Default: `0`, none wait.
+    pub max_pending: u32,
+    /// How long a request waits for room. Default: `None`, meaning
+    /// `timeouts.upstream_connect`.
+    #[serde(
+        deserialize_with = "deserialize_some_duration",
+        serialize_with = "serialize_some_duration"
+    )]
+    pub pending_timeout: Option<Duration>,
+    /// Most connections open to one server. Default: no limit.
+    pub max_connections_per_server: Option<u32>,
+    /// Most requests outstanding on one server. Default: no limit.
+    pub max_requests_per_server: Option<u32>,
+}
+
+/// `[upstream.retry_budget]`: per worker, over the last 10 s, retries may be at most
+/// `percent` of the requests begun plus `min_per_second` a second (Envoy's and linkerd's
+/// budgets). Tries after a refused connection are not counted: nothing reached the origin.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RetryBudgetFile {
+    /// Default: `20`.
+    pub percent: u32,
+    /// Default: `10`.
+    pub min_per_second: u32,
+}
+
+impl Default for RetryBudgetFile {
+    fn default() -> Self {
+        RetryBudgetFile {
+            percent: 20,
+            min_per_second: 10,
         }
     }
 }
@@ -785,6 +839,47 @@ pub(crate) struct RouteFile {
     /// Default: `None`.
     #[serde(default)]
     pub https_redirect: Option<HttpsRedirectFile>,
+    /// `[route.retry]`: when a failed try goes on to another server.
+    #[serde(default)]
+    pub retry: RetryFile,
+}
+
+/// `[route.retry]`. A try that never reached the origin (no connection) always goes on to the
+/// next server; the conditions of `on` apply to idempotent requests only, and to a request
+/// with a body only when the body was buffered (`buffer_body`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RetryFile {
+    /// Most tries of one request, the first included; `0`: one per server in service.
+    /// Default: `0`.
+    pub tries: u32,
+    /// What else makes an idempotent request try the next server: `error` (the connection
+    /// broke or the response was malformed before its head), `timeout` (no response head
+    /// within the try's timeout), and statuses (`"502"`, `"5xx"`). Default: `["error",
+    /// "timeout"]` (nginx's `proxy_next_upstream`).
+    pub on: Vec<String>,
+    /// How long one try waits for the response head. Default: `None`, meaning
+    /// `timeouts.upstream_response`.
+    #[serde(
+        deserialize_with = "deserialize_some_duration",
+        serialize_with = "serialize_some_duration"
+    )]
+    pub per_try_timeout: Option<Duration>,
+    /// A request body of a known length up to this size is read whole before the first try,
+    /// so that a retry can send it again; a larger or chunked one streams and is not retried
+    /// once it began. `0` turns buffering off. Default: `"64KiB"`.
+    pub buffer_body: ByteSize,
+}
+
+impl Default for RetryFile {
+    fn default() -> Self {
+        RetryFile {
+            tries: 0,
+            on: vec!["error".to_owned(), "timeout".to_owned()],
+            per_try_timeout: None,
+            buffer_body: ByteSize(64 * 1024),
+        }
+    }
 }
 
 /// `https_redirect = true`, or `https_redirect = { status = 308, port = 8443 }`.
@@ -838,6 +933,7 @@ impl RouteFile {
             timeouts: RouteTimeoutsFile::default(),
             limits: RouteLimitsFile::default(),
             https_redirect: None,
+            retry: RetryFile::default(),
         }
     }
 }

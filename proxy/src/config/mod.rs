@@ -459,6 +459,53 @@ pub struct UpstreamGroup {
     pub ejection: Ejection,
     /// How long a server back in service ramps up; zero: at once.
     pub slow_start: Duration,
+    pub circuit_breaker: CircuitBreaker,
+    pub retry_budget: RetryBudgetSettings,
+}
+
+/// `[upstream.circuit_breaker]`, checked: limits for the whole process (`None`: no limit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CircuitBreaker {
+    pub max_connections: Option<u32>,
+    pub max_requests: Option<u32>,
+    pub max_pending: u32,
+    /// `None`: `timeouts.upstream_connect`.
+    pub pending_timeout: Option<Duration>,
+    pub max_connections_per_server: Option<u32>,
+    pub max_requests_per_server: Option<u32>,
+}
+
+/// `[upstream.retry_budget]`, checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryBudgetSettings {
+    pub percent: u32,
+    pub min_per_second: u32,
+}
+
+/// `[route.retry]`, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Most tries of one request; 0: one per server in service.
+    pub tries: u32,
+    /// A broken connection or malformed response before the head (idempotent requests).
+    pub on_error: bool,
+    /// No response head within the try's timeout (idempotent requests).
+    pub on_timeout: bool,
+    /// Statuses that make an idempotent request try the next server, as (low, high) ranges.
+    pub on_status: Vec<(u16, u16)>,
+    /// `None`: `timeouts.upstream_response`.
+    pub per_try_timeout: Option<Duration>,
+    /// Request bodies of a known length up to this are buffered; 0: none.
+    pub buffer_body: u64,
+}
+
+impl RetryPolicy {
+    /// Whether a response of `status` makes an idempotent request try again.
+    pub fn retries_status(&self, status: u16) -> bool {
+        self.on_status
+            .iter()
+            .any(|&(low, high)| (low..=high).contains(&status))
+    }
 }
 
 /// `[upstream.health_check]`, checked.
@@ -825,6 +872,89 @@ fn apply_flags(
         }
     }
     apply_health_flags(file, cli, locator);
+    apply_failure_flags(file, cli, locator);
+}
+
+/// `--retry-*` and `--per-try-timeout` apply to every route; `--max-upstream-*`,
+/// `--max-server-*` and `--retry-budget*` to every group.
+fn apply_failure_flags(file: &mut FileConfig, cli: &Cli, locator: &mut Locator<'_>) {
+    for (i, route) in file.route.iter_mut().enumerate() {
+        let here = path(&["route"]).index(i).key("retry");
+        let retry = &mut route.retry;
+        if let Some(tries) = cli.retry_tries {
+            retry.tries = tries;
+            locator.set_by_flag(here.key("tries"), "--retry-tries");
+        }
+        if let Some(on) = &cli.retry_on {
+            retry.on.clone_from(on);
+            locator.set_by_flag(here.key("on"), "--retry-on");
+            for k in 0..on.len() {
+                locator.set_by_flag(here.key("on").index(k), "--retry-on");
+            }
+        }
+        if let Some(timeout) = cli.per_try_timeout {
+            retry.per_try_timeout = Some(timeout);
+            locator.set_by_flag(here.key("per_try_timeout"), "--per-try-timeout");
+        }
+        if let Some(size) = cli.retry_buffer_body {
+            retry.buffer_body = units::ByteSize(size);
+            locator.set_by_flag(here.key("buffer_body"), "--retry-buffer-body");
+        }
+    }
+    for (i, group) in file.upstream.iter_mut().enumerate() {
+        let here = path(&["upstream"]).index(i);
+        let breaker = &mut group.circuit_breaker;
+        let limits = [
+            (
+                &mut breaker.max_connections,
+                cli.max_upstream_connections,
+                "max_connections",
+                "--max-upstream-connections",
+            ),
+            (
+                &mut breaker.max_requests,
+                cli.max_upstream_requests,
+                "max_requests",
+                "--max-upstream-requests",
+            ),
+            (
+                &mut breaker.max_connections_per_server,
+                cli.max_server_connections,
+                "max_connections_per_server",
+                "--max-server-connections",
+            ),
+            (
+                &mut breaker.max_requests_per_server,
+                cli.max_server_requests,
+                "max_requests_per_server",
+                "--max-server-requests",
+            ),
+        ];
+        for (field, value, key, flag) in limits {
+            if let Some(value) = value {
+                *field = Some(value);
+                locator.set_by_flag(here.key("circuit_breaker").key(key), flag);
+            }
+        }
+        if let Some(pending) = cli.max_upstream_pending {
+            breaker.max_pending = pending;
+            locator.set_by_flag(
+                here.key("circuit_breaker").key("max_pending"),
+                "--max-upstream-pending",
+            );
+        }
+        if let Some(percent) = cli.retry_budget {
+            group.retry_budget.percent = percent;
+            locator.set_by_flag(here.key("retry_budget").key("percent"), "--retry-budget");
+        }
+        if let Some(min) = cli.retry_budget_min {
+            group.retry_budget.min_per_second = min;
+            locator.set_by_flag(
+                here.key("retry_budget").key("min_per_second"),
+                "--retry-budget-min",
+            );
+        }
+    }
 }
 
 /// A `--health-*` flag with no active check to apply to would be ignored: refused instead.
@@ -1263,6 +1393,8 @@ fn add_default_upstream(file: &mut FileConfig, servers: Vec<String>) -> (usize, 
             health_check: None,
             ejection: file::EjectionFile::default(),
             slow_start: file::default_slow_start(),
+            circuit_breaker: file::CircuitBreakerFile::default(),
+            retry_budget: file::RetryBudgetFile::default(),
         });
         file.upstream.len() - 1
     };

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use super::error::{FieldPath, Problem};
 use super::file::{
-    HeaderEditsFile, HttpFile, HttpsRedirectFile, RegexRewriteFile, ReplacePrefixFile, ReturnFile,
-    RouteFile,
+    HeaderEditsFile, HttpFile, HttpsRedirectFile, RegexRewriteFile, ReplacePrefixFile, RetryFile,
+    ReturnFile, RouteFile,
 };
 use super::validate::check_duration;
-use super::{Limits, Timeouts};
+use super::{Limits, RetryPolicy, Timeouts};
 use crate::http1::{EscapedSlashes, PathOptions};
 
 type Checked<T> = Result<T, Problem>;
@@ -92,6 +92,8 @@ pub struct RoutePolicy {
     pub min_body_rate: u64,
     /// Requests on plain listeners are redirected to `https://`.
     pub https_redirect: Option<HttpsRedirect>,
+    /// When a failed try goes on to another server.
+    pub retry: RetryPolicy,
 }
 
 /// `https_redirect`: the status and the port of the `Location`.
@@ -415,7 +417,57 @@ pub(crate) fn check_route_policy(
             route.https_redirect.as_ref(),
             &here.key("https_redirect"),
         )?,
+        retry: check_retry(&route.retry, &here.key("retry"))?,
     })
+}
+
+/// `[route.retry]`.
+fn check_retry(retry: &RetryFile, here: &FieldPath) -> Checked<RetryPolicy> {
+    if retry.tries > 100 {
+        return Err(Problem::new(
+            here.key("tries"),
+            "must be at most 100 (0: one per server in service)",
+        ));
+    }
+    let mut policy = RetryPolicy {
+        tries: retry.tries,
+        on_error: false,
+        on_timeout: false,
+        on_status: Vec::new(),
+        per_try_timeout: match retry.per_try_timeout {
+            Some(t) => Some(check_duration(here.key("per_try_timeout"), t)?),
+            None => None,
+        },
+        buffer_body: retry.buffer_body.0,
+    };
+    if policy.buffer_body > 16 << 20 {
+        return Err(Problem::new(
+            here.key("buffer_body"),
+            "must be at most 16MiB",
+        ));
+    }
+    for (i, condition) in retry.on.iter().enumerate() {
+        match condition.trim() {
+            "error" => policy.on_error = true,
+            "timeout" => policy.on_timeout = true,
+            "5xx" => policy.on_status.push((500, 599)),
+            code => match code.parse::<u16>() {
+                Ok(status) if (500..=599).contains(&status) => {
+                    policy.on_status.push((status, status));
+                }
+                _ => {
+                    return Err(Problem::new(
+                        here.key("on").index(i),
+                        format!(
+                            "unknown retry condition {condition:?}: expected error, timeout, \
+                             5xx or a status from 500 to 599"
+                        ),
+                    ))
+                }
+            },
+        }
+    }
+    Ok(policy)
 }
 
 fn check_rewrite(route: &RouteFile, here: &FieldPath) -> Checked<Option<PathRewrite>> {

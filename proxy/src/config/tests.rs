@@ -119,6 +119,11 @@ fn every_default() {
             health_check: None,
             ejection: default_ejection(),
             slow_start: Duration::from_secs(10),
+            circuit_breaker: crate::config::CircuitBreaker::default(),
+            retry_budget: crate::config::RetryBudgetSettings {
+                percent: 20,
+                min_per_second: 10,
+            },
         }]
     );
     let routes = &config.routes;
@@ -1073,6 +1078,11 @@ fn upstream_flag_alone_builds_group_and_catch_all_route() {
             health_check: None,
             ejection: default_ejection(),
             slow_start: Duration::from_secs(10),
+            circuit_breaker: crate::config::CircuitBreaker::default(),
+            retry_budget: crate::config::RetryBudgetSettings {
+                percent: 20,
+                min_per_second: 10,
+            },
         }]
     );
     let routes = &config.routes;
@@ -1148,6 +1158,11 @@ upstream = "default"
             health_check: None,
             ejection: default_ejection(),
             slow_start: Duration::from_secs(10),
+            circuit_breaker: crate::config::CircuitBreaker::default(),
+            retry_budget: crate::config::RetryBudgetSettings {
+                percent: 20,
+                min_per_second: 10,
+            },
         }]
     );
     // A route already sends to `default`: no route is added.
@@ -1978,4 +1993,100 @@ fn health_flags_set_every_group_and_need_a_check() {
         error.contains("--health-interval") && error.contains("--health-check"),
         "{error}"
     );
+}
+
+#[test]
+fn retries_and_circuit_breakers_are_read_and_checked() {
+    let text = |group: &str, route: &str| {
+        format!(
+            "listen = [\"127.0.0.1:8080\"]\n[[upstream]]\nname = \"app\"\n\
+             servers = [\"127.0.0.1:9001\"]\n{group}\n\
+             [[route]]\nupstream = \"app\"\n{route}\n"
+        )
+    };
+    let config = parse(&text(
+        "[upstream.circuit_breaker]\nmax_requests = 10\nmax_pending = 4\n\
+         pending_timeout = \"250ms\"\nmax_connections_per_server = 3\n\
+         [upstream.retry_budget]\npercent = 50\nmin_per_second = 1",
+        "",
+    ));
+    let group = &config.upstreams[0];
+    assert_eq!(group.circuit_breaker.max_requests, Some(10));
+    assert_eq!(group.circuit_breaker.max_pending, 4);
+    assert_eq!(
+        group.circuit_breaker.pending_timeout,
+        Some(Duration::from_millis(250))
+    );
+    assert_eq!(group.circuit_breaker.max_connections_per_server, Some(3));
+    assert_eq!(group.circuit_breaker.max_connections, None);
+    assert_eq!(
+        (
+            group.retry_budget.percent,
+            group.retry_budget.min_per_second
+        ),
+        (50, 1)
+    );
+    let message = error(&text("", "retry = { on = [\"429\"] }"));
+    assert!(message.contains("route[0].retry.on[0]"), "{message}");
+    let retry = &parse(&text(
+        "",
+        "retry = { tries = 3, on = [\"error\", \"5xx\"], per_try_timeout = \"1s\" }",
+    ))
+    .routes[0]
+        .policy
+        .retry;
+    assert_eq!(retry.tries, 3);
+    assert!(retry.on_error && !retry.on_timeout);
+    assert!(retry.retries_status(503) && !retry.retries_status(404));
+    assert_eq!(retry.per_try_timeout, Some(Duration::from_secs(1)));
+    assert_eq!(retry.buffer_body, 64 * 1024);
+    // Defaults: error and timeout, no status.
+    let retry = &parse(&text("", "")).routes[0].policy.retry;
+    assert!(retry.on_error && retry.on_timeout && !retry.retries_status(502));
+    let bad = [
+        (
+            "[upstream.circuit_breaker]\nmax_requests = 0",
+            "",
+            "upstream[0].circuit_breaker.max_requests",
+        ),
+        ("", "retry = { tries = 101 }", "route[0].retry.tries"),
+        (
+            "",
+            "retry = { on = [\"sometimes\"] }",
+            "route[0].retry.on[0]",
+        ),
+        (
+            "",
+            "retry = { buffer_body = \"1GiB\" }",
+            "route[0].retry.buffer_body",
+        ),
+    ];
+    for (group, route, field) in bad {
+        let message = error(&text(group, route));
+        assert!(message.contains(field), "{group} {route}: {message}");
+    }
+    // Flags reach every route and group.
+    let config = load(&cli(&[
+        "-u",
+        "127.0.0.1:9001",
+        "--retry-on",
+        "timeout,502",
+        "--retry-tries",
+        "2",
+        "--per-try-timeout",
+        "300ms",
+        "--max-upstream-requests",
+        "8",
+        "--max-upstream-pending",
+        "2",
+        "--retry-budget",
+        "5",
+    ]))
+    .unwrap();
+    let retry = &config.routes[0].policy.retry;
+    assert!(!retry.on_error && retry.on_timeout && retry.retries_status(502));
+    assert_eq!(retry.tries, 2);
+    assert_eq!(config.upstreams[0].circuit_breaker.max_requests, Some(8));
+    assert_eq!(config.upstreams[0].circuit_breaker.max_pending, 2);
+    assert_eq!(config.upstreams[0].retry_budget.percent, 5);
 }

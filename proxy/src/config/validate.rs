@@ -14,16 +14,17 @@ use std::time::Duration;
 
 use super::error::{path, FieldPath, Problem};
 use super::file::{
-    AccessLogFile, ClientAuthMode, EjectionFile, EngineFile, FileConfig, HealthCheckFile, HttpFile,
-    LimitsFile, ListenerFile, RouteFile, TimeoutsFile, TlsFile, UpstreamFile, UpstreamTlsFile,
+    AccessLogFile, CircuitBreakerFile, ClientAuthMode, EjectionFile, EngineFile, FileConfig,
+    HealthCheckFile, HttpFile, LimitsFile, ListenerFile, RouteFile, TimeoutsFile, TlsFile,
+    UpstreamFile, UpstreamTlsFile,
 };
 use super::policy::{check_http, check_return, check_route_policy, is_token, parse_cidr, Http};
 use super::units::{format_size, MAX_DURATION};
 use super::{
-    AccessLogFormat, AccessLogSettings, AccessLogTarget, CheckKind, Cidr, ClientAuth, Config,
-    Ejection, EngineConfig, HealthCheck, HostPattern, Limits, Listener, ListenerProtocol,
-    LoadBalancing, Route, RouteAction, SniRoute, TcpForward, Thresholds, Timeouts, TlsCertificate,
-    TlsSettings, UpstreamGroup, UpstreamTls,
+    AccessLogFormat, AccessLogSettings, AccessLogTarget, CheckKind, Cidr, CircuitBreaker,
+    ClientAuth, Config, Ejection, EngineConfig, HealthCheck, HostPattern, Limits, Listener,
+    ListenerProtocol, LoadBalancing, RetryBudgetSettings, Route, RouteAction, SniRoute, TcpForward,
+    Thresholds, Timeouts, TlsCertificate, TlsSettings, UpstreamGroup, UpstreamTls,
 };
 use crate::tls::TlsField;
 use ringwall_runtime::rustls;
@@ -721,6 +722,7 @@ fn check_upstreams(groups: &[UpstreamFile], base: Option<&Path>) -> Checked<Vec<
         let weights = check_weights(group, &here)?;
         let primaries = group.servers.len();
         let (health_check, ejection) = check_health(group, https == Some(true), &here)?;
+        let (circuit_breaker, retry_budget) = check_failure_handling(group, &here)?;
         checked.push(UpstreamGroup {
             name: group.name.clone(),
             servers,
@@ -732,9 +734,69 @@ fn check_upstreams(groups: &[UpstreamFile], base: Option<&Path>) -> Checked<Vec<
             health_check,
             ejection,
             slow_start: group.slow_start,
+            circuit_breaker,
+            retry_budget,
         });
     }
     Ok(checked)
+}
+
+/// A group's `circuit_breaker` and `retry_budget`.
+fn check_failure_handling(
+    group: &UpstreamFile,
+    here: &FieldPath,
+) -> Checked<(CircuitBreaker, RetryBudgetSettings)> {
+    let circuit_breaker = check_circuit_breaker(&group.circuit_breaker, here)?;
+    let budget = &group.retry_budget;
+    if budget.percent > 1000 {
+        return Err(Problem::new(
+            here.key("retry_budget").key("percent"),
+            "must be at most 1000",
+        ));
+    }
+    Ok((
+        circuit_breaker,
+        RetryBudgetSettings {
+            percent: budget.percent,
+            min_per_second: budget.min_per_second,
+        },
+    ))
+}
+
+/// `[upstream.circuit_breaker]`.
+fn check_circuit_breaker(
+    breaker: &CircuitBreakerFile,
+    here: &FieldPath,
+) -> Checked<CircuitBreaker> {
+    let here = here.key("circuit_breaker");
+    for (key, value) in [
+        ("max_connections", breaker.max_connections),
+        ("max_requests", breaker.max_requests),
+        (
+            "max_connections_per_server",
+            breaker.max_connections_per_server,
+        ),
+        ("max_requests_per_server", breaker.max_requests_per_server),
+    ] {
+        if value == Some(0) {
+            return Err(Problem::new(
+                here.key(key),
+                "must be at least 1 (leave it out for no limit)",
+            ));
+        }
+    }
+    let pending_timeout = match breaker.pending_timeout {
+        Some(t) => Some(check_duration(here.key("pending_timeout"), t)?),
+        None => None,
+    };
+    Ok(CircuitBreaker {
+        max_connections: breaker.max_connections,
+        max_requests: breaker.max_requests,
+        max_pending: breaker.max_pending,
+        pending_timeout,
+        max_connections_per_server: breaker.max_connections_per_server,
+        max_requests_per_server: breaker.max_requests_per_server,
+    })
 }
 
 /// A group's `health_check`, `ejection` and `slow_start`.

@@ -45,6 +45,20 @@ pub enum Method {
 }
 
 impl Method {
+    /// Idempotent (RFC 9110 §9.2.2): the same request sent twice has the effect of one.
+    /// `Other` methods are not taken to be.
+    pub fn is_idempotent(self) -> bool {
+        matches!(
+            self,
+            Method::Get
+                | Method::Head
+                | Method::Put
+                | Method::Delete
+                | Method::Options
+                | Method::Trace
+        )
+    }
+
     pub(crate) fn from_token(token: &[u8]) -> Self {
         match token {
             b"GET" => Self::Get,

@@ -162,7 +162,13 @@ async fn forward_to<C: Stream, D: Dialer>(
     let key = client_key(upstreams, group, leg.source);
     let start = upstreams.pick(group, key.as_deref(), std::time::Instant::now());
     let mut upstream = None;
-    let mut next = start.and_then(|start| upstreams.next_server(group, start, None));
+    // At L4 nothing waits for room: a connection over the circuit breaker's limits closes.
+    let mut next = start
+        .filter(|_| upstreams.group_has_room(group))
+        .and_then(|start| upstreams.next_server(group, start, None));
+    if next.is_none() && start.is_some() {
+        upstreams.count_overflow(group);
+    }
     while let Some((offset, server)) = next {
         match upstreams
             .dial(server, worker.timeouts.upstream_connect)

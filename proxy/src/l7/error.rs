@@ -67,6 +67,8 @@ pub enum ProxyError {
     UpstreamIo(io::Error),
     #[error("no server of upstream group {0:?} takes requests (all down or ejected)")]
     NoHealthyServer(std::sync::Arc<str>),
+    #[error("upstream group {0:?} is at its circuit breaker's limits")]
+    Overflow(std::sync::Arc<str>),
     #[error("internal error: {0}")]
     Internal(&'static str),
 }
@@ -94,7 +96,8 @@ impl ProxyError {
             | ProxyError::UpstreamInvalid(_)
             | ProxyError::UpstreamUnsupported(_)
             | ProxyError::UpstreamIo(_)
-            | ProxyError::NoHealthyServer(_) => Side::Upstream,
+            | ProxyError::NoHealthyServer(_)
+            | ProxyError::Overflow(_) => Side::Upstream,
         }
     }
 
@@ -115,7 +118,7 @@ impl ProxyError {
             | ProxyError::UpstreamUnsupported(_)
             | ProxyError::UpstreamIo(_) => 502,
             ProxyError::UpstreamConnectTimeout(_) | ProxyError::UpstreamTimeout => 504,
-            ProxyError::NoHealthyServer(_) => 503,
+            ProxyError::NoHealthyServer(_) | ProxyError::Overflow(_) => 503,
             ProxyError::ClientClosed | ProxyError::ClientIo(_) | ProxyError::ClientSendTimeout => {
                 return None
             }
@@ -140,6 +143,12 @@ impl ProxyError {
             return Some(LocalResponse::text(
                 400,
                 "The plain HTTP request was sent to HTTPS port\n",
+            ));
+        }
+        if let ProxyError::Overflow(group) = self {
+            return Some(LocalResponse::text(
+                503,
+                format!("Upstream group \"{group}\" is at its limits: try again later\n"),
             ));
         }
         if let ProxyError::NoHealthyServer(group) = self {

@@ -29,7 +29,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
 use ringwall_runtime::{rustls, HandshakeError, Stream, TlsInfo, TlsStream};
 
@@ -41,7 +41,7 @@ use super::transport::{Conn, IoFailure, ReadSize};
 use super::tunnel::relay;
 use super::upstream::{Dialer, UpstreamConn};
 use super::Worker;
-use crate::config::{HashKey, RouteAction};
+use crate::config::{HashKey, RouteAction, RouteTimeouts};
 use crate::filters::{Flow, Request, RequestInfo, Response, ResponseSource};
 use crate::http1::{
     normalize_path, parse_request, parse_response, write_local_response, write_request_head,
@@ -556,25 +556,71 @@ async fn exchange<C: Stream, D: Dialer>(
 
         // Phase upstream_peer: a server that refuses the connection (or does not accept it in
         // time) has seen nothing of the request, so the next server of the group in service is
-        // tried, until each was tried once. Every outcome feeds the passive checks.
+        // tried, until each was tried once; an idempotent request whose body can be sent again
+        // also goes on after the failures and statuses of its route's `retry.on`, within the
+        // group's retry budget. Every outcome feeds the passive checks. The circuit breaker
+        // decides whether there is room, or the request waits or is refused.
         let upstreams = &worker.upstreams;
+        let retry = &policy.retry;
+        let idempotent = head.method().is_idempotent();
         let start = {
             let key = upstreams
                 .hash_key(*group)
                 .and_then(|on| hash_key(on, head, ctx));
             upstreams.pick(*group, key.as_deref(), ctx.started)
         };
-        let Some((mut offset, mut server)) =
-            start.and_then(|start| upstreams.next_server(*group, start, None))
-        else {
+        let Some(start) = start else {
             break 'phases Err(ProxyError::NoHealthyServer(
                 upstreams.group_name(*group).clone(),
             ));
         };
-        let start = start.unwrap_or(0);
+        let first = if upstreams.group_has_room(*group) {
+            upstreams.next_server(*group, start, None)
+        } else {
+            None
+        };
+        let (mut offset, mut server) = match first {
+            Some(found) => found,
+            None => match Box::pin(upstreams.wait_for_room(*group, start)).await {
+                Ok(found) => found,
+                Err(e) => break 'phases Err(e),
+            },
+        };
+        // A body of known length within the limit is read whole first, so that a retry can
+        // send it again (only idempotent requests are retried once the origin may have seen
+        // them).
+        let body = match head.body() {
+            BodyKind::Length(n)
+                if n > 0
+                    && n <= retry.buffer_body
+                    && idempotent
+                    && !route.filters.filters_request_body() =>
+            {
+                match Box::pin(buffer_body(
+                    client,
+                    head,
+                    n,
+                    &policy.timeouts,
+                    ctx,
+                    progress,
+                ))
+                .await
+                {
+                    Ok(body) => Some(body),
+                    Err(e) => break 'phases Err(e),
+                }
+            }
+            _ => None,
+        };
+        let resendable = idempotent && (body.is_some() || head.body() == BodyKind::Empty);
+        upstreams.budget_request(*group, ctx.started);
+        let response_timeout = retry
+            .per_try_timeout
+            .unwrap_or(policy.timeouts.upstream_response);
         // The request counts as outstanding on the server it is on (the balancers' load),
         // until its response has been relayed.
         let mut _in_flight = None;
+        let mut try_began = Duration::ZERO;
         let (mut upstream, response) = loop {
             _in_flight = Some(upstreams.begin(server));
             ctx.attempts += 1;
@@ -586,14 +632,34 @@ async fn exchange<C: Stream, D: Dialer>(
                 host_rewrite: host_rewrite.as_deref(),
                 route,
                 server,
+                body: body.as_ref(),
+                response_timeout,
             };
-            match forward(worker, client, &forwarded, ctx, progress).await {
+            let outcome = forward(worker, client, &forwarded, ctx, progress).await;
+            let tries_left = retry.tries == 0 || ctx.attempts < retry.tries;
+            match outcome {
                 Err(e) => {
                     if e.side() == Side::Upstream {
                         upstreams.record(server, true, Instant::now());
                     }
-                    let next = if e.retry_safe() {
-                        upstreams.next_server(*group, start, Some(offset))
+                    let condition = match &e {
+                        ProxyError::UpstreamTimeout => retry.on_timeout,
+                        ProxyError::UpstreamClosed
+                        | ProxyError::UpstreamIo(_)
+                        | ProxyError::UpstreamInvalid(_) => retry.on_error,
+                        _ => false,
+                    };
+                    let next = if !tries_left {
+                        None
+                    } else if e.retry_safe() {
+                        // Nothing reached the origin: not the budget's business.
+                        let next = upstreams.next_server(*group, start, Some(offset));
+                        if next.is_some() {
+                            upstreams.count_retry(*group);
+                        }
+                        next
+                    } else if resendable && condition && !progress.response_started {
+                        upstreams.retry_server(*group, start, offset)
                     } else {
                         None
                     };
@@ -602,14 +668,33 @@ async fn exchange<C: Stream, D: Dialer>(
                     };
                     log_error(&e, ctx.remote_addr);
                     (offset, server) = next;
+                    try_began = ctx.started.elapsed();
                 }
-                Ok(sent) => {
+                Ok((upstream, response)) => {
+                    let status = response.status();
                     if let Some(took) = ctx.upstream_time {
                         let at = ctx.started + took;
-                        upstreams.observe(server, took, at);
-                        upstreams.record(server, sent.1.status() >= 500, at);
+                        upstreams.observe(server, took.saturating_sub(try_began), at);
+                        upstreams.record(server, status >= 500, at);
                     }
-                    break sent;
+                    let next = if resendable && tries_left && retry.retries_status(status) {
+                        upstreams.retry_server(*group, start, offset)
+                    } else {
+                        None
+                    };
+                    let Some(next) = next else {
+                        break (upstream, response);
+                    };
+                    tracing::debug!(
+                        client = %ctx.remote_addr,
+                        status,
+                        upstream = ?ctx.upstream_addr,
+                        "trying the next server after the status"
+                    );
+                    // Its body is not wanted: the connection closes.
+                    drop(upstream);
+                    (offset, server) = next;
+                    try_began = ctx.started.elapsed();
                 }
             }
         };
@@ -892,6 +977,40 @@ struct Forwarded<'a> {
     host_rewrite: Option<&'a str>,
     route: &'a RouteEntry,
     server: usize,
+    /// The request body, read whole beforehand (so that a retry sends it again).
+    body: Option<&'a Bytes>,
+    /// How long this try waits for the response head.
+    response_timeout: Duration,
+}
+
+/// Reads a request body of `length` bytes whole, within the route's client body timeout (all
+/// of it), answering `Expect: 100-continue` first.
+async fn buffer_body<C: Stream>(
+    client: &mut Conn<C>,
+    head: &RequestHead,
+    length: u64,
+    timeouts: &RouteTimeouts,
+    ctx: &mut RequestContext,
+    progress: &mut Progress,
+) -> Result<Bytes, ProxyError> {
+    if head.expect_continue() {
+        answer_continue(client, timeouts).await?;
+    }
+    let length = usize::try_from(length).map_err(|_| ProxyError::BodyTooLarge)?;
+    let deadline = Instant::now() + timeouts.client_body;
+    while client.buf.len() < length {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ProxyError::BodyTimeout);
+        }
+        client
+            .read(left, ReadSize::Body)
+            .await
+            .map_err(|f| client_failure(f, ProxyError::BodyTimeout))?;
+    }
+    progress.request_done = true;
+    ctx.bytes_received += length as u64;
+    Ok(client.buf.split_to(length).freeze())
 }
 
 /// Sends the head and body upstream and waits for the response head.
@@ -908,9 +1027,12 @@ async fn forward<C: Stream, D: Dialer>(
 ) -> Result<(UpstreamConn<D::Stream>, ResponseHead), ProxyError> {
     let head = sent.head;
     let timeouts = &sent.route.policy.timeouts;
-    let framing = match head.body() {
-        BodyKind::Empty => OutFraming::None,
-        BodyKind::Length(n) if !sent.route.filters.filters_request_body() => OutFraming::Length(n),
+    let framing = match (head.body(), sent.body) {
+        (_, Some(body)) => OutFraming::Length(body.len() as u64),
+        (BodyKind::Empty, None) => OutFraming::None,
+        (BodyKind::Length(n), None) if !sent.route.filters.filters_request_body() => {
+            OutFraming::Length(n)
+        }
         _ => OutFraming::Chunked,
     };
     let mut fresh = false;
@@ -944,48 +1066,30 @@ async fn forward<C: Stream, D: Dialer>(
                 upgrade: head.upgrade(),
             },
         );
-        let sent_all = if head.body() == BodyKind::Empty {
+        let sent_all = if let Some(body) = sent.body {
+            // Boxed: only requests with a buffered body take this path.
+            Box::pin(send_buffered(&mut upstream.conn, body, timeouts)).await
+        } else if head.body() == BodyKind::Empty {
             upstream
                 .conn
                 .flush(timeouts.upstream_response)
                 .await
                 .map_err(upstream_failure)
         } else {
-            if head.expect_continue() {
-                client
-                    .out
-                    .buf()
-                    .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-                client
-                    .flush(timeouts.client_send)
-                    .await
-                    .map_err(client_send_failure)?;
-            }
-            // Phase request_body_filter, inside the pump.
-            let leg = Leg {
-                direction: Direction::Request,
-                decoder: BodyDecoder::new(head.body()),
-                framing,
-                read_timeout: timeouts.client_body,
-                write_timeout: timeouts.upstream_response,
-                max_body: sent.route.policy.max_body,
-                min_rate: sent.route.policy.min_body_rate,
-            };
-            // Boxed: only requests with a body take this path.
-            Box::pin(pump(
+            // Boxed: only requests with a streamed body take this path.
+            Box::pin(stream_body(
+                worker,
                 client,
                 &mut upstream.conn,
-                leg,
-                &sent.route.filters,
-                &worker.pipes,
+                sent,
+                framing,
                 ctx,
                 progress,
             ))
             .await
-            .map(|_| ())
         };
         let result = match sent_all {
-            Ok(()) => read_response_head(worker, client, head, &mut upstream, sent.route).await,
+            Ok(()) => read_response_head(worker, client, head, &mut upstream, sent).await,
             Err(e) => Err(e),
         };
         match result {
@@ -994,13 +1098,83 @@ async fn forward<C: Stream, D: Dialer>(
                 return Ok((upstream, response));
             }
             Err(ProxyError::UpstreamClosed | ProxyError::UpstreamIo(_))
-                if upstream.reused && !fresh && head.body() == BodyKind::Empty =>
+                if upstream.reused
+                    && !fresh
+                    && (head.body() == BodyKind::Empty || sent.body.is_some()) =>
             {
                 fresh = true;
             }
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Streams the request body from the client to the origin (phase `request_body_filter`
+/// inside the pump), answering `Expect: 100-continue` first.
+async fn stream_body<C: Stream, D: Dialer>(
+    worker: &Worker<D>,
+    client: &mut Conn<C>,
+    upstream: &mut Conn<D::Stream>,
+    sent: &Forwarded<'_>,
+    framing: OutFraming,
+    ctx: &mut RequestContext,
+    progress: &mut Progress,
+) -> Result<(), ProxyError> {
+    let (head, policy) = (sent.head, &sent.route.policy);
+    if head.expect_continue() {
+        answer_continue(client, &policy.timeouts).await?;
+    }
+    let leg = Leg {
+        direction: Direction::Request,
+        decoder: BodyDecoder::new(head.body()),
+        framing,
+        read_timeout: policy.timeouts.client_body,
+        write_timeout: policy.timeouts.upstream_response,
+        max_body: policy.max_body,
+        min_rate: policy.min_body_rate,
+    };
+    pump(
+        client,
+        upstream,
+        leg,
+        &sent.route.filters,
+        &worker.pipes,
+        ctx,
+        progress,
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Sends the request head queued on `upstream` and the buffered `body` after it.
+async fn send_buffered<S: Stream>(
+    upstream: &mut Conn<S>,
+    body: &Bytes,
+    timeouts: &RouteTimeouts,
+) -> Result<(), ProxyError> {
+    upstream
+        .push(body.clone(), timeouts.upstream_response)
+        .await
+        .map_err(upstream_failure)?;
+    upstream
+        .flush(timeouts.upstream_response)
+        .await
+        .map_err(upstream_failure)
+}
+
+/// Tells a client that waits (`Expect: 100-continue`) to send its body.
+async fn answer_continue<C: Stream>(
+    client: &mut Conn<C>,
+    timeouts: &RouteTimeouts,
+) -> Result<(), ProxyError> {
+    client
+        .out
+        .buf()
+        .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+    client
+        .flush(timeouts.client_send)
+        .await
+        .map_err(client_send_failure)
 }
 
 /// Phase `read_response`: the final response head, relaying informational (1xx) responses.
@@ -1010,9 +1184,9 @@ async fn read_response_head<C: Stream, D: Dialer>(
     client: &mut Conn<C>,
     head: &RequestHead,
     upstream: &mut UpstreamConn<D::Stream>,
-    route: &RouteEntry,
+    sent: &Forwarded<'_>,
 ) -> Result<ResponseHead, ProxyError> {
-    let timeouts = &route.policy.timeouts;
+    let timeouts = &sent.route.policy.timeouts;
     loop {
         let parsed = parse_response(
             &mut upstream.conn.buf,
@@ -1053,7 +1227,7 @@ async fn read_response_head<C: Stream, D: Dialer>(
             None => {
                 upstream
                     .conn
-                    .read(timeouts.upstream_response, ReadSize::Body)
+                    .read(sent.response_timeout, ReadSize::Body)
                     .await
                     .map_err(upstream_failure)?;
             }

@@ -13,6 +13,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
@@ -24,10 +25,11 @@ use ringwall_runtime::{Deadlines, MaybeTls, Stream, TlsStream};
 use ringwall_policies::balance::{Algorithm, Balancer, Load, PeakEwma, Rng};
 use ringwall_policies::hash::Maglev;
 use ringwall_policies::health::{self, Ejection, Outlier};
+use ringwall_policies::retry::{worker_share, RetryBudget};
 
 use super::error::ProxyError;
 use super::transport::Conn;
-use crate::config::{Config, HashKey, LoadBalancing};
+use crate::config::{CircuitBreaker, Config, HashKey, LoadBalancing};
 
 /// A worker's random seed: its index and the clock, so that workers and restarts differ.
 fn seed(worker: usize) -> u64 {
@@ -36,7 +38,7 @@ fn seed(worker: usize) -> u64 {
         .map_or(0, |d| d.as_nanos() as u64);
     nanos ^ (worker as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
-use crate::metrics::{ServerStats, WorkerMetrics};
+use crate::metrics::{GroupStats, ServerStats, WorkerMetrics};
 
 /// The read buffer an upstream connection starts with.
 const UPSTREAM_BUF: usize = 16 * 1024;
@@ -138,6 +140,24 @@ pub struct UpstreamConn<S> {
     /// Whether this connection already served an exchange (a stale keep-alive connection may
     /// fail on first use; a retry on a new connection is then safe).
     pub reused: bool,
+    /// Counts it among its server's open connections while it lives.
+    _open: OpenConn,
+}
+
+/// One open connection to a server, counted (for the circuit breaker) until dropped.
+struct OpenConn(Rc<Cell<u32>>);
+
+impl OpenConn {
+    fn new(count: &Rc<Cell<u32>>) -> Self {
+        count.set(count.get() + 1);
+        Self(count.clone())
+    }
+}
+
+impl Drop for OpenConn {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
 }
 
 struct IdleConn<S> {
@@ -164,6 +184,8 @@ type TlsKey = (
 struct PoolSlot<S> {
     key: Option<PoolKey>,
     idle: Vec<IdleConn<S>>,
+    /// The server's open connections on this worker, idle or busy, of every generation.
+    open: Rc<Cell<u32>>,
 }
 
 /// A worker's idle upstream connections, shared by its configuration generations.
@@ -181,11 +203,14 @@ impl<S> Pools<S> {
         }
         if let Some(i) = slots.iter().position(|s| s.key.is_none()) {
             slots[i].key = Some(key.clone());
+            // The connections still open to the server that had it count for that one.
+            slots[i].open = Rc::default();
             return i;
         }
         slots.push(PoolSlot {
             key: Some(key.clone()),
             idle: Vec::new(),
+            open: Rc::default(),
         });
         slots.len() - 1
     }
@@ -214,6 +239,16 @@ impl<S> Pools<S> {
         for slot in self.slots.borrow_mut().iter_mut() {
             slot.idle.clear();
         }
+    }
+
+    /// The open-connection count of slot `slot`.
+    fn open_count(&self, slot: usize) -> Rc<Cell<u32>> {
+        self.slots.borrow()[slot].open.clone()
+    }
+
+    /// Whether slot `slot` has an idle connection.
+    fn has_idle(&self, slot: usize) -> bool {
+        !self.slots.borrow()[slot].idle.is_empty()
     }
 
     /// How often [`Pools::sweep`] should run.
@@ -306,6 +341,8 @@ struct Server {
     max_idle: usize,
     /// Its slot in the pools.
     slot: usize,
+    /// Its open connections on this worker (shared with its slot).
+    open: Rc<Cell<u32>>,
     key: PoolKey,
     /// Its name in metrics and `/status`: the address, or `https://name@address`.
     label: String,
@@ -334,14 +371,122 @@ struct Group {
     slow_start: Duration,
     /// When the weights must be worked out again: an ejection ends, a slow start steps.
     review_at: Cell<Option<Instant>>,
+    /// This worker's share of the circuit breaker's limits; `None` when the group has none.
+    limits: Option<Limits>,
+    /// Requests this worker has outstanding on the group.
+    outstanding: Cell<u32>,
+    /// Requests waiting for room, and their wakers.
+    pending: Cell<u32>,
+    waiters: RefCell<Vec<Waker>>,
+    budget: RefCell<RetryBudget>,
+    stats: Rc<GroupStats>,
 }
 
-/// A server's request counted as outstanding on it (on this worker) while this lives.
-pub struct InFlight<'a>(&'a Cell<u32>);
+impl Group {
+    /// Worker `worker`'s view of `group` (of `config`), whose servers are `servers`.
+    fn new(
+        config: &Config,
+        group: &crate::config::UpstreamGroup,
+        worker: usize,
+        servers: Vec<usize>,
+        metrics: &WorkerMetrics,
+    ) -> Self {
+        let hash = match &group.lb {
+            LoadBalancing::Hash(key) => Some((key.clone(), RefCell::new(None))),
+            LoadBalancing::Balance(_) => None,
+        };
+        Group {
+            name: Arc::from(group.name.as_str()),
+            balancer: RefCell::new(
+                Balancer::new(algorithm(&group.lb), &group.weights).starting_at(worker),
+            ),
+            hash,
+            primaries: group.primaries,
+            weights: group.weights.clone(),
+            servers,
+            ejection: group.ejection,
+            slow_start: group.slow_start,
+            review_at: Cell::new(None),
+            limits: Limits::share(
+                &group.circuit_breaker,
+                config.engine.workers,
+                worker,
+                config.timeouts.upstream_connect,
+            ),
+            outstanding: Cell::new(0),
+            pending: Cell::new(0),
+            waiters: RefCell::new(Vec::new()),
+            budget: RefCell::new(RetryBudget::new(
+                group.retry_budget.percent,
+                group.retry_budget.min_per_second,
+                BUDGET_WINDOW,
+            )),
+            stats: metrics.group(&group.name),
+        }
+    }
+}
+
+/// A worker's share of a group's circuit-breaker limits.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    max_connections: Option<u32>,
+    max_requests: Option<u32>,
+    max_pending: u32,
+    pending_timeout: Duration,
+    max_connections_per_server: Option<u32>,
+    max_requests_per_server: Option<u32>,
+}
+
+impl Limits {
+    /// Worker `worker`'s share of `breaker` (`None`: no limit at all).
+    fn share(
+        breaker: &CircuitBreaker,
+        workers: usize,
+        worker: usize,
+        connect_timeout: Duration,
+    ) -> Option<Self> {
+        let share = |limit: Option<u32>| limit.map(|l| worker_share(l, workers, worker));
+        let limited = breaker.max_connections.is_some()
+            || breaker.max_requests.is_some()
+            || breaker.max_connections_per_server.is_some()
+            || breaker.max_requests_per_server.is_some();
+        limited.then(|| Limits {
+            max_connections: share(breaker.max_connections),
+            max_requests: share(breaker.max_requests),
+            max_pending: if breaker.max_pending == 0 {
+                0
+            } else {
+                worker_share(breaker.max_pending, workers, worker)
+            },
+            pending_timeout: breaker.pending_timeout.unwrap_or(connect_timeout),
+            max_connections_per_server: share(breaker.max_connections_per_server),
+            max_requests_per_server: share(breaker.max_requests_per_server),
+        })
+    }
+}
+
+/// How long a retry budget looks back.
+const BUDGET_WINDOW: Duration = Duration::from_secs(10);
+
+/// A server's request counted as outstanding on it and its group (on this worker) while this
+/// lives; when it ends, the requests waiting for room in the group look again.
+pub struct InFlight<'a> {
+    server: &'a Cell<u32>,
+    group: &'a Group,
+}
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.set(self.0.get().saturating_sub(1));
+        self.server.set(self.server.get().saturating_sub(1));
+        let group = self.group;
+        group
+            .outstanding
+            .set(group.outstanding.get().saturating_sub(1));
+        if group.pending.get() > 0 {
+            for waker in group.waiters.borrow_mut().drain(..) {
+                waker.wake();
+            }
+        }
     }
 }
 
@@ -466,6 +611,7 @@ impl<D: Dialer> Upstreams<D> {
                                 )
                             }),
                         };
+                        let slot = pools.slot_for(&key);
                         let label = match &group.tls {
                             Some(t) => format!("https://{}@{addr}", t.server_names[i]),
                             None => addr.to_string(),
@@ -478,7 +624,8 @@ impl<D: Dialer> Upstreams<D> {
                             latency: Cell::new(PeakEwma::new(EWMA_DECAY)),
                             ewma: algorithm(&group.lb) == Algorithm::PeakEwma,
                             max_idle: group.max_idle_per_server,
-                            slot: pools.slot_for(&key),
+                            slot,
+                            open: pools.open_count(slot),
                             key,
                             stats: metrics.server(&group.name, &label),
                             label,
@@ -486,23 +633,7 @@ impl<D: Dialer> Upstreams<D> {
                         servers.len() - 1
                     })
                     .collect::<Vec<_>>();
-                let hash = match &group.lb {
-                    LoadBalancing::Hash(key) => Some((key.clone(), RefCell::new(None))),
-                    LoadBalancing::Balance(_) => None,
-                };
-                Group {
-                    name: Arc::from(group.name.as_str()),
-                    balancer: RefCell::new(
-                        Balancer::new(algorithm(&group.lb), &group.weights).starting_at(worker),
-                    ),
-                    hash,
-                    primaries: group.primaries,
-                    weights: group.weights.clone(),
-                    servers: ids,
-                    ejection: group.ejection,
-                    slow_start: group.slow_start,
-                    review_at: Cell::new(None),
-                }
+                Group::new(config, group, worker, ids, metrics)
             })
             .collect();
         let upstreams = Self {
@@ -638,10 +769,11 @@ impl<D: Dialer> Upstreams<D> {
             .pick(load, &mut self.rng.borrow_mut())
     }
 
-    /// The next server in service of `group` after the one `after` places past the start
-    /// position `start` (`None`: the start itself, when in service), as its offset from the
-    /// start and its index; `None` once the walk would come round to the start again. A
-    /// request's tries walk the group from its start this way, each server at most once.
+    /// The next server in service of `group`, with room under the circuit breaker's limits,
+    /// after the one `after` places past the start position `start` (`None`: the start
+    /// itself), as its offset from the start and its index; `None` once the walk would come
+    /// round to the start again. A request's tries walk the group from its start this way,
+    /// each server at most once.
     pub fn next_server(
         &self,
         group: usize,
@@ -654,7 +786,13 @@ impl<D: Dialer> Upstreams<D> {
         let n = g.servers.len();
         let from = after.map_or(0, |k| k + 1);
         (from..n)
-            .find(|&k| weights[(start + k) % n] > 0)
+            .find(|&k| {
+                let position = (start + k) % n;
+                weights[position] > 0
+                    && g.limits.as_ref().is_none_or(|limits| {
+                        self.server_has_room(g, limits, &self.servers[g.servers[position]])
+                    })
+            })
             .map(|k| (k, g.servers[(start + k) % n]))
     }
 
@@ -787,11 +925,143 @@ impl<D: Dialer> Upstreams<D> {
         self.groups[group].hash.as_ref().map(|(key, _)| key)
     }
 
-    /// Counts a request outstanding on `server` until the guard is dropped.
+    /// Counts a request outstanding on `server` (and its group) until the guard is dropped.
     pub fn begin(&self, server: usize) -> InFlight<'_> {
         let outstanding = &self.servers[server].outstanding;
         outstanding.set(outstanding.get() + 1);
-        InFlight(outstanding)
+        let group = &self.groups[self.servers[server].group];
+        group.outstanding.set(group.outstanding.get() + 1);
+        InFlight {
+            server: outstanding,
+            group,
+        }
+    }
+
+    /// Whether `group` has room for one more request under its limits (the group's own; a
+    /// server's are looked at by [`Self::next_server`]).
+    pub fn group_has_room(&self, group: usize) -> bool {
+        let g = &self.groups[group];
+        let Some(limits) = &g.limits else {
+            return true;
+        };
+        limits
+            .max_requests
+            .is_none_or(|max| g.outstanding.get() < max)
+    }
+
+    /// Whether `server` has room for one more request: under its outstanding limit, and with
+    /// an idle connection or room for a new one (its own limit and its group's).
+    fn server_has_room(&self, g: &Group, limits: &Limits, server: &Server) -> bool {
+        if limits
+            .max_requests_per_server
+            .is_some_and(|max| server.outstanding.get() >= max)
+        {
+            return false;
+        }
+        let per_server = limits.max_connections_per_server;
+        if per_server.is_none() && limits.max_connections.is_none() {
+            return true;
+        }
+        if self.pools.has_idle(server.slot) {
+            return true;
+        }
+        if per_server.is_some_and(|max| server.open.get() >= max) {
+            return false;
+        }
+        limits.max_connections.is_none_or(|max| {
+            let open: u32 = g
+                .servers
+                .iter()
+                .map(|&id| self.servers[id].open.get())
+                .sum();
+            open < max
+        })
+    }
+
+    /// Waits, as one of the group's pending requests, until `group` has room and a server in
+    /// service after `start` has too; the circuit breaker's overflow (`Err`) when no more
+    /// requests may wait or the wait runs out.
+    pub async fn wait_for_room(
+        &self,
+        group: usize,
+        start: usize,
+    ) -> Result<(usize, usize), ProxyError> {
+        let g = &self.groups[group];
+        let overflow = || {
+            self.count_overflow(group);
+            ProxyError::Overflow(g.name.clone())
+        };
+        let Some(limits) = g.limits else {
+            return Err(ProxyError::NoHealthyServer(g.name.clone()));
+        };
+        if g.pending.get() >= limits.max_pending {
+            return Err(overflow());
+        }
+        ServerStats::count(&g.stats.pending);
+        g.pending.set(g.pending.get() + 1);
+        let deadline = Instant::now() + limits.pending_timeout;
+        let found = loop {
+            if self.group_has_room(group) {
+                if let Some(found) = self.next_server(group, start, None) {
+                    break Some(found);
+                }
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break None;
+            }
+            let mut registered = false;
+            let woken = std::future::poll_fn(|cx| {
+                if registered {
+                    return std::task::Poll::Ready(());
+                }
+                registered = true;
+                g.waiters.borrow_mut().push(cx.waker().clone());
+                std::task::Poll::Pending
+            });
+            let _ = monoio::time::timeout(left, woken).await;
+        };
+        g.pending.set(g.pending.get().saturating_sub(1));
+        found.ok_or_else(overflow)
+    }
+
+    /// Counts a request's first try in `group`'s retry budget.
+    pub fn budget_request(&self, group: usize, now: Instant) {
+        self.groups[group].budget.borrow_mut().request(now);
+    }
+
+    /// Whether `group`'s retry budget allows one more retry now (counted when it does).
+    pub fn budget_retry(&self, group: usize, now: Instant) -> bool {
+        let g = &self.groups[group];
+        let allowed = g.budget.borrow_mut().try_retry(now);
+        ServerStats::count(if allowed {
+            &g.stats.retries
+        } else {
+            &g.stats.retries_refused
+        });
+        allowed
+    }
+
+    /// The server a retry of a request that began at `start` goes to after the one at
+    /// `offset`, when there is one and `group`'s retry budget allows it.
+    pub fn retry_server(
+        &self,
+        group: usize,
+        start: usize,
+        offset: usize,
+    ) -> Option<(usize, usize)> {
+        self.next_server(group, start, Some(offset))
+            .filter(|_| self.budget_retry(group, Instant::now()))
+    }
+
+    /// Counts a connection or request refused by `group`'s circuit breaker.
+    pub fn count_overflow(&self, group: usize) {
+        ServerStats::count(&self.groups[group].stats.overflows);
+    }
+
+    /// Counts a retry that the budget does not govern (after a refused connection).
+    pub fn count_retry(&self, group: usize) {
+        ServerStats::count(&self.groups[group].stats.retries);
     }
 
     /// Takes in the time `server` took to its response head (peak-EWMA; only the groups that
@@ -869,6 +1139,7 @@ impl<D: Dialer> Upstreams<D> {
                 conn: Conn::new(stream, UPSTREAM_BUF, self.deadlines.timer()),
                 server,
                 reused: false,
+                _open: OpenConn::new(&self.servers[server].open),
             })
         })
     }
