@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use ringwall_runtime::{
@@ -196,7 +196,23 @@ fn control_loop(
         mut sockets,
         tickets,
     } = state;
+    let mut resolve_at = current
+        .config
+        .resolve_interval()
+        .map(|every| Instant::now() + every);
     while !shutdown.is_triggered() {
+        if resolve_at.is_some_and(|at| Instant::now() >= at) {
+            if let Some(next) =
+                resolve_again(&current, &reloads.load, &mut sockets, &tickets, outside)
+            {
+                process.generation.store(next.number, Ordering::Relaxed);
+                current = next;
+            }
+            resolve_at = current
+                .config
+                .resolve_interval()
+                .map(|every| Instant::now() + every);
+        }
         match reloads.signals.recv_timeout(Duration::from_millis(50)) {
             Ok(Signal::Reload) => {
                 match reload(&current, &reloads.load, &mut sockets, &tickets, outside) {
@@ -212,6 +228,10 @@ fn control_loop(
                             next.config.summary()
                         );
                         current = next;
+                        resolve_at = current
+                            .config
+                            .resolve_interval()
+                            .map(|every| Instant::now() + every);
                     }
                     Err(e) => {
                         process.reload_failures.fetch_add(1, Ordering::Relaxed);
@@ -266,6 +286,65 @@ pub fn reload(
     if let Some(field) = fixed_setting_changed(&current.config, &config) {
         return Err(LoadError::Fixed(field));
     }
+    install(current, config, sockets, tickets, outside)
+}
+
+/// Resolves the upstream host names again (by loading the configuration again) and, when only
+/// their addresses changed, makes that the new generation. A file changed on disk meanwhile
+/// waits for a reload; a failure (a name that no longer resolves) keeps the running
+/// addresses. Either way it is logged.
+fn resolve_again(
+    current: &Generation,
+    load: &Loader,
+    sockets: &mut Sockets,
+    tickets: &Tickets,
+    outside: &Outside<Message>,
+) -> Option<Arc<Generation>> {
+    let config = match load() {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::warn!(
+                "resolving the upstream names again failed, keeping their addresses: {e}"
+            );
+            return None;
+        }
+    };
+    if config.effective != current.config.effective {
+        tracing::debug!(
+            "the configuration file changed on disk: not applied until a reload (SIGHUP)"
+        );
+        return None;
+    }
+    if !current.config.only_addresses_differ(&config) {
+        return None;
+    }
+    for (was, now) in current.config.upstreams.iter().zip(&config.upstreams) {
+        if was.servers != now.servers {
+            let list: Vec<String> = now.servers.iter().map(ToString::to_string).collect();
+            tracing::info!(
+                upstream = %now.name,
+                "upstream names resolve to other addresses now: {}",
+                list.join(", ")
+            );
+        }
+    }
+    match install(current, config, sockets, tickets, outside) {
+        Ok(next) => Some(next),
+        Err(e) => {
+            tracing::warn!("the new upstream addresses cannot be used, keeping the old: {e}");
+            None
+        }
+    }
+}
+
+/// Makes `config` the next generation: binds its new addresses and posts it to every worker.
+fn install(
+    current: &Generation,
+    config: Config,
+    sockets: &mut Sockets,
+    tickets: &Tickets,
+    outside: &Outside<Message>,
+) -> Result<Arc<Generation>, LoadError> {
     let (next, (per_worker, removed)) =
         prepare(Arc::new(config), current.number + 1, sockets, tickets)?;
     for (to, WorkerSockets { tcp, udp }) in per_worker.into_iter().enumerate() {

@@ -314,3 +314,61 @@ fn nothing_in_service_answers_503_at_once_and_backups_take_over() {
     let (origins, _) = spread(&both, 10);
     assert_eq!(origins.get("primary"), Some(&10), "{origins:?}");
 }
+
+#[test]
+fn a_group_follows_its_names_when_they_resolve_to_other_addresses() {
+    // Two origins on one port of two loopback addresses, named by a hosts file that the test
+    // rewrites; ringwall resolves the name again every 200 ms.
+    let first = Origin::start_on("127.0.0.1:0", |req, conn| echo("first", req, conn));
+    let port = first.addr.port();
+    let _second = Origin::start_on(&format!("127.0.0.2:{port}"), |req, conn| {
+        echo("second", req, conn)
+    });
+    let hosts = common::TempFile::new("hosts", "127.0.0.1 app.ringwall.test\n");
+    let toml = format!(
+        "[resolver]\nhosts_file = \"{}\"\n\n\
+         [[upstream]]\nname = \"app\"\nservers = [\"app.ringwall.test:{port}\"]\n\
+         resolve = \"200ms\"\nslow_start = \"0s\"\n\n[[route]]\nupstream = \"app\"\n",
+        hosts.display()
+    );
+    let proxy = Proxy::with_config(&toml, &["--workers", "2"]);
+    let (origins, _) = spread(&proxy, 10);
+    assert_eq!(origins.get("first"), Some(&10), "{origins:?}");
+
+    // The name moves: within a few intervals, every request goes to the new address.
+    std::fs::write(&hosts.path, "127.0.0.2 app.ringwall.test\n").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            spread(&proxy, 4).0.get("second") == Some(&4)
+        }),
+        "{}",
+        proxy.logs()
+    );
+    let (origins, _) = spread(&proxy, 10);
+    assert_eq!(origins.get("second"), Some(&10), "{origins:?}");
+    assert!(
+        proxy.logs().contains("resolve to other addresses"),
+        "{}",
+        proxy.logs()
+    );
+
+    // Both addresses: both servers take requests.
+    std::fs::write(
+        &hosts.path,
+        "127.0.0.1 app.ringwall.test\n127.0.0.2 app.ringwall.test\n",
+    )
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || {
+            let (origins, _) = spread(&proxy, 20);
+            origins.contains_key("first") && origins.contains_key("second")
+        }),
+        "{}",
+        proxy.logs()
+    );
+    // A name that no longer resolves keeps the addresses it had.
+    std::fs::write(&hosts.path, "# nothing\n").unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let (_, statuses) = spread(&proxy, 10);
+    assert_eq!(statuses.get(&200), Some(&10), "{statuses:?}");
+}

@@ -49,6 +49,17 @@ pub(crate) struct FileConfig {
     /// Where the running process writes its process id (for `ringwall reload` and scripts);
     /// removed when it exits. Default: `None` (none written).
     pub pid_file: Option<String>,
+    /// `[resolver]`: how upstream host names are resolved.
+    pub resolver: ResolverFile,
+}
+
+/// `[resolver]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ResolverFile {
+    /// A hosts file (`/etc/hosts` syntax: an address, then names) consulted before the system
+    /// resolver, read again at every resolution. Default: `None`.
+    pub hosts_file: Option<String>,
 }
 
 /// `[admin]`.
@@ -96,6 +107,7 @@ impl Default for FileConfig {
             access_log: AccessLogFile::default(),
             admin: AdminFile::default(),
             pid_file: None,
+            resolver: ResolverFile::default(),
         }
     }
 }
@@ -575,6 +587,15 @@ pub(crate) struct UpstreamFile {
     /// `[upstream.tls]`: settings for `https://` servers. Default: `None`.
     #[serde(default)]
     pub tls: Option<UpstreamTlsFile>,
+    /// Resolve the servers' host names again this often, and follow the answer: every address
+    /// a name resolves to is a server. Default: `None`, resolved once at load, the first
+    /// address kept.
+    #[serde(
+        default,
+        deserialize_with = "deserialize_some_duration",
+        serialize_with = "serialize_some_duration"
+    )]
+    pub resolve: Option<Duration>,
     /// `[upstream.health_check]`: active checks. Default: `None`, no active checks.
     #[serde(default)]
     pub health_check: Option<HealthCheckFile>,

@@ -461,6 +461,9 @@ pub struct UpstreamGroup {
     pub slow_start: Duration,
     pub circuit_breaker: CircuitBreaker,
     pub retry_budget: RetryBudgetSettings,
+    /// How often its host names are resolved again (every address of a name is a server);
+    /// `None`: once, at load.
+    pub resolve: Option<Duration>,
 }
 
 /// `[upstream.circuit_breaker]`, checked: limits for the whole process (`None`: no limit).
@@ -497,6 +500,25 @@ pub struct RetryPolicy {
     pub per_try_timeout: Option<Duration>,
     /// Request bodies of a known length up to this are buffered; 0: none.
     pub buffer_body: u64,
+}
+
+impl Config {
+    /// How often the servers' names must be resolved again: the shortest `resolve` of the
+    /// groups; `None` when no group asks.
+    pub fn resolve_interval(&self) -> Option<Duration> {
+        self.upstreams.iter().filter_map(|g| g.resolve).min()
+    }
+
+    /// Whether `other` is this configuration with other upstream addresses only (the same
+    /// settings, names resolved to other addresses).
+    pub fn only_addresses_differ(&self, other: &Config) -> bool {
+        self.effective == other.effective
+            && self
+                .upstreams
+                .iter()
+                .zip(&other.upstreams)
+                .any(|(a, b)| a.servers != b.servers)
+    }
 }
 
 impl RetryPolicy {
@@ -1395,6 +1417,7 @@ fn add_default_upstream(file: &mut FileConfig, servers: Vec<String>) -> (usize, 
             slow_start: file::default_slow_start(),
             circuit_breaker: file::CircuitBreakerFile::default(),
             retry_budget: file::RetryBudgetFile::default(),
+            resolve: None,
         });
         file.upstream.len() - 1
     };

@@ -124,6 +124,7 @@ fn every_default() {
                 percent: 20,
                 min_per_second: 10,
             },
+            resolve: None,
         }]
     );
     let routes = &config.routes;
@@ -1083,6 +1084,7 @@ fn upstream_flag_alone_builds_group_and_catch_all_route() {
                 percent: 20,
                 min_per_second: 10,
             },
+            resolve: None,
         }]
     );
     let routes = &config.routes;
@@ -1163,6 +1165,7 @@ upstream = "default"
                 percent: 20,
                 min_per_second: 10,
             },
+            resolve: None,
         }]
     );
     // A route already sends to `default`: no route is added.
@@ -2089,4 +2092,51 @@ fn retries_and_circuit_breakers_are_read_and_checked() {
     assert_eq!(config.upstreams[0].circuit_breaker.max_requests, Some(8));
     assert_eq!(config.upstreams[0].circuit_breaker.max_pending, 2);
     assert_eq!(config.upstreams[0].retry_budget.percent, 5);
+}
+
+#[test]
+fn names_resolve_through_the_hosts_file_to_every_address_when_re_resolved() {
+    let hosts = TempFile::new(
+        "hosts",
+        "# comment\n10.0.0.1 app.internal other\n10.0.0.2 APP.internal\n",
+    );
+    let text = |resolve: &str| {
+        format!(
+            "listen = [\"127.0.0.1:8080\"]\n[resolver]\nhosts_file = \"{}\"\n\
+             [[upstream]]\nname = \"app\"\nservers = [\"app.internal:9000\", \"10.0.0.9:9000\"]\n\
+             weights = [3, 1]\n{resolve}\n[[route]]\nupstream = \"app\"\n",
+            hosts.0.display()
+        )
+    };
+    // Once, at load: the first address.
+    let once = parse(&text(""));
+    assert_eq!(
+        once.upstreams[0].servers,
+        [addr("10.0.0.1:9000"), addr("10.0.0.9:9000")]
+    );
+    assert_eq!(once.resolve_interval(), None);
+    // Re-resolved: every address, each with its entry's weight.
+    let every = parse(&text("resolve = \"1s\""));
+    let group = &every.upstreams[0];
+    assert_eq!(
+        group.servers,
+        [
+            addr("10.0.0.1:9000"),
+            addr("10.0.0.2:9000"),
+            addr("10.0.0.9:9000")
+        ]
+    );
+    assert_eq!(group.weights, [3, 3, 1]);
+    assert_eq!(group.primaries, 3);
+    assert_eq!(every.resolve_interval(), Some(Duration::from_secs(1)));
+    assert!(error(&text("resolve = \"10ms\"")).contains("upstream[0].resolve"));
+    let bad = TempFile::new("bad-hosts", "not-an-ip app.internal\n");
+    let message = error(&format!(
+        "[resolver]\nhosts_file = \"{}\"\n[[upstream]]\nname = \"a\"\nservers = [\"127.0.0.1:1\"]\n",
+        bad.0.display()
+    ));
+    assert!(
+        message.contains("resolver.hosts_file") && message.contains("not an IP address"),
+        "{message}"
+    );
 }

@@ -53,7 +53,15 @@ pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Co
         .as_deref()
         .and_then(std::path::Path::parent)
         .map(std::path::Path::to_path_buf);
-    let upstreams = check_upstreams(&file.upstream, base.as_deref())?;
+    let hosts = match &file.resolver.hosts_file {
+        Some(text) => {
+            let here = path(&["resolver", "hosts_file"]);
+            let file = file_path(text, base.as_deref(), &here)?;
+            Hosts::read(&file).map_err(|m| Problem::new(here, m))?
+        }
+        None => Hosts::default(),
+    };
+    let upstreams = check_upstreams(&file.upstream, base.as_deref(), &hosts)?;
     let listeners = check_listeners(
         file.listen.as_deref(),
         &file.listener,
@@ -87,7 +95,7 @@ pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Co
         None => None,
         Some(text) => {
             let at = path(&["admin"]).key("address");
-            let addr = resolve(text).map_err(|m| Problem::new(at.clone(), m))?;
+            let addr = resolve_first(text).map_err(|m| Problem::new(at.clone(), m))?;
             if addr.port() != 0
                 && listeners
                     .iter()
@@ -164,7 +172,7 @@ fn check_listeners(
         } else {
             here.clone()
         };
-        let addr = resolve(text).map_err(|m| Problem::new(at.clone(), m))?;
+        let addr = resolve_first(text).map_err(|m| Problem::new(at.clone(), m))?;
         // Port 0 asks the kernel for a free port: several such listeners do not collide.
         // A UDP and a TCP listener may share an address (DNS on port 53 is both).
         let udp = protocol == ListenerProtocol::Udp;
@@ -640,7 +648,11 @@ fn check_limits(limits: &LimitsFile) -> Checked<Limits> {
     })
 }
 
-fn check_upstreams(groups: &[UpstreamFile], base: Option<&Path>) -> Checked<Vec<UpstreamGroup>> {
+fn check_upstreams(
+    groups: &[UpstreamFile],
+    base: Option<&Path>,
+    hosts: &Hosts,
+) -> Checked<Vec<UpstreamGroup>> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut checked = Vec::with_capacity(groups.len());
     for (index, group) in groups.iter().enumerate() {
@@ -658,47 +670,14 @@ fn check_upstreams(groups: &[UpstreamFile], base: Option<&Path>) -> Checked<Vec<
         if group.servers.is_empty() {
             return Err(Problem::new(here.key("servers"), "must not be empty"));
         }
-        let mut servers = Vec::with_capacity(group.servers.len());
-        let mut names = Vec::with_capacity(group.servers.len());
-        let mut https = None;
-        let listed = group
-            .servers
-            .iter()
-            .enumerate()
-            .map(|(i, text)| (here.key("servers").index(i), text))
-            .chain(
-                group
-                    .backup
-                    .iter()
-                    .enumerate()
-                    .map(|(i, text)| (here.key("backup").index(i), text)),
-            );
-        for (at, text) in listed {
-            let (is_https, host_port) = split_scheme(text);
-            if *https.get_or_insert(is_https) != is_https {
-                return Err(Problem::new(
-                    at,
-                    "mixes https:// and plain servers in one group: give each its own group",
-                ));
-            }
-            let server = resolve(&host_port).map_err(|m| Problem::new(at.clone(), m))?;
-            if server.port() == 0 {
-                return Err(Problem::new(
-                    at,
-                    format!("invalid address {text:?}: port must not be 0"),
-                ));
-            }
-            servers.push(server);
-            let host = host_port
-                .rsplit_once(':')
-                .map_or(&host_port[..], |(h, _)| h);
-            names.push(
-                host.trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_owned(),
-            );
-        }
-        let tls = match (https == Some(true), &group.tls) {
+        let ServerList {
+            servers,
+            names,
+            weights,
+            primaries,
+            https,
+        } = check_servers(group, &here, hosts)?;
+        let tls = match (https, &group.tls) {
             (false, Some(_)) => {
                 return Err(Problem::new(
                     here.key("tls"),
@@ -719,9 +698,7 @@ fn check_upstreams(groups: &[UpstreamFile], base: Option<&Path>) -> Checked<Vec<
                 LoadBalancing::parse(text).map_err(|m| Problem::new(here.key("lb"), m))?
             }
         };
-        let weights = check_weights(group, &here)?;
-        let primaries = group.servers.len();
-        let (health_check, ejection) = check_health(group, https == Some(true), &here)?;
+        let (health_check, ejection) = check_health(group, https, &here)?;
         let (circuit_breaker, retry_budget) = check_failure_handling(group, &here)?;
         checked.push(UpstreamGroup {
             name: group.name.clone(),
@@ -736,9 +713,89 @@ fn check_upstreams(groups: &[UpstreamFile], base: Option<&Path>) -> Checked<Vec<
             slow_start: group.slow_start,
             circuit_breaker,
             retry_budget,
+            resolve: group.resolve,
         });
     }
     Ok(checked)
+}
+
+/// A group's servers and backups, resolved (a name re-resolved on an interval gives all its
+/// addresses), with each one's TLS name and weight.
+struct ServerList {
+    servers: Vec<SocketAddr>,
+    names: Vec<String>,
+    weights: Vec<u32>,
+    primaries: usize,
+    /// Whether they are `https://` servers.
+    https: bool,
+}
+
+/// `servers`, `backup`, `weights` and `resolve` of a group.
+fn check_servers(group: &UpstreamFile, here: &FieldPath, hosts: &Hosts) -> Checked<ServerList> {
+    let entry_weights = check_weights(group, here)?;
+    let mut servers = Vec::with_capacity(group.servers.len());
+    let mut names = Vec::with_capacity(group.servers.len());
+    let mut weights = Vec::with_capacity(group.servers.len());
+    let mut primaries = 0;
+    let mut https = None;
+    if let Some(every) = group.resolve {
+        if every < Duration::from_millis(100) {
+            return Err(Problem::new(here.key("resolve"), "must be at least 100ms"));
+        }
+    }
+    let listed = group
+        .servers
+        .iter()
+        .enumerate()
+        .map(|(i, text)| (here.key("servers").index(i), text))
+        .chain(
+            group
+                .backup
+                .iter()
+                .enumerate()
+                .map(|(i, text)| (here.key("backup").index(i), text)),
+        );
+    for (entry, (at, text)) in listed.enumerate() {
+        let (is_https, host_port) = split_scheme(text);
+        if *https.get_or_insert(is_https) != is_https {
+            return Err(Problem::new(
+                at,
+                "mixes https:// and plain servers in one group: give each its own group",
+            ));
+        }
+        let mut addresses = resolve(&host_port, hosts).map_err(|m| Problem::new(at.clone(), m))?;
+        if group.resolve.is_none() {
+            addresses.truncate(1);
+        }
+        if addresses.iter().any(|a| a.port() == 0) {
+            return Err(Problem::new(
+                at,
+                format!("invalid address {text:?}: port must not be 0"),
+            ));
+        }
+        let host = host_port
+            .rsplit_once(':')
+            .map_or(&host_port[..], |(h, _)| h);
+        let name = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        for server in addresses {
+            servers.push(server);
+            names.push(name.clone());
+            weights.push(entry_weights[entry]);
+            if entry < group.servers.len() {
+                primaries += 1;
+            }
+        }
+    }
+    Ok(ServerList {
+        servers,
+        names,
+        weights,
+        primaries,
+        https: https == Some(true),
+    })
 }
 
 /// A group's `circuit_breaker` and `retry_budget`.
@@ -1350,11 +1407,59 @@ fn check_host_rewrite(host: &str, here: &FieldPath) -> Checked<String> {
     Ok(host.to_owned())
 }
 
-/// `ip:port` as is, or `host:port` through the system resolver (first address).
-fn resolve(text: &str) -> Result<SocketAddr, String> {
+/// Names and their addresses from a hosts file (`/etc/hosts` syntax), looked up before the
+/// system resolver.
+#[derive(Debug, Default)]
+pub(crate) struct Hosts(HashMap<String, Vec<std::net::IpAddr>>);
+
+impl Hosts {
+    pub(crate) fn read(file: &Path) -> Result<Hosts, String> {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        let mut hosts: HashMap<String, Vec<std::net::IpAddr>> = HashMap::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("");
+            let mut fields = line.split_whitespace();
+            let Some(address) = fields.next() else {
+                continue;
+            };
+            let address: std::net::IpAddr = address.parse().map_err(|_| {
+                format!(
+                    "{}:{}: {address:?} is not an IP address",
+                    file.display(),
+                    number + 1
+                )
+            })?;
+            for name in fields {
+                let entry = hosts.entry(name.to_ascii_lowercase()).or_default();
+                if !entry.contains(&address) {
+                    entry.push(address);
+                }
+            }
+        }
+        Ok(Hosts(hosts))
+    }
+
+    fn lookup(&self, host: &str) -> Option<&[std::net::IpAddr]> {
+        self.0
+            .get(&host.to_ascii_lowercase())
+            .map(Vec::as_slice)
+            .filter(|a| !a.is_empty())
+    }
+}
+
+/// A listening address: `ip:port`, or `host:port` through the system resolver (its first
+/// address).
+fn resolve_first(text: &str) -> Result<SocketAddr, String> {
+    resolve(text, &Hosts::default()).map(|all| all[0])
+}
+
+/// `ip:port` as is, or `host:port` through the hosts file, else the system resolver: every
+/// address, in the resolver's order.
+fn resolve(text: &str, hosts: &Hosts) -> Result<Vec<SocketAddr>, String> {
     let trimmed = text.trim();
     if let Ok(address) = trimmed.parse::<SocketAddr>() {
-        return Ok(address);
+        return Ok(vec![address]);
     }
     let example = "expected host:port, e.g. \"127.0.0.1:9001\" or \"localhost:9001\"";
     let Some((host, port)) = trimmed.rsplit_once(':') else {
@@ -1367,10 +1472,25 @@ fn resolve(text: &str) -> Result<SocketAddr, String> {
         return Err(format!("invalid address {text:?}: bad port {port:?}"));
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
+    if let Some(addresses) = hosts.lookup(host) {
+        return Ok(addresses
+            .iter()
+            .map(|&ip| SocketAddr::new(ip, port))
+            .collect());
+    }
     match (host, port).to_socket_addrs() {
-        Ok(mut addresses) => addresses
-            .next()
-            .ok_or_else(|| format!("cannot resolve {text:?}: no addresses")),
+        Ok(addresses) => {
+            let mut all: Vec<SocketAddr> = Vec::new();
+            for address in addresses {
+                if !all.contains(&address) {
+                    all.push(address);
+                }
+            }
+            if all.is_empty() {
+                return Err(format!("cannot resolve {text:?}: no addresses"));
+            }
+            Ok(all)
+        }
         Err(error) => Err(format!("cannot resolve {text:?}: {error}")),
     }
 }

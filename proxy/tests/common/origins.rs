@@ -169,7 +169,15 @@ impl Origin {
     pub fn start(
         handler: impl Fn(&OriginRequest, &mut OriginConn) -> io::Result<Next> + Send + Sync + 'static,
     ) -> Origin {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+        Origin::start_on("127.0.0.1:0", handler)
+    }
+
+    /// Like [`Origin::start`], listening on `addr` (another loopback address, a given port).
+    pub fn start_on(
+        addr: &str,
+        handler: impl Fn(&OriginRequest, &mut OriginConn) -> io::Result<Next> + Send + Sync + 'static,
+    ) -> Origin {
+        let listener = TcpListener::bind(addr).expect("bind origin");
         let addr = listener.local_addr().expect("origin address");
         let connections = Arc::new(AtomicUsize::new(0));
         let closed = Arc::new(AtomicUsize::new(0));
