@@ -10,6 +10,7 @@
 //! (`results`) become a markdown table (stdout and a file), a JSON file and an SVG chart
 //! (`svg`). Every server started is stopped when the run ends, fails, or is interrupted.
 
+pub mod balance;
 pub mod configs;
 pub mod idle;
 pub mod processes;
@@ -41,7 +42,8 @@ use crate::tls::SelfSigned;
 #[derive(Clone, Debug, Args)]
 pub struct CompareArgs {
     /// Scenarios to run, comma-separated, or "all": small-16, small-256, small-rate, body-4k,
-    /// body-64k, post-1m, new-conn, tls, l4-1m, idle.
+    /// body-64k, post-1m, new-conn, tls, l4-1m, idle; and balance (seven balancing choices in
+    /// front of three origins, one 50 ms slower; not part of "all").
     #[arg(long, default_value = "all", value_name = "LIST")]
     pub scenarios: String,
 
@@ -157,7 +159,19 @@ pub fn execute(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         write_outputs(args, &comparison)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mut scenarios = scenario::parse_list(&args.scenarios).map_err(anyhow::Error::msg)?;
+    // `balance` runs apart: its own origins, and seven proxies (see `balance`).
+    let names: Vec<&str> = args.scenarios.split(',').map(str::trim).collect();
+    let with_balance = names.contains(&"balance");
+    let rest: Vec<&str> = names.iter().copied().filter(|&n| n != "balance").collect();
+    if with_balance && rest.iter().all(|n| n.is_empty()) {
+        if !programs_present(false) {
+            return Ok(ExitCode::from(2));
+        }
+        let cancel = crate::cli::interrupt_flag()?;
+        balance::run(args, &cancel)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut scenarios = scenario::parse_list(&rest.join(",")).map_err(anyhow::Error::msg)?;
     scenarios.sort();
     if args.rounds == 0 {
         bail!("--rounds must be at least 1");
@@ -169,12 +183,7 @@ pub fn execute(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let needs_l4 = scenarios.iter().any(|s| s.listener() == Listener::L4);
-    let missing = processes::missing_programs(needs_l4, Path::new(NGINX_STREAM_MODULE));
-    if !missing.is_empty() {
-        eprintln!(
-            "ringwall-load compare: {}",
-            processes::install_hint(&missing)
-        );
+    if !programs_present(needs_l4) {
         return Ok(ExitCode::from(2));
     }
     if !args.ringwall.is_file() {
@@ -211,7 +220,23 @@ pub fn execute(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     }
     let comparison = outcome?;
     write_outputs(args, &comparison)?;
+    if with_balance {
+        balance::run(args, &cancel)?;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether nginx, HAProxy and taskset (and nginx's stream module, for `needs_l4`) are
+/// installed; when not, says which packages to install.
+fn programs_present(needs_l4: bool) -> bool {
+    let missing = processes::missing_programs(needs_l4, Path::new(NGINX_STREAM_MODULE));
+    if !missing.is_empty() {
+        eprintln!(
+            "ringwall-load compare: {}",
+            processes::install_hint(&missing)
+        );
+    }
+    missing.is_empty()
 }
 
 /// Writes the temp dir: certificate, origin files, configs. Picks the ports.
