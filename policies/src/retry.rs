@@ -174,3 +174,172 @@ mod tests {
         assert_eq!(worker_share(5, 1, 0), 5);
     }
 }
+
+/// Buckets of a [`LatencyWindow`]: each 1/8 of a power of two wider than the one before, from
+/// 64 µs (the first holds everything below) to about 16 s (the last holds everything above).
+const LATENCY_BUCKETS: usize = 8 * 18;
+const LATENCY_FLOOR_NANOS: u64 = 64_000;
+
+/// Recent response times, for a percentile (a hedged request's delay): counts in buckets
+/// 1/8 of a power of two wide, over the current and the previous window of `window`, so the
+/// percentile follows the last one to two windows of traffic.
+#[derive(Clone, Debug)]
+pub struct LatencyWindow {
+    window: Duration,
+    current: Vec<u32>,
+    previous: Vec<u32>,
+    ends: Option<Instant>,
+}
+
+impl LatencyWindow {
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            current: vec![0; LATENCY_BUCKETS],
+            previous: vec![0; LATENCY_BUCKETS],
+            ends: None,
+        }
+    }
+
+    fn bucket(latency: Duration) -> usize {
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        if nanos <= LATENCY_FLOOR_NANOS {
+            return 0;
+        }
+        let ratio = nanos / LATENCY_FLOOR_NANOS;
+        let octave = 63 - u64::from(ratio.leading_zeros());
+        // The eighth within the octave, from the next three bits.
+        let eighth = if octave >= 3 {
+            (nanos / (LATENCY_FLOOR_NANOS << (octave - 3))) & 7
+        } else {
+            ((nanos << (3 - octave)) / LATENCY_FLOOR_NANOS) & 7
+        };
+        (usize::try_from(octave * 8 + eighth).unwrap_or(usize::MAX) + 1).min(LATENCY_BUCKETS - 1)
+    }
+
+    /// The upper bound of bucket `i`.
+    fn bound(i: usize) -> Duration {
+        if i == 0 {
+            return Duration::from_nanos(LATENCY_FLOOR_NANOS);
+        }
+        let (octave, eighth) = ((i - 1) / 8, (i - 1) % 8);
+        let base = LATENCY_FLOOR_NANOS << octave;
+        Duration::from_nanos(base + base * (eighth as u64 + 1) / 8)
+    }
+
+    fn roll(&mut self, now: Instant) {
+        match self.ends {
+            Some(ends) if now < ends => {}
+            Some(ends) => {
+                if now < ends + self.window {
+                    std::mem::swap(&mut self.previous, &mut self.current);
+                } else {
+                    self.previous.fill(0);
+                }
+                self.current.fill(0);
+                self.ends = Some(now + self.window);
+            }
+            None => self.ends = Some(now + self.window),
+        }
+    }
+
+    /// Takes in one response time, at `now`.
+    pub fn record(&mut self, latency: Duration, now: Instant) {
+        self.roll(now);
+        let bucket = &mut self.current[Self::bucket(latency)];
+        *bucket = bucket.saturating_add(1);
+    }
+
+    /// The `percentile` (0 to 100) of the recent response times, rounded up to its bucket's
+    /// bound; `None` with fewer than `min_samples` of them.
+    pub fn percentile(
+        &mut self,
+        percentile: u32,
+        min_samples: u64,
+        now: Instant,
+    ) -> Option<Duration> {
+        self.roll(now);
+        let total: u64 = self
+            .current
+            .iter()
+            .chain(&self.previous)
+            .map(|&n| u64::from(n))
+            .sum();
+        if total < min_samples.max(1) {
+            return None;
+        }
+        let rank = (total * u64::from(percentile.min(100)))
+            .div_ceil(100)
+            .max(1);
+        let mut seen = 0u64;
+        for i in 0..LATENCY_BUCKETS {
+            seen += u64::from(self.current[i]) + u64::from(self.previous[i]);
+            if seen >= rank {
+                return Some(Self::bound(i));
+            }
+        }
+        Some(Self::bound(LATENCY_BUCKETS - 1))
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+
+    #[test]
+    fn the_percentile_follows_recent_times_within_a_bucket() {
+        let start = Instant::now();
+        let mut w = LatencyWindow::new(Duration::from_secs(10));
+        assert_eq!(w.percentile(95, 10, start), None);
+        // 95 fast (1 ms), 5 slow (100 ms): p90 is fast, p99 slow.
+        for i in 0..100 {
+            let ms = if i < 95 { 1 } else { 100 };
+            w.record(Duration::from_millis(ms), start);
+        }
+        let p90 = w.percentile(90, 10, start).unwrap();
+        assert!(
+            p90 >= Duration::from_millis(1) && p90 <= Duration::from_micros(1150),
+            "{p90:?}"
+        );
+        let p99 = w.percentile(99, 10, start).unwrap();
+        assert!(
+            p99 >= Duration::from_millis(100) && p99 <= Duration::from_millis(115),
+            "{p99:?}"
+        );
+        // Two windows on, only what came since counts.
+        let later = start + Duration::from_secs(21);
+        assert_eq!(w.percentile(50, 10, later), None);
+        for _ in 0..20 {
+            w.record(Duration::from_millis(5), later);
+        }
+        let p50 = w.percentile(50, 10, later).unwrap();
+        assert!(
+            p50 >= Duration::from_millis(5) && p50 <= Duration::from_micros(5700),
+            "{p50:?}"
+        );
+    }
+
+    #[test]
+    fn buckets_are_ordered_and_bound_what_they_hold() {
+        let mut last = Duration::ZERO;
+        for i in 0..LATENCY_BUCKETS {
+            let bound = LatencyWindow::bound(i);
+            assert!(bound > last, "bucket {i}");
+            last = bound;
+        }
+        for micros in [1u64, 64, 65, 100, 999, 1000, 12_345, 1_000_000, 9_000_000] {
+            let latency = Duration::from_micros(micros);
+            let i = LatencyWindow::bucket(latency);
+            assert!(
+                latency <= LatencyWindow::bound(i),
+                "{micros} µs in bucket {i}"
+            );
+            if i > 0 {
+                assert!(
+                    latency > LatencyWindow::bound(i - 1),
+                    "{micros} µs in bucket {i}"
+                );
+            }
+        }
+    }
+}

@@ -335,6 +335,12 @@ pub struct Cli {
     #[arg(long, value_name = "SIZE", value_parser = parse_size, global = true)]
     pub retry_buffer_body: Option<u64>,
 
+    /// Hedge every route's idempotent requests without a body: a second try on another server
+    /// when the first has not answered within this percentile (50 to 99) of the route's recent
+    /// response times [default: each route's own setting, else no hedging].
+    #[arg(long, value_name = "PERCENTILE", global = true)]
+    pub hedge: Option<u32>,
+
     /// Retries allowed per worker and group, as a percentage of the requests of the last 10 s
     /// [default: each group's own setting, else 20].
     #[arg(long, value_name = "PERCENT", global = true)]

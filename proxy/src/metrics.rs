@@ -164,6 +164,8 @@ pub struct GroupStats {
     pub retries: Cell<u64>,
     /// Retries the budget refused.
     pub retries_refused: Cell<u64>,
+    /// Second tries of hedged requests.
+    pub hedges: Cell<u64>,
 }
 
 impl GroupStats {
@@ -173,6 +175,7 @@ impl GroupStats {
             pending: self.pending.get(),
             retries: self.retries.get(),
             retries_refused: self.retries_refused.get(),
+            hedges: self.hedges.get(),
         }
     }
 }
@@ -355,6 +358,7 @@ pub struct GroupCounts {
     pub pending: u64,
     pub retries: u64,
     pub retries_refused: u64,
+    pub hedges: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -413,6 +417,7 @@ impl Snapshot {
             sum.pending += counts.pending;
             sum.retries += counts.retries;
             sum.retries_refused += counts.retries_refused;
+            sum.hedges += counts.hedges;
         }
         for (key, counts) in other.listeners {
             let sum = self.listeners.entry(key).or_default();
@@ -657,7 +662,7 @@ pub fn render(sum: &Snapshot, process: &ProcessInfo<'_>) -> String {
         }
     }
 
-    let group_counters: [GroupFamily; 4] = [
+    let group_counters: [GroupFamily; 5] = [
         (
             "ringwall_upstream_overflows_total",
             "Requests the circuit breaker answered 503 (no room, and none could wait or the wait ran out).",
@@ -677,6 +682,11 @@ pub fn render(sum: &Snapshot, process: &ProcessInfo<'_>) -> String {
             "ringwall_upstream_retries_refused_total",
             "Retries the retry budget refused.",
             |c| c.retries_refused,
+        ),
+        (
+            "ringwall_upstream_hedges_total",
+            "Second tries of hedged requests, sent while the first had not answered.",
+            |c| c.hedges,
         ),
     ];
     for (name, help, get) in group_counters {

@@ -290,3 +290,65 @@ fn a_killed_origin_costs_nothing_with_retries_and_its_in_flight_requests_without
     assert!(total > 100, "{total}");
     assert!(failed <= 4, "{failed} of {total} failed");
 }
+
+#[test]
+fn a_hedged_request_is_answered_by_the_second_server_when_the_first_is_slow() {
+    let slow_posts = Arc::new(AtomicUsize::new(0));
+    let slow = {
+        let posts = slow_posts.clone();
+        Origin::start(move |req, conn| {
+            if req.method == "POST" {
+                posts.fetch_add(1, Ordering::SeqCst);
+            }
+            std::thread::sleep(Duration::from_millis(400));
+            echo("slow", req, conn)
+        })
+    };
+    let (fast, fast_seen) = answering(200, "fast");
+    let toml = format!(
+        "[[upstream]]\nname = \"app\"\nservers = [\"{}\", \"{}\"]\nlb = \"round-robin\"\n\
+         [upstream.ejection]\nconsecutive_failures = 0\n\n\
+         [[route]]\nupstream = \"app\"\nhedge = {{ percentile = 50, min_delay = \"30ms\" }}\n",
+        slow.addr, fast.addr
+    );
+    let proxy = Proxy::with_config(&toml, &["--workers", "1", "--admin", "127.0.0.1:0"]);
+    // Until 20 responses were seen there is no percentile: no hedging yet.
+    let mut client = proxy.client();
+    for _ in 0..24 {
+        assert_eq!(
+            client
+                .request("GET /warm HTTP/1.1\r\nHost: a\r\n\r\n")
+                .status,
+            200
+        );
+    }
+    // Now a try on the slow server is joined after about 30 ms by one on the fast server,
+    // which answers first.
+    for _ in 0..6 {
+        let started = Instant::now();
+        let response = client.request("GET /hedged HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(response.status, 200);
+        assert_eq!(origin_of(&response), "fast");
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    let samples = scrape(proxy.admin_addr());
+    let hedges = count(
+        &samples,
+        "ringwall_upstream_hedges_total",
+        &[("group", "app")],
+    );
+    assert!(hedges >= 3, "{hedges} hedges");
+    // A POST is never sent twice.
+    let before = fast_seen.load(Ordering::SeqCst);
+    for _ in 0..4 {
+        let response =
+            client.request("POST /once HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi");
+        assert_eq!(response.status, 200);
+    }
+    let posts = slow_posts.load(Ordering::SeqCst) + fast_seen.load(Ordering::SeqCst) - before;
+    assert_eq!(posts, 4, "each POST reached one server");
+}

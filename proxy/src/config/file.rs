@@ -863,6 +863,42 @@ pub(crate) struct RouteFile {
     /// `[route.retry]`: when a failed try goes on to another server.
     #[serde(default)]
     pub retry: RetryFile,
+    /// `[route.hedge]`: a second try of an idempotent request without a body, on another
+    /// server, when the first has not answered within a percentile of the route's recent
+    /// response times. Default: `None`, no hedging.
+    #[serde(default)]
+    pub hedge: Option<HedgeFile>,
+}
+
+/// `[route.hedge]`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct HedgeFile {
+    /// The percentile of the route's recent response times (per worker, last 10 to 20 s) after
+    /// which the second try goes, 50 to 99. Default: `95`.
+    pub percentile: u32,
+    /// The shortest wait before a second try. Default: `"5ms"`.
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
+    pub min_delay: Duration,
+    /// The longest. Default: `"1s"`.
+    #[serde(
+        deserialize_with = "deserialize_duration",
+        serialize_with = "serialize_duration"
+    )]
+    pub max_delay: Duration,
+}
+
+impl Default for HedgeFile {
+    fn default() -> Self {
+        HedgeFile {
+            percentile: 95,
+            min_delay: Duration::from_millis(5),
+            max_delay: Duration::from_secs(1),
+        }
+    }
 }
 
 /// `[route.retry]`. A try that never reached the origin (no connection) always goes on to the
@@ -955,6 +991,7 @@ impl RouteFile {
             limits: RouteLimitsFile::default(),
             https_redirect: None,
             retry: RetryFile::default(),
+            hedge: None,
         }
     }
 }

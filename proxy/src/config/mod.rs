@@ -521,6 +521,16 @@ impl Config {
     }
 }
 
+/// `[route.hedge]`, checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HedgePolicy {
+    /// 50 to 99.
+    pub percentile: u32,
+    pub min_delay: Duration,
+    /// At least `min_delay`.
+    pub max_delay: Duration,
+}
+
 impl RetryPolicy {
     /// Whether a response of `status` makes an idempotent request try again.
     pub fn retries_status(&self, status: u16) -> bool {
@@ -921,6 +931,15 @@ fn apply_failure_flags(file: &mut FileConfig, cli: &Cli, locator: &mut Locator<'
         if let Some(size) = cli.retry_buffer_body {
             retry.buffer_body = units::ByteSize(size);
             locator.set_by_flag(here.key("buffer_body"), "--retry-buffer-body");
+        }
+        if let Some(percentile) = cli.hedge {
+            let hedge = path(&["route"]).index(i).key("hedge");
+            route
+                .hedge
+                .get_or_insert_with(file::HedgeFile::default)
+                .percentile = percentile;
+            locator.set_by_flag(hedge.clone(), "--hedge");
+            locator.set_by_flag(hedge.key("percentile"), "--hedge");
         }
     }
     for (i, group) in file.upstream.iter_mut().enumerate() {

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use super::error::{FieldPath, Problem};
 use super::file::{
-    HeaderEditsFile, HttpFile, HttpsRedirectFile, RegexRewriteFile, ReplacePrefixFile, RetryFile,
-    ReturnFile, RouteFile,
+    HeaderEditsFile, HedgeFile, HttpFile, HttpsRedirectFile, RegexRewriteFile, ReplacePrefixFile,
+    RetryFile, ReturnFile, RouteFile,
 };
 use super::validate::check_duration;
-use super::{Limits, RetryPolicy, Timeouts};
+use super::{HedgePolicy, Limits, RetryPolicy, Timeouts};
 use crate::http1::{EscapedSlashes, PathOptions};
 
 type Checked<T> = Result<T, Problem>;
@@ -94,6 +94,8 @@ pub struct RoutePolicy {
     pub https_redirect: Option<HttpsRedirect>,
     /// When a failed try goes on to another server.
     pub retry: RetryPolicy,
+    /// Hedged requests; `None`: none.
+    pub hedge: Option<HedgePolicy>,
 }
 
 /// `https_redirect`: the status and the port of the `Location`.
@@ -418,6 +420,33 @@ pub(crate) fn check_route_policy(
             &here.key("https_redirect"),
         )?,
         retry: check_retry(&route.retry, &here.key("retry"))?,
+        hedge: match &route.hedge {
+            Some(hedge) => Some(check_hedge(hedge, &here.key("hedge"))?),
+            None => None,
+        },
+    })
+}
+
+/// `[route.hedge]`.
+fn check_hedge(hedge: &HedgeFile, here: &FieldPath) -> Checked<HedgePolicy> {
+    if !(50..=99).contains(&hedge.percentile) {
+        return Err(Problem::new(
+            here.key("percentile"),
+            "must be between 50 and 99",
+        ));
+    }
+    let min_delay = check_duration(here.key("min_delay"), hedge.min_delay)?;
+    let max_delay = check_duration(here.key("max_delay"), hedge.max_delay)?;
+    if max_delay < min_delay {
+        return Err(Problem::new(
+            here.key("max_delay"),
+            "must be at least min_delay",
+        ));
+    }
+    Ok(HedgePolicy {
+        percentile: hedge.percentile,
+        min_delay,
+        max_delay,
     })
 }
 

@@ -2140,3 +2140,33 @@ fn names_resolve_through_the_hosts_file_to_every_address_when_re_resolved() {
         "{message}"
     );
 }
+
+#[test]
+fn hedging_is_read_and_checked() {
+    let text = |hedge: &str| {
+        format!(
+            "listen = [\"127.0.0.1:8080\"]\n[[upstream]]\nname = \"app\"\n\
+             servers = [\"127.0.0.1:9001\"]\n[[route]]\nupstream = \"app\"\n{hedge}\n"
+        )
+    };
+    assert_eq!(parse(&text("")).routes[0].policy.hedge, None);
+    let hedge = parse(&text("hedge = { percentile = 90, min_delay = \"2ms\" }")).routes[0]
+        .policy
+        .hedge
+        .unwrap();
+    assert_eq!(hedge.percentile, 90);
+    assert_eq!(hedge.min_delay, Duration::from_millis(2));
+    assert_eq!(hedge.max_delay, Duration::from_secs(1));
+    for (bad, field) in [
+        ("hedge = { percentile = 100 }", "route[0].hedge.percentile"),
+        (
+            "hedge = { min_delay = \"2s\", max_delay = \"1s\" }",
+            "route[0].hedge.max_delay",
+        ),
+    ] {
+        let message = error(&text(bad));
+        assert!(message.contains(field), "{bad}: {message}");
+    }
+    let config = load(&cli(&["-u", "127.0.0.1:9001", "--hedge", "75"])).unwrap();
+    assert_eq!(config.routes[0].policy.hedge.unwrap().percentile, 75);
+}

@@ -635,7 +635,35 @@ async fn exchange<C: Stream, D: Dialer>(
                 body: body.as_ref(),
                 response_timeout,
             };
-            let outcome = forward(worker, client, &forwarded, ctx, progress).await;
+            let hedge = hedge_delay(
+                route,
+                resendable && body.is_none() && head.upgrade().is_none(),
+                ctx,
+            );
+            let outcome = match hedge.filter(|_| ctx.attempts == 1) {
+                Some(delay) => {
+                    let hedging = Hedging {
+                        group: *group,
+                        start,
+                        offset,
+                        delay,
+                    };
+                    let (outcome, second) = Box::pin(hedged(worker, &forwarded, &hedging)).await;
+                    if let Some((hedged_server, guard)) = second {
+                        // The second try answered first: the request is on its server now.
+                        server = hedged_server;
+                        _in_flight = Some(guard);
+                        ctx.attempts += 1;
+                        ctx.upstream_addr = Some(upstreams.addr(server));
+                        ctx.server = Some(server);
+                    }
+                    if outcome.is_ok() {
+                        ctx.upstream_time = Some(ctx.started.elapsed());
+                    }
+                    outcome
+                }
+                None => forward(worker, client, &forwarded, ctx, progress).await,
+            };
             let tries_left = retry.tries == 0 || ctx.attempts < retry.tries;
             match outcome {
                 Err(e) => {
@@ -674,8 +702,12 @@ async fn exchange<C: Stream, D: Dialer>(
                     let status = response.status();
                     if let Some(took) = ctx.upstream_time {
                         let at = ctx.started + took;
-                        upstreams.observe(server, took.saturating_sub(try_began), at);
+                        let took = took.saturating_sub(try_began);
+                        upstreams.observe(server, took, at);
                         upstreams.record(server, status >= 500, at);
+                        if let Some(latencies) = &route.latencies {
+                            latencies.borrow_mut().record(took, at);
+                        }
                     }
                     let next = if resendable && tries_left && retry.retries_status(status) {
                         upstreams.retry_server(*group, start, offset)
@@ -971,6 +1003,7 @@ async fn respond_locally<C: Stream, D: Dialer>(
 }
 
 /// What is sent upstream for one attempt.
+#[derive(Clone, Copy)]
 struct Forwarded<'a> {
     head: &'a RequestHead,
     overlay: &'a HeadOverlay,
@@ -981,6 +1014,138 @@ struct Forwarded<'a> {
     body: Option<&'a Bytes>,
     /// How long this try waits for the response head.
     response_timeout: Duration,
+}
+
+/// The wait before a hedged request's second try: the route's percentile of its recent
+/// response times, within its bounds; `None` when the route does not hedge, the request may
+/// not be sent twice (`eligible`), or too few responses were seen yet (20).
+fn hedge_delay(route: &RouteEntry, eligible: bool, ctx: &RequestContext) -> Option<Duration> {
+    let (Some(policy), Some(latencies), true) = (&route.policy.hedge, &route.latencies, eligible)
+    else {
+        return None;
+    };
+    let delay = latencies
+        .borrow_mut()
+        .percentile(policy.percentile, 20, ctx.started)?;
+    Some(delay.clamp(policy.min_delay, policy.max_delay))
+}
+
+/// Where a hedged request's second try may go, and when.
+struct Hedging {
+    group: usize,
+    start: usize,
+    offset: usize,
+    delay: Duration,
+}
+
+/// A hedged request's first try, on `first.server`: when no response head has come within the
+/// delay, the same request goes to the next server with room too (within the retry budget),
+/// and the first response head of the two is used; the other try is dropped, its connection
+/// closed. An error of one waits for the other. Returns the outcome, and the second try's
+/// server with its outstanding count when that one's answer is used. Only for idempotent
+/// requests without a body: neither try touches the client connection.
+async fn hedged<'w, D: Dialer>(
+    worker: &'w Worker<D>,
+    first: &Forwarded<'_>,
+    hedging: &Hedging,
+) -> (
+    Result<(UpstreamConn<D::Stream>, ResponseHead), ProxyError>,
+    Option<(usize, super::upstream::InFlight<'w>)>,
+) {
+    let upstreams = &worker.upstreams;
+    let mut one = std::pin::pin!(bodiless_try(worker, first));
+    if let Ok(outcome) = monoio::time::timeout(hedging.delay, &mut one).await {
+        return (outcome, None);
+    }
+    let Some(server) = upstreams.hedge_server(hedging.group, hedging.start, hedging.offset) else {
+        return (one.await, None);
+    };
+    let guard = upstreams.begin(server);
+    let second = Forwarded { server, ..*first };
+    let mut two = std::pin::pin!(bodiless_try(worker, &second));
+    monoio::select! {
+        outcome = &mut one => match outcome {
+            Ok(answer) => (Ok(answer), None),
+            Err(_) => (two.await, Some((server, guard))),
+        },
+        outcome = &mut two => match outcome {
+            Ok(answer) => (Ok(answer), Some((server, guard))),
+            Err(_) => (one.await, None),
+        },
+    }
+}
+
+/// One try of a request without a body that does not touch the client: the head sent, the
+/// final response head read (informational responses are not relayed).
+async fn bodiless_try<D: Dialer>(
+    worker: &Worker<D>,
+    sent: &Forwarded<'_>,
+) -> Result<(UpstreamConn<D::Stream>, ResponseHead), ProxyError> {
+    let timeouts = &sent.route.policy.timeouts;
+    let mut upstream = worker
+        .upstreams
+        .checkout(sent.server, timeouts.upstream_connect)
+        .await?;
+    queue_request_head(worker, &mut upstream, sent, OutFraming::None);
+    upstream
+        .conn
+        .flush(timeouts.upstream_response)
+        .await
+        .map_err(upstream_failure)?;
+    loop {
+        let parsed = parse_response(
+            &mut upstream.conn.buf,
+            &worker.response_limits,
+            sent.head.method(),
+        )
+        .map_err(ProxyError::UpstreamInvalid)?;
+        match parsed {
+            Some(response) if response.status() == 101 => {
+                return Err(ProxyError::UpstreamUnsupported(
+                    "101 to a request that asked for no upgrade",
+                ))
+            }
+            Some(response) if response.is_informational() => {}
+            Some(response) => return Ok((upstream, response)),
+            // As in `read_response_head`, written out: a shared `async fn` for these lines
+            // cost the common path about 100 instructions a request (callgrind).
+            None => {
+                upstream
+                    .conn
+                    .read(sent.response_timeout, ReadSize::Body)
+                    .await
+                    .map_err(upstream_failure)?;
+            }
+        }
+    }
+}
+
+/// Queues the request head for `sent.server` on `upstream` (the Host the route asks for, else
+/// the client's, else the server's address for an HTTP/1.0 request without one).
+fn queue_request_head<D: Dialer>(
+    worker: &Worker<D>,
+    upstream: &mut UpstreamConn<D::Stream>,
+    sent: &Forwarded<'_>,
+    framing: OutFraming,
+) {
+    let head = sent.head;
+    let host_fallback;
+    let host = if let Some(host) = sent.host_rewrite.map(str::as_bytes).or(head.host()) {
+        host
+    } else {
+        host_fallback = worker.upstreams.addr(sent.server).to_string();
+        host_fallback.as_bytes()
+    };
+    write_request_head(
+        upstream.conn.out.buf(),
+        head,
+        sent.overlay,
+        &RequestFraming {
+            host,
+            framing,
+            upgrade: head.upgrade(),
+        },
+    );
 }
 
 /// Reads a request body of `length` bytes whole, within the route's client body timeout (all
@@ -1048,24 +1213,7 @@ async fn forward<C: Stream, D: Dialer>(
                 .checkout(sent.server, timeouts.upstream_connect)
                 .await?
         };
-        // An HTTP/1.0 request may come without a host: the origin then sees its own address.
-        let host_fallback;
-        let host = if let Some(host) = sent.host_rewrite.map(str::as_bytes).or(head.host()) {
-            host
-        } else {
-            host_fallback = worker.upstreams.addr(sent.server).to_string();
-            host_fallback.as_bytes()
-        };
-        write_request_head(
-            upstream.conn.out.buf(),
-            head,
-            sent.overlay,
-            &RequestFraming {
-                host,
-                framing,
-                upgrade: head.upgrade(),
-            },
-        );
+        queue_request_head(worker, &mut upstream, sent, framing);
         let sent_all = if let Some(body) = sent.body {
             // Boxed: only requests with a buffered body take this path.
             Box::pin(send_buffered(&mut upstream.conn, body, timeouts)).await

@@ -8,7 +8,10 @@
 //! route does once matched: its action, its resolved policy and its filter chain, compiled
 //! once when the worker builds its table.
 
+use std::cell::RefCell;
 use std::rc::Rc;
+
+use ringwall_policies::retry::LatencyWindow;
 
 use crate::metrics::{RouteStats, WorkerMetrics};
 
@@ -39,7 +42,12 @@ pub struct RouteEntry {
     pub filters: FilterChain,
     /// This route's counters on this worker.
     pub stats: Rc<RouteStats>,
+    /// Its recent response times on this worker, when it hedges (the hedge's delay).
+    pub latencies: Option<RefCell<LatencyWindow>>,
 }
+
+/// How far back a hedging route's response times count (one to two of these).
+const HEDGE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The routes of one worker, in match order.
 #[derive(Default)]
@@ -69,6 +77,10 @@ impl RouteTable {
                 policy: r.policy.clone(),
                 filters: FilterChain::compile(r, &config.http),
                 stats: Rc::default(),
+                latencies: r
+                    .policy
+                    .hedge
+                    .map(|_| RefCell::new(LatencyWindow::new(HEDGE_WINDOW))),
             })
             .collect();
         Self { routes }

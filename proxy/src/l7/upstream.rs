@@ -1054,6 +1054,14 @@ impl<D: Dialer> Upstreams<D> {
             .filter(|_| self.budget_retry(group, Instant::now()))
     }
 
+    /// The server a hedged request's second try goes to: the next one in service with room
+    /// after the first (at `offset` from `start`), within the retry budget; counted.
+    pub fn hedge_server(&self, group: usize, start: usize, offset: usize) -> Option<usize> {
+        let (_, server) = self.retry_server(group, start, offset)?;
+        ServerStats::count(&self.groups[group].stats.hedges);
+        Some(server)
+    }
+
     /// Counts a connection or request refused by `group`'s circuit breaker.
     pub fn count_overflow(&self, group: usize) {
         ServerStats::count(&self.groups[group].stats.overflows);
