@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{count, echo, scrape, wait_until, Client, Origin, Proxy};
+use common::{
+    closed_port, count, echo, scrape, server_state as state_of, wait_until, Origin, Proxy,
+};
 
 fn origin_of(response: &common::Response) -> String {
     response.header("x-origin").unwrap_or_default().to_owned()
@@ -95,18 +97,6 @@ fn config(
         list(servers),
         list(backup)
     )
-}
-
-/// What `/status` says of the server at `addr`.
-fn state_of(admin: std::net::SocketAddr, addr: std::net::SocketAddr) -> String {
-    let status = Client::connect(admin).request("GET /status HTTP/1.1\r\nHost: admin\r\n\r\n");
-    let text = status.text();
-    let needle = format!("{{\"address\":\"{addr}\",\"state\":\"");
-    let Some(at) = text.find(&needle) else {
-        return format!("not in /status: {text}");
-    };
-    let rest = &text[at + needle.len()..];
-    rest[..rest.find('"').unwrap_or(rest.len())].to_owned()
 }
 
 #[test]
@@ -371,4 +361,29 @@ fn a_group_follows_its_names_when_they_resolve_to_other_addresses() {
     std::thread::sleep(Duration::from_millis(600));
     let (_, statuses) = spread(&proxy, 10);
     assert_eq!(statuses.get(&200), Some(&10), "{statuses:?}");
+}
+
+#[test]
+fn a_tcp_check_takes_down_a_server_that_refuses_connections() {
+    let live = Origin::echo("live");
+    let dead = closed_port();
+    let toml = format!(
+        "[[upstream]]\nname = \"app\"\nservers = [\"{}\", \"{dead}\"]\n\
+         [upstream.health_check]\nkind = \"tcp\"\ninterval = \"100ms\"\nrise = 1\nfall = 1\n\n\
+         [[route]]\nupstream = \"app\"\n",
+        live.addr
+    );
+    let proxy = Proxy::with_config(&toml, &["--workers", "2", "--admin", "127.0.0.1:0"]);
+    let admin = proxy.admin_addr();
+    assert!(
+        wait_until(Duration::from_secs(5), || state_of(admin, dead) == "down"),
+        "{}",
+        state_of(admin, dead)
+    );
+    assert_eq!(state_of(admin, live.addr), "up");
+    assert!(
+        proxy.logs().contains("upstream server is down"),
+        "{}",
+        proxy.logs()
+    );
 }

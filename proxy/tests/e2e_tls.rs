@@ -738,3 +738,39 @@ fn an_https_origin_is_pooled_and_may_ask_for_a_client_certificate() {
     stream.set_read_timeout(Some(TIMEOUT)).unwrap();
     assert_eq!(get(&mut stream, "origin.test", "/").unwrap().status, 502);
 }
+
+#[test]
+fn a_tls_health_check_takes_down_a_server_whose_handshake_fails() {
+    let pki = Pki::new("checked");
+    let cert = pki.server("origin", &["origin.test"]);
+    let good = OpensslOrigin::start(&cert, &pki.dir, &[]);
+    // Accepts TCP, but speaks no TLS: its handshake fails.
+    let plain = Origin::echo("plain");
+    let toml = format!(
+        "[admin]\naddress = \"127.0.0.1:0\"\n\
+         [[upstream]]\nname = \"secure\"\nservers = [\"https://{}\", \"https://{}\"]\n\
+         [upstream.tls]\nca = \"{}\"\nsni = \"origin.test\"\n\
+         [upstream.health_check]\nkind = \"tls\"\ninterval = \"100ms\"\nrise = 1\nfall = 1\n\n\
+         [[route]]\nupstream = \"secure\"\n",
+        good.addr,
+        plain.addr,
+        path(&pki.ca_file())
+    );
+    let proxy = Proxy::with_config(&toml, &[]);
+    let admin = proxy.admin_addr();
+    assert!(
+        common::wait_until(Duration::from_secs(5), || {
+            common::server_state(admin, plain.addr) == "down"
+        }),
+        "{}",
+        common::server_state(admin, plain.addr)
+    );
+    assert_eq!(common::server_state(admin, good.addr), "up");
+    // Every request now goes to the server that speaks TLS.
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(proxy.addr).unwrap();
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let reply = read_close_delimited(&mut stream, "/index.txt");
+        assert!(!reply.starts_with("HTTP/1.1 502"), "{reply}");
+    }
+}

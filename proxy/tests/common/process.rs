@@ -513,3 +513,16 @@ pub fn ureq_agent() -> ureq::Agent {
         .build()
         .into()
 }
+
+/// What the admin endpoint's `/status` says of the upstream server at `addr` (its label ends
+/// with the address: `127.0.0.1:9001`, `https://name@127.0.0.1:9001`).
+pub fn server_state(admin: SocketAddr, addr: SocketAddr) -> String {
+    let status = Client::connect(admin).request("GET /status HTTP/1.1\r\nHost: admin\r\n\r\n");
+    let text = status.text();
+    let needle = format!("{addr}\",\"state\":\"");
+    let Some(at) = text.find(&needle) else {
+        return format!("not in /status: {text}");
+    };
+    let rest = &text[at + needle.len()..];
+    rest[..rest.find('"').unwrap_or(rest.len())].to_owned()
+}
