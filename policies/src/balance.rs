@@ -141,8 +141,15 @@ impl Balancer {
             Algorithm::PowerOfTwo => self.two_choices(rng, |i| u128::from(load(i).outstanding)),
             Algorithm::PeakEwma => self.two_choices(rng, |i| {
                 let load = load(i);
-                let latency = load.latency.unwrap_or(DEFAULT_LATENCY).as_nanos();
-                latency * u128::from(load.outstanding + 1)
+                match load.latency {
+                    // Not measured yet and already busy: it may be slow, and nothing says
+                    // otherwise until its first response (Finagle's penalty).
+                    None if load.outstanding > 0 => UNMEASURED_PENALTY,
+                    latency => {
+                        latency.unwrap_or(DEFAULT_LATENCY).as_nanos()
+                            * u128::from(load.outstanding + 1)
+                    }
+                }
             }),
             // Round robin over servers of different weights (or some taken out) is nginx's
             // smooth weighted one: each in turn, as often as its weight says.
@@ -244,8 +251,12 @@ impl Balancer {
     }
 }
 
-/// The latency assumed for a server not measured yet: low, so that a new server gets tried.
+/// The latency assumed for an idle server not measured yet: low, so that a new server gets
+/// tried.
 const DEFAULT_LATENCY: Duration = Duration::from_millis(1);
+/// The peak-EWMA cost of a server not measured yet with a request already outstanding: above
+/// any measured one, so that it takes no second request before its first answer.
+const UNMEASURED_PENALTY: u128 = 1 << 100;
 
 /// A server's latency estimate, peak-EWMA (Finagle's): a slower response than the estimate
 /// replaces it at once (the peak), a faster one is blended in with a weight that decays with
@@ -383,6 +394,24 @@ mod tests {
             counts[pick(&mut b, &c, &mut rng)] += 1;
         }
         assert_eq!(counts[2], 0, "{counts:?}");
+    }
+
+    #[test]
+    fn peak_ewma_sends_an_unmeasured_server_nothing_more_until_its_first_answer() {
+        let mut c = even(3);
+        c[0].latency = Some(Duration::from_millis(5));
+        c[1].latency = Some(Duration::from_millis(5));
+        // Never answered, one request out: passed over, even against busy measured servers.
+        c[2].outstanding = 1;
+        c[0].outstanding = 20;
+        let mut b = Balancer::new(Algorithm::PeakEwma, &[1, 1, 1]);
+        let mut rng = Rng::new(8);
+        for _ in 0..1000 {
+            assert_ne!(pick(&mut b, &c, &mut rng), 2);
+        }
+        // Idle and unmeasured: tried.
+        c[2].outstanding = 0;
+        assert!((0..1000).any(|_| pick(&mut b, &c, &mut rng) == 2));
     }
 
     #[test]

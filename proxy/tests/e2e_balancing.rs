@@ -35,6 +35,7 @@ fn power_of_two_choices_moves_traffic_off_a_slow_origin() {
         std::thread::sleep(Duration::from_millis(150));
         echo("slow", req, conn)
     });
+    let mut slow_counts = Vec::new();
     for lb in ["p2c", "peak-ewma"] {
         let proxy = Proxy::start(
             &[fast_a.addr, fast_b.addr, slow.addr],
@@ -68,7 +69,15 @@ fn power_of_two_choices_moves_traffic_off_a_slow_origin() {
             slow * 5 < total,
             "{lb}: the slow origin took {slow} of {total} requests: {counts:?}"
         );
+        slow_counts.push(slow);
     }
+    // Peak-EWMA, which weighs latency, keeps it further away still.
+    assert!(
+        slow_counts[1] < slow_counts[0],
+        "the slow origin took {} requests under p2c and {} under peak-ewma",
+        slow_counts[0],
+        slow_counts[1]
+    );
 }
 
 #[test]
