@@ -102,10 +102,6 @@ impl Balancer {
         self
     }
 
-    pub fn algorithm(&self) -> Algorithm {
-        self.algorithm
-    }
-
     /// The servers' weights from now on, in the same order (0: not to be picked). Smooth
     /// weighted round robin forgets what it owed a server taken out.
     pub fn set_weights(&mut self, weights: &[u32]) {

@@ -108,24 +108,7 @@ fn every_default() {
 
     assert_eq!(
         config.upstreams,
-        [UpstreamGroup {
-            name: "app".into(),
-            servers: vec![addr("127.0.0.1:9001")],
-            max_idle_per_server: 64,
-            tls: None,
-            lb: LoadBalancing::default(),
-            weights: vec![1; 1],
-            primaries: 1,
-            health_check: None,
-            ejection: default_ejection(),
-            slow_start: Duration::from_secs(10),
-            circuit_breaker: crate::config::CircuitBreaker::default(),
-            retry_budget: crate::config::RetryBudgetSettings {
-                percent: 20,
-                min_per_second: 10,
-            },
-            resolve: None,
-        }]
+        [plain_group("app", vec![addr("127.0.0.1:9001")], 64)]
     );
     let routes = &config.routes;
     assert_eq!(routes.len(), 1);
@@ -1068,24 +1051,11 @@ fn upstream_flag_alone_builds_group_and_catch_all_route() {
     assert_eq!(config.listen_addrs(), [addr("127.0.0.1:8080")]);
     assert_eq!(
         config.upstreams,
-        [UpstreamGroup {
-            name: "default".into(),
-            servers: vec![addr("127.0.0.1:9001"), addr("127.0.0.1:9002")],
-            max_idle_per_server: 64,
-            tls: None,
-            lb: LoadBalancing::default(),
-            weights: vec![1; 2],
-            primaries: 2,
-            health_check: None,
-            ejection: default_ejection(),
-            slow_start: Duration::from_secs(10),
-            circuit_breaker: crate::config::CircuitBreaker::default(),
-            retry_budget: crate::config::RetryBudgetSettings {
-                percent: 20,
-                min_per_second: 10,
-            },
-            resolve: None,
-        }]
+        [plain_group(
+            "default",
+            vec![addr("127.0.0.1:9001"), addr("127.0.0.1:9002")],
+            64
+        )]
     );
     let routes = &config.routes;
     assert_eq!(routes.len(), 1);
@@ -1149,24 +1119,7 @@ upstream = "default"
     let config = load(&cli(&["-c", file.arg(), "-u", "127.0.0.1:9200"])).unwrap();
     assert_eq!(
         config.upstreams,
-        [UpstreamGroup {
-            name: "default".into(),
-            servers: vec![addr("127.0.0.1:9200")],
-            max_idle_per_server: 5,
-            tls: None,
-            lb: LoadBalancing::default(),
-            weights: vec![1; 1],
-            primaries: 1,
-            health_check: None,
-            ejection: default_ejection(),
-            slow_start: Duration::from_secs(10),
-            circuit_breaker: crate::config::CircuitBreaker::default(),
-            retry_budget: crate::config::RetryBudgetSettings {
-                percent: 20,
-                min_per_second: 10,
-            },
-            resolve: None,
-        }]
+        [plain_group("default", vec![addr("127.0.0.1:9200")], 5)]
     );
     // A route already sends to `default`: no route is added.
     assert_eq!(config.routes.len(), 1);
@@ -1859,6 +1812,29 @@ fn tcp_listeners_forward_to_a_group_and_http_ones_do_not() {
          [[listener]]\naddress = \"127.0.0.1:7101\"\nprotocol = \"tcp\"\nupstream = \"db\"\n",
     );
     assert!(config.routes.is_empty());
+}
+
+/// A group of plain servers with every setting but the pool at its default, as a file without
+/// those keys gives it.
+fn plain_group(name: &str, servers: Vec<SocketAddr>, max_idle_per_server: usize) -> UpstreamGroup {
+    UpstreamGroup {
+        name: name.into(),
+        weights: vec![1; servers.len()],
+        primaries: servers.len(),
+        servers,
+        max_idle_per_server,
+        tls: None,
+        lb: LoadBalancing::default(),
+        health_check: None,
+        ejection: default_ejection(),
+        slow_start: Duration::from_secs(10),
+        circuit_breaker: crate::config::CircuitBreaker::default(),
+        retry_budget: crate::config::RetryBudgetSettings {
+            percent: 20,
+            min_per_second: 10,
+        },
+        resolve: None,
+    }
 }
 
 /// `[upstream.ejection]`'s defaults.

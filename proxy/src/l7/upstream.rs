@@ -1085,11 +1085,6 @@ impl<D: Dialer> Upstreams<D> {
         cell.set(estimate);
     }
 
-    /// How many servers `group` has.
-    pub fn group_len(&self, group: usize) -> usize {
-        self.groups[group].servers.len()
-    }
-
     pub fn addr(&self, server: usize) -> SocketAddr {
         self.servers[server].target.addr
     }
