@@ -170,9 +170,7 @@ impl WorkerState {
     fn tick(&self, postbox: &Postbox<Message>) {
         let events = self.current().worker.upstreams.take_events();
         for event in events {
-            for to in (0..postbox.workers()).filter(|&to| to != self.id) {
-                postbox.send(to, Message::Health(event.clone()));
-            }
+            postbox.broadcast_with(|| Message::Health(event.clone()));
         }
     }
 
@@ -356,9 +354,8 @@ impl WorkerState {
             waiting: others,
             waker: None,
         });
-        for to in (0..=others).filter(|&to| to != self.id) {
-            self.postbox.send(to, Message::Scrape { from: self.id, id });
-        }
+        self.postbox
+            .broadcast_with(|| Message::Scrape { from: self.id, id });
         let answered = std::future::poll_fn(|cx| {
             let mut scrapes = self.scrapes.borrow_mut();
             let Some(scrape) = scrapes.iter_mut().find(|s| s.id == id) else {

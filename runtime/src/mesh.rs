@@ -133,8 +133,14 @@ impl<M: Send + 'static> Postbox<M> {
     where
         M: Clone,
     {
+        self.broadcast_with(|| message.clone());
+    }
+
+    /// Posts a message made by `make` to every other worker (for messages that are not
+    /// `Clone`).
+    pub fn broadcast_with(&self, make: impl Fn() -> M) {
         for to in (0..self.doors.len()).filter(|&to| to != self.id) {
-            self.send(to, message.clone());
+            self.send(to, make());
         }
     }
 
