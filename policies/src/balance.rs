@@ -140,7 +140,10 @@ impl Balancer {
                 match load.latency {
                     // Not measured yet and already busy: it may be slow, and nothing says
                     // otherwise until its first response (Finagle's penalty).
-                    None if load.outstanding > 0 => UNMEASURED_PENALTY,
+                    // Among such servers, the one with fewer outstanding (p2c's rule).
+                    None if load.outstanding > 0 => {
+                        UNMEASURED_PENALTY + u128::from(load.outstanding)
+                    }
                     latency => {
                         latency.unwrap_or(DEFAULT_LATENCY).as_nanos()
                             * u128::from(load.outstanding + 1)
@@ -216,7 +219,8 @@ impl Balancer {
             self.weighted_random(rng, Some(a))
         };
         let (wa, wb) = (u128::from(self.weights[a]), u128::from(self.weights[b]));
-        if cost(b) * wa < cost(a) * wb {
+        // Saturating: the unmeasured penalty times a weight near `u32::MAX` is past `u128`.
+        if cost(b).saturating_mul(wa) < cost(a).saturating_mul(wb) {
             b
         } else {
             a
@@ -408,6 +412,24 @@ mod tests {
         // Idle and unmeasured: tried.
         c[2].outstanding = 0;
         assert!((0..1000).any(|_| pick(&mut b, &c, &mut rng) == 2));
+    }
+
+    #[test]
+    fn peak_ewma_shares_a_cold_burst_by_outstanding_and_takes_any_weight() {
+        // Nothing measured yet, all busy: the fewer outstanding wins, as under p2c.
+        let mut c = even(2);
+        c[0].outstanding = 3;
+        c[1].outstanding = 1;
+        let mut b = Balancer::new(Algorithm::PeakEwma, &[1, 1]);
+        let mut rng = Rng::new(3);
+        for _ in 0..100 {
+            assert_eq!(pick(&mut b, &c, &mut rng), 1);
+        }
+        // The penalty times the largest weight does not overflow.
+        let mut b = Balancer::new(Algorithm::PeakEwma, &[u32::MAX, 1]);
+        for _ in 0..100 {
+            pick(&mut b, &c, &mut rng);
+        }
     }
 
     #[test]

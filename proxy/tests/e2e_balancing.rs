@@ -41,6 +41,14 @@ fn power_of_two_choices_moves_traffic_off_a_slow_origin() {
             &[fast_a.addr, fast_b.addr, slow.addr],
             &["--lb", lb, "--workers", "1"],
         );
+        // First one request at a time, so that every server has answered (peak-EWMA has
+        // measured them; p2c learns nothing from it). Counting only starts after: on a loaded
+        // machine the fast origins may not have answered before a cold burst is spread, and
+        // then both algorithms can only share that first burst out evenly.
+        let mut warm = common::Client::connect(proxy.addr);
+        for _ in 0..12 {
+            warm.request("GET /warm HTTP/1.1\r\nHost: a\r\n\r\n");
+        }
         // 24 clients at once, each sending 8 requests: the slow origin holds its requests
         // longer, so it has more outstanding whenever it is drawn.
         let threads: Vec<_> = (0..24)
