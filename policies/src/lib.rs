@@ -6,10 +6,13 @@
 //! - [`health`]: active checks' rise and fall, passive ejection with its back-off, slow
 //!   start;
 //! - [`retry`]: the retry budget, and a limit's share per worker;
+//! - [`ratelimit`]: token buckets, sliding windows and concurrency limits per key, kept per
+//!   worker and reconciled between workers into one limit for the process;
 //! - [`hash`]: consistent hashing (Maglev) with a hash that is the same on every worker and
 //!   node.
 
 pub mod balance;
 pub mod hash;
 pub mod health;
+pub mod ratelimit;
 pub mod retry;
