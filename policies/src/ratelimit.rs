@@ -27,12 +27,13 @@
 // uptime), and then by nanoseconds; every f64 turned back into an integer is clamped at 0.
 #![allow(clippy::cast_precision_loss, clippy::cast_sign_loss)]
 
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use hashbrown::HashMap;
 
 /// What a limit counts.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
     /// A token bucket: `amount` tokens every `per`, holding at most `burst`; up to `queue`
     /// more requests wait for their token instead of being refused (nginx's `limit_req`
@@ -87,11 +88,13 @@ struct Entry {
 #[derive(Debug)]
 pub struct Limiter {
     kind: Kind,
+    /// A bucket's nanoseconds per token (worked out once: a division of a `u128` is dear).
+    per_token: f64,
     shared: bool,
     /// The instant every worker counts time from (windows begin at the same instants on all).
     origin: Instant,
     max_keys: usize,
-    entries: HashMap<u64, Entry, ahash::RandomState>,
+    entries: HashMap<u64, Entry, BuildHasherDefault<Mix>>,
     /// Keys with something to report.
     listed: Vec<u64>,
     evicted: u64,
@@ -101,12 +104,19 @@ impl Limiter {
     /// A limit of `kind`; `shared`: whether the workers exchange what they take (one limit for
     /// the process) or each enforces it alone. `origin` must be the same on every worker.
     pub fn new(kind: Kind, shared: bool, origin: Instant, max_keys: usize) -> Self {
+        let per_token = match kind {
+            Kind::Bucket { amount, per, .. } => {
+                (per.as_nanos() as u64) as f64 / f64::from(amount.max(1))
+            }
+            _ => 0.0,
+        };
         Self {
             kind,
+            per_token,
             shared,
             origin,
             max_keys: max_keys.max(8),
-            entries: HashMap::with_hasher(ahash::RandomState::new()),
+            entries: HashMap::default(),
             listed: Vec::new(),
             evicted: 0,
         }
@@ -134,43 +144,27 @@ impl Limiter {
         now.saturating_duration_since(self.origin).as_nanos() as u64
     }
 
-    /// A key never seen, at `at`.
-    fn fresh(&self, at: u64) -> Entry {
-        let (level, at) = match self.kind {
-            Kind::Bucket { burst, .. } => (f64::from(burst), at),
-            Kind::Window { per, .. } => (0.0, window_start(at, per)),
-            Kind::Concurrent { .. } => (0.0, at),
-        };
-        Entry {
-            level,
-            other: 0.0,
-            at,
-            unreported: 0,
-            listed: false,
-        }
-    }
-
-    /// The entry of `key`, brought up to `at` (refilled, its window moved on).
-    fn entry(&mut self, key: u64, at: u64) -> &mut Entry {
-        if !self.entries.contains_key(&key) && self.entries.len() >= self.max_keys {
+    /// The entry of `key`, brought up to `at` (refilled, its window moved on), in one lookup
+    /// unless the map is full; and the list of keys to report.
+    fn entry(&mut self, key: u64, at: u64) -> (&mut Entry, &mut Vec<u64>) {
+        if self.entries.len() >= self.max_keys && !self.entries.contains_key(&key) {
             self.evict(at);
         }
-        let fresh = self.fresh(at);
         let kind = self.kind;
-        let entry = self.entries.entry(key).or_insert(fresh);
-        advance(kind, entry, at);
-        entry
+        let entry = self.entries.entry(key).or_insert_with(|| fresh(kind, at));
+        advance(kind, self.per_token, entry, at);
+        (entry, &mut self.listed)
     }
 
     /// Whether a request of `key` may go on now; counts it if so.
     pub fn check(&mut self, key: u64, now: Instant) -> Decision {
         let at = self.nanos(now);
-        let kind = self.kind;
-        let entry = self.entry(key, at);
-        let decision = decide(kind, entry, at);
+        let (kind, per_token) = (self.kind, self.per_token);
+        let (shared, cap) = (self.shared, self.max_keys * 2);
+        let (entry, listed) = self.entry(key, at);
+        let decision = decide(kind, per_token, entry, at);
         if !matches!(decision, Decision::Refuse { .. }) {
-            entry.unreported += 1;
-            self.list(key);
+            note(entry, key, 1, shared, listed, cap);
         }
         decision
     }
@@ -180,23 +174,27 @@ impl Limiter {
         if !matches!(self.kind, Kind::Concurrent { .. }) {
             return;
         }
+        let (shared, cap) = (self.shared, self.max_keys * 2);
         if let Some(entry) = self.entries.get_mut(&key) {
             entry.level = (entry.level - 1.0).max(0.0);
-            entry.unreported -= 1;
-            self.list(key);
+            note(entry, key, -1, shared, &mut self.listed, cap);
         }
     }
 
-    fn list(&mut self, key: u64) {
-        if !self.shared {
+    /// Gives back what [`Self::check`] took for a request of `key` that went no further (a
+    /// later limit refused it).
+    pub fn refund(&mut self, key: u64) {
+        let (shared, cap) = (self.shared, self.max_keys * 2);
+        let Some(entry) = self.entries.get_mut(&key) else {
             return;
-        }
-        if let Some(entry) = self.entries.get_mut(&key) {
-            if !entry.listed && self.listed.len() < self.max_keys * 2 {
-                entry.listed = true;
-                self.listed.push(key);
+        };
+        match self.kind {
+            Kind::Bucket { burst, .. } => entry.level = (entry.level + 1.0).min(f64::from(burst)),
+            Kind::Window { .. } | Kind::Concurrent { .. } => {
+                entry.level = (entry.level - 1.0).max(0.0);
             }
         }
+        note(entry, key, -1, shared, &mut self.listed, cap);
     }
 
     /// What this worker took per key since the last report, for the other workers; appended
@@ -220,7 +218,7 @@ impl Limiter {
         }
         let at = self.nanos(now);
         let kind = self.kind;
-        let entry = self.entry(key, at);
+        let (entry, _) = self.entry(key, at);
         let taken = f64::from(taken);
         match kind {
             Kind::Bucket { .. } => entry.level -= taken,
@@ -232,10 +230,10 @@ impl Limiter {
     /// Makes room: drops the keys back to a fresh state, then, if that freed less than an
     /// eighth, the least recently used.
     fn evict(&mut self, at: u64) {
-        let kind = self.kind;
+        let (kind, per_token) = (self.kind, self.per_token);
         self.entries.retain(|_, entry| {
             let mut probe = *entry;
-            advance(kind, &mut probe, at);
+            advance(kind, per_token, &mut probe, at);
             !is_fresh(kind, &probe, at)
         });
         let target = self.max_keys - self.max_keys / 8;
@@ -260,20 +258,65 @@ impl Limiter {
     }
 }
 
+/// Adds `taken` to what `key` has to report, and lists the key once for the next report (at
+/// most `cap` keys listed; past that, a flood's reports are dropped).
+fn note(entry: &mut Entry, key: u64, taken: i32, shared: bool, listed: &mut Vec<u64>, cap: usize) {
+    entry.unreported += taken;
+    if shared && !entry.listed && listed.len() < cap {
+        entry.listed = true;
+        listed.push(key);
+    }
+}
+
+/// A key never seen, at `at`.
+fn fresh(kind: Kind, at: u64) -> Entry {
+    let (level, at) = match kind {
+        Kind::Bucket { burst, .. } => (f64::from(burst), at),
+        Kind::Window { per, .. } => (0.0, window_start(at, per)),
+        Kind::Concurrent { .. } => (0.0, at),
+    };
+    Entry {
+        level,
+        other: 0.0,
+        at,
+        unreported: 0,
+        listed: false,
+    }
+}
+
+/// The map's hasher. Keys are already hashes (the proxy's, with per-process random seeds), so
+/// one multiplication spreads them over the table's control bits; sequential keys (the tests')
+/// spread too.
+#[derive(Default)]
+struct Mix(u64);
+
+impl Hasher for Mix {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 fn window_start(at: u64, per: Duration) -> u64 {
     let per = per.as_nanos().max(1) as u64;
     at - at % per
 }
 
 /// Brings an entry up to `at`: a bucket refilled, a window moved on.
-fn advance(kind: Kind, entry: &mut Entry, at: u64) {
+fn advance(kind: Kind, per_token: f64, entry: &mut Entry, at: u64) {
     match kind {
-        Kind::Bucket {
-            amount, per, burst, ..
-        } => {
+        Kind::Bucket { burst, .. } => {
             let elapsed = at.saturating_sub(entry.at);
             if elapsed > 0 {
-                let per_token = per.as_nanos() as f64 / f64::from(amount.max(1));
                 entry.level = (entry.level + elapsed as f64 / per_token).min(f64::from(burst));
                 entry.at = at;
             }
@@ -310,22 +353,17 @@ fn secs(nanos: f64) -> Duration {
 }
 
 /// The decision for one request on an entry brought up to `at`; takes what it admits.
-fn decide(kind: Kind, entry: &mut Entry, at: u64) -> Decision {
+fn decide(kind: Kind, per_token: f64, entry: &mut Entry, at: u64) -> Decision {
     match kind {
-        Kind::Bucket {
-            amount,
-            per,
-            burst,
-            queue,
-        } => {
-            let per_token = per.as_nanos() as f64 / f64::from(amount.max(1));
+        Kind::Bucket { burst, queue, .. } => {
             let level = entry.level;
-            let reset = secs((f64::from(burst) - (level - 1.0)) * per_token);
+            // Until the bucket is full again, after this request.
+            let reset = |level: f64| secs((f64::from(burst) - level) * per_token);
             if level >= 1.0 {
                 entry.level -= 1.0;
                 Decision::Allow {
                     remaining: entry.level.floor().max(0.0) as u64,
-                    reset,
+                    reset: reset(entry.level),
                 }
             } else if level >= 1.0 - f64::from(queue) {
                 entry.level -= 1.0;
@@ -335,12 +373,12 @@ fn decide(kind: Kind, entry: &mut Entry, at: u64) -> Decision {
             } else {
                 Decision::Refuse {
                     retry_after: secs((1.0 - f64::from(queue) - level) * per_token),
-                    reset,
+                    reset: reset(level),
                 }
             }
         }
         Kind::Window { amount, per } => {
-            let width = per.as_nanos().max(1) as f64;
+            let width = (per.as_nanos().max(1) as u64) as f64;
             let into = (at - entry.at) as f64;
             let left = (width - into).max(0.0);
             let estimate = entry.other * (1.0 - into / width) + entry.level;
@@ -416,7 +454,10 @@ mod tests {
         assert!(allowed(l.check(1, t0 + 101 * MS)));
         match l.check(1, t0 + 101 * MS) {
             Decision::Refuse { retry_after, reset } => {
-                assert!(retry_after > 95 * MS && retry_after <= 100 * MS, "{retry_after:?}");
+                assert!(
+                    retry_after > 95 * MS && retry_after <= 100 * MS,
+                    "{retry_after:?}"
+                );
                 assert!(reset > 490 * MS, "{reset:?}");
             }
             other => panic!("{other:?}"),
@@ -449,15 +490,14 @@ mod tests {
     fn a_sliding_window_counts_the_overlap_of_the_last_one() {
         let t0 = Instant::now();
         let per = Duration::from_secs(1);
-        let mut l = Limiter::new(
-            Kind::Window { amount: 10, per },
-            true,
-            t0,
-            100,
-        );
+        let mut l = Limiter::new(Kind::Window { amount: 10, per }, true, t0, 100);
         let start = t0 + per; // a window's start
         let first: Vec<Decision> = (0..15).map(|_| l.check(1, start)).collect();
-        assert_eq!(first.iter().filter(|d| allowed(**d)).count(), 10, "{first:?}");
+        assert_eq!(
+            first.iter().filter(|d| allowed(**d)).count(),
+            10,
+            "{first:?}"
+        );
         // Half-way through the next window, the last one weighs 5: 5 more fit.
         let half = start + per + 500 * MS;
         assert_eq!((0..15).filter(|_| allowed(l.check(1, half))).count(), 5);
@@ -483,6 +523,28 @@ mod tests {
         assert!(!allowed(b.check(7, t0)), "2 on a and 1 on b");
         a.release(7);
         exchange(&mut a, &mut b, t0);
+        assert!(allowed(b.check(7, t0)));
+    }
+
+    #[test]
+    fn concurrency_recovers_from_places_both_workers_gave_at_once() {
+        let t0 = Instant::now();
+        let kind = Kind::Concurrent { max: 2 };
+        let mut a = Limiter::new(kind, true, t0, 100);
+        let mut b = Limiter::new(kind, true, t0, 100);
+        for l in [&mut a, &mut b] {
+            assert!(allowed(l.check(7, t0)));
+            assert!(allowed(l.check(7, t0)));
+        }
+        exchange(&mut a, &mut b, t0);
+        assert!(!allowed(a.check(7, t0)));
+        assert!(!allowed(b.check(7, t0)));
+        for l in [&mut a, &mut b] {
+            l.release(7);
+            l.release(7);
+        }
+        exchange(&mut a, &mut b, t0);
+        assert!(allowed(a.check(7, t0)));
         assert!(allowed(b.check(7, t0)));
     }
 

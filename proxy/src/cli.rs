@@ -377,6 +377,20 @@ pub struct Cli {
     #[arg(long, value_name = "N", global = true)]
     pub max_server_requests: Option<u32>,
 
+    /// Limit every route to this rate per client address (or per --rate-limit-key), for the
+    /// whole process: N/s, N/m or N/h; over it, 429 with Retry-After [default: no limit].
+    #[arg(long, value_name = "RATE", global = true)]
+    pub rate_limit: Option<String>,
+
+    /// Requests a key may make at once beyond --rate-limit [default: the rate's N].
+    #[arg(long, value_name = "N", global = true)]
+    pub rate_limit_burst: Option<u32>,
+
+    /// What --rate-limit counts by: ip (IPv6 by /64), route, header:NAME, or several joined
+    /// by commas [default: ip].
+    #[arg(long, value_name = "KEY", value_delimiter = ',', global = true)]
+    pub rate_limit_key: Option<Vec<String>>,
+
     /// Merge repeated slashes in request paths before routing.
     #[arg(long, global = true)]
     pub merge_slashes: bool,

@@ -34,6 +34,8 @@ pub enum Message {
     /// A server's health changed (active checks on the worker that checks its group, or an
     /// ejection by the passive checks of the worker that saw the failures).
     Health(HealthEvent),
+    /// What a worker's rate limits admitted per key since its last tick.
+    RateUsage(crate::filters::Usage),
     /// Begin draining now.
     Shutdown,
 }

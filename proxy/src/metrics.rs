@@ -16,6 +16,8 @@ use std::fmt::Write as _;
 use std::rc::Rc;
 use std::time::Duration;
 
+pub use crate::filters::LimitStats;
+
 /// The upper bounds of the latency histograms' buckets, in seconds (`+Inf` is implied).
 pub const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -68,10 +70,15 @@ fn class(status: u16) -> usize {
 
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 
+/// Why a policy refused a request: `rate` (a rate or concurrency limit).
+pub const REJECT_REASONS: [&str; 1] = ["rate"];
+
 /// One route's counters on one worker.
 #[derive(Default)]
 pub struct RouteStats {
     requests: [Cell<u64>; 6],
+    /// Requests a policy refused, by [`REJECT_REASONS`].
+    rejected: [Cell<u64>; REJECT_REASONS.len()],
     duration: Histogram,
     bytes_in: Cell<u64>,
     bytes_out: Cell<u64>,
@@ -86,6 +93,13 @@ impl RouteStats {
         bump(&self.bytes_out, bytes_out);
     }
 
+    /// Counts a request a policy refused (`reason`: one of [`REJECT_REASONS`]).
+    pub fn rejected(&self, reason: &str) {
+        if let Some(i) = REJECT_REASONS.iter().position(|&r| r == reason) {
+            bump(&self.rejected[i], 1);
+        }
+    }
+
     /// Counts a request refused before its head was complete (400, 408, 414, 431, a client
     /// over its connection limit): its status only, it has no duration.
     pub fn refused(&self, status: u16) {
@@ -95,6 +109,7 @@ impl RouteStats {
     fn snapshot(&self) -> RouteCounts {
         RouteCounts {
             requests: std::array::from_fn(|i| self.requests[i].get()),
+            rejected: std::array::from_fn(|i| self.rejected[i].get()),
             duration: self.duration.snapshot(),
             bytes_in: self.bytes_in.get(),
             bytes_out: self.bytes_out.get(),
@@ -208,6 +223,7 @@ pub struct WorkerMetrics {
     servers: RefCell<HashMap<(String, String), Rc<ServerStats>>>,
     groups: RefCell<HashMap<String, Rc<GroupStats>>>,
     listeners: RefCell<HashMap<String, Rc<ListenerStats>>>,
+    limits: RefCell<HashMap<String, Rc<LimitStats>>>,
     /// Requests that matched no route (or failed before routing).
     pub unrouted: Rc<RouteStats>,
 }
@@ -237,6 +253,14 @@ impl WorkerMetrics {
             .clone()
     }
 
+    pub fn limit(&self, name: &str) -> Rc<LimitStats> {
+        self.limits
+            .borrow_mut()
+            .entry(name.to_owned())
+            .or_default()
+            .clone()
+    }
+
     pub fn listener(&self, name: &str) -> Rc<ListenerStats> {
         self.listeners
             .borrow_mut()
@@ -259,6 +283,9 @@ impl WorkerMetrics {
             .borrow_mut()
             .retain(|_, stats| Rc::strong_count(stats) > 1);
         self.listeners
+            .borrow_mut()
+            .retain(|_, stats| Rc::strong_count(stats) > 1);
+        self.limits
             .borrow_mut()
             .retain(|_, stats| Rc::strong_count(stats) > 1);
     }
@@ -305,9 +332,35 @@ impl WorkerMetrics {
                     )
                 })
                 .collect(),
+            limits: self
+                .limits
+                .borrow()
+                .iter()
+                .map(|(name, stats)| {
+                    (
+                        name.clone(),
+                        LimitCounts {
+                            allowed: stats.allowed.get(),
+                            delayed: stats.delayed.get(),
+                            refused: stats.refused.get(),
+                            keys: stats.keys.get(),
+                            evicted: stats.evicted.get(),
+                        },
+                    )
+                })
+                .collect(),
             dropped_log_lines,
         }
     }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitCounts {
+    pub allowed: u64,
+    pub delayed: u64,
+    pub refused: u64,
+    pub keys: u64,
+    pub evicted: u64,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -332,6 +385,7 @@ impl HistogramCounts {
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct RouteCounts {
     pub requests: [u64; 6],
+    pub rejected: [u64; REJECT_REASONS.len()],
     pub duration: HistogramCounts,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -380,6 +434,8 @@ pub struct Snapshot {
     pub groups: BTreeMap<String, GroupCounts>,
     /// By (worker, listener): connections are shown per worker, to see the balance.
     pub listeners: BTreeMap<(usize, String), ListenerCounts>,
+    /// By rate limit name.
+    pub limits: BTreeMap<String, LimitCounts>,
     pub dropped_log_lines: u64,
 }
 
@@ -389,6 +445,9 @@ impl Snapshot {
         for (name, counts) in other.routes {
             let sum = self.routes.entry(name).or_default();
             for (a, b) in sum.requests.iter_mut().zip(counts.requests) {
+                *a += b;
+            }
+            for (a, b) in sum.rejected.iter_mut().zip(counts.rejected) {
                 *a += b;
             }
             sum.duration.add(&counts.duration);
@@ -425,6 +484,14 @@ impl Snapshot {
             sum.open += counts.open;
             sum.tls_handshakes += counts.tls_handshakes;
             sum.tls_failures += counts.tls_failures;
+        }
+        for (name, counts) in other.limits {
+            let sum = self.limits.entry(name).or_default();
+            sum.allowed += counts.allowed;
+            sum.delayed += counts.delayed;
+            sum.refused += counts.refused;
+            sum.keys += counts.keys;
+            sum.evicted += counts.evicted;
         }
         self.dropped_log_lines += other.dropped_log_lines;
     }
@@ -539,6 +606,22 @@ pub fn render(sum: &Snapshot, process: &ProcessInfo<'_>) -> String {
             );
         }
     }
+    family(
+        &mut out,
+        "ringwall_requests_rejected_total",
+        "counter",
+        "Requests a policy refused, by route and reason (rate: a rate or concurrency limit).",
+    );
+    for (route, counts) in &sum.routes {
+        for (reason, n) in REJECT_REASONS.iter().zip(counts.rejected) {
+            let _ = writeln!(
+                out,
+                "ringwall_requests_rejected_total{{route=\"{}\",reason=\"{reason}\"}} {n}",
+                label(route)
+            );
+        }
+    }
+    rate_limit_families(&mut out, &sum.limits);
     family(
         &mut out,
         "ringwall_request_duration_seconds",
@@ -781,6 +864,57 @@ type ListenerFamily = (
     &'static str,
     fn(&ListenerCounts) -> u64,
 );
+
+/// The rate limits' counters: decisions by outcome, keys held, keys evicted.
+fn rate_limit_families(out: &mut String, limits: &BTreeMap<String, LimitCounts>) {
+    family(
+        out,
+        "ringwall_rate_limit_decisions_total",
+        "counter",
+        "Requests a rate limit counted, by limit and outcome (allowed, delayed, refused).",
+    );
+    for (name, c) in limits {
+        for (outcome, n) in [
+            ("allowed", c.allowed),
+            ("delayed", c.delayed),
+            ("refused", c.refused),
+        ] {
+            let _ = writeln!(
+                out,
+                "ringwall_rate_limit_decisions_total{{limit=\"{}\",outcome=\"{outcome}\"}} {n}",
+                label(name)
+            );
+        }
+    }
+    family(
+        out,
+        "ringwall_rate_limit_keys",
+        "gauge",
+        "Keys a rate limit holds, summed over the workers (each holds its own).",
+    );
+    for (name, c) in limits {
+        let _ = writeln!(
+            out,
+            "ringwall_rate_limit_keys{{limit=\"{}\"}} {}",
+            label(name),
+            c.keys
+        );
+    }
+    family(
+        out,
+        "ringwall_rate_limit_evictions_total",
+        "counter",
+        "Keys dropped from a full map before their state was back to a fresh one's.",
+    );
+    for (name, c) in limits {
+        let _ = writeln!(
+            out,
+            "ringwall_rate_limit_evictions_total{{limit=\"{}\"}} {}",
+            label(name),
+            c.evicted
+        );
+    }
+}
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

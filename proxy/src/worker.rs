@@ -165,12 +165,17 @@ impl WorkerState {
         );
     }
 
-    /// The message path's tick: posts the health changes decided here since the last one to
-    /// every other worker.
+    /// The message path's tick: posts the health changes decided here since the last one,
+    /// and what the rate limits admitted, to every other worker.
     fn tick(&self, postbox: &Postbox<Message>) {
-        let events = self.current().worker.upstreams.take_events();
+        let current = self.current();
+        let events = current.worker.upstreams.take_events();
         for event in events {
             postbox.broadcast_with(|| Message::Health(event.clone()));
+        }
+        let usage = current.worker.rate_limits.report();
+        if !usage.is_empty() {
+            postbox.broadcast_with(|| Message::RateUsage(usage.clone()));
         }
     }
 
@@ -265,6 +270,12 @@ impl WorkerState {
                     .worker
                     .upstreams
                     .apply(&event, std::time::Instant::now());
+            }
+            Message::RateUsage(usage) => {
+                self.current()
+                    .worker
+                    .rate_limits
+                    .absorb(&usage, std::time::Instant::now());
             }
             Message::Shutdown => {
                 if let Some(listeners) = self.listeners.upgrade() {

@@ -51,6 +51,9 @@ pub(crate) struct FileConfig {
     pub pid_file: Option<String>,
     /// `[resolver]`: how upstream host names are resolved.
     pub resolver: ResolverFile,
+    /// `[[rate_limit]]`s, applied by `[http].rate_limits` and a route's `rate_limits`.
+    /// Default: none.
+    pub rate_limit: Vec<super::gateway::RateLimitFile>,
 }
 
 /// `[resolver]`.
@@ -108,6 +111,7 @@ impl Default for FileConfig {
             admin: AdminFile::default(),
             pid_file: None,
             resolver: ResolverFile::default(),
+            rate_limit: Vec::new(),
         }
     }
 }
@@ -461,6 +465,8 @@ pub(crate) struct HttpFile {
     pub request_headers: HeaderEditsFile,
     /// Edits of the response sent to the client, on every route (before the route's own).
     pub response_headers: HeaderEditsFile,
+    /// `[[rate_limit]]` names applied to every route (before the route's own). Default: none.
+    pub rate_limits: Vec<String>,
 }
 
 impl Default for HttpFile {
@@ -476,6 +482,7 @@ impl Default for HttpFile {
             request_id_header: "X-Request-Id".to_owned(),
             request_headers: HeaderEditsFile::default(),
             response_headers: HeaderEditsFile::default(),
+            rate_limits: Vec::new(),
         }
     }
 }
@@ -868,6 +875,9 @@ pub(crate) struct RouteFile {
     /// response times. Default: `None`, no hedging.
     #[serde(default)]
     pub hedge: Option<HedgeFile>,
+    /// `[[rate_limit]]` names applied to this route, after `[http].rate_limits`. Default: none.
+    #[serde(default)]
+    pub rate_limits: Vec<String>,
 }
 
 /// `[route.hedge]`.
@@ -992,6 +1002,7 @@ impl RouteFile {
             https_redirect: None,
             retry: RetryFile::default(),
             hedge: None,
+            rate_limits: Vec::new(),
         }
     }
 }

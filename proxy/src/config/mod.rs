@@ -17,6 +17,7 @@
 
 mod error;
 mod file;
+mod gateway;
 mod policy;
 mod units;
 mod validate;
@@ -37,6 +38,7 @@ use serde::Deserialize;
 use crate::cli::Cli;
 
 pub use error::{ConfigError, Location};
+pub use gateway::{KeyPart, RateLimit};
 pub use policy::{
     parse_cidr, Cidr, EditOp, Forwarding, HeaderEdit, Http, HttpsRedirect, PathRewrite,
     RegexRewrite, RoutePolicy, RouteTimeouts, StaticResponse, Template, TemplatePart, Variable,
@@ -73,6 +75,8 @@ pub struct Config {
     pub log_level: String,
     /// `[access_log]`.
     pub access_log: AccessLogSettings,
+    /// `[[rate_limit]]`s, in file order (the one `--rate-limit` adds comes last).
+    pub rate_limits: Vec<RateLimit>,
     /// `[admin] address`: where the admin listener accepts; `None`: no admin listener.
     pub admin: Option<SocketAddr>,
     /// Where the process id is written; `None`: nowhere. Absolute (see `access_log`).
@@ -769,6 +773,7 @@ fn load_with_fallback(
     };
     apply_flags(&mut file, cli, demo_servers, &mut locator);
     check_health_flags(&file, cli)?;
+    check_rate_limit_flags(cli)?;
     let mut config =
         validate::validate(&file, cli.config.clone()).map_err(|p| locator.problem(p))?;
     config.effective = effective_text(&file);
@@ -905,6 +910,69 @@ fn apply_flags(
     }
     apply_health_flags(file, cli, locator);
     apply_failure_flags(file, cli, locator);
+    apply_rate_limit_flags(file, cli, locator);
+}
+
+/// `--rate-limit` adds the limit `default` (or replaces the file's of that name) and applies
+/// it to every route; `--rate-limit-burst` and `--rate-limit-key` set its burst and key.
+fn apply_rate_limit_flags(file: &mut FileConfig, cli: &Cli, locator: &mut Locator<'_>) {
+    let Some(rate) = &cli.rate_limit else {
+        return;
+    };
+    let mut limit = gateway::RateLimitFile::from_flags(rate.clone());
+    if let Some(burst) = cli.rate_limit_burst {
+        limit.burst = Some(burst);
+    }
+    if let Some(key) = &cli.rate_limit_key {
+        limit.key = gateway::KeyFile::Many(key.clone());
+    }
+    let existing = file
+        .rate_limit
+        .iter()
+        .position(|l| l.name == gateway::FLAG_LIMIT);
+    let index = if let Some(index) = existing {
+        file.rate_limit[index] = limit;
+        index
+    } else {
+        file.rate_limit.push(limit);
+        file.rate_limit.len() - 1
+    };
+    let here = path(&["rate_limit"]).index(index);
+    locator.set_by_flag(here.clone(), "--rate-limit");
+    locator.set_by_flag(here.key("rate"), "--rate-limit");
+    locator.set_by_flag(here.key("burst"), "--rate-limit-burst");
+    locator.set_by_flag(here.key("key"), "--rate-limit-key");
+    if let Some(key) = &cli.rate_limit_key {
+        for i in 0..key.len() {
+            locator.set_by_flag(here.key("key").index(i), "--rate-limit-key");
+        }
+    }
+    if !file
+        .http
+        .rate_limits
+        .iter()
+        .any(|n| n == gateway::FLAG_LIMIT)
+    {
+        file.http.rate_limits.push(gateway::FLAG_LIMIT.to_owned());
+    }
+}
+
+/// `--rate-limit-burst` or `--rate-limit-key` without `--rate-limit` would be ignored: refused.
+fn check_rate_limit_flags(cli: &Cli) -> Result<(), ConfigError> {
+    if cli.rate_limit.is_some() {
+        return Ok(());
+    }
+    let flag = if cli.rate_limit_burst.is_some() {
+        "--rate-limit-burst"
+    } else if cli.rate_limit_key.is_some() {
+        "--rate-limit-key"
+    } else {
+        return Ok(());
+    };
+    Err(ConfigError::Flag {
+        flag,
+        message: "applies to the limit --rate-limit sets: give --rate-limit too".to_owned(),
+    })
 }
 
 /// `--retry-*` and `--per-try-timeout` apply to every route; `--max-upstream-*`,

@@ -96,6 +96,9 @@ pub struct RoutePolicy {
     pub retry: RetryPolicy,
     /// Hedged requests; `None`: none.
     pub hedge: Option<HedgePolicy>,
+    /// The rate limits that apply, as indexes into [`super::Config::rate_limits`]: `[http]`'s,
+    /// then the route's own.
+    pub rate_limits: Vec<usize>,
 }
 
 /// `https_redirect`: the status and the port of the `Location`.
@@ -424,6 +427,8 @@ pub(crate) fn check_route_policy(
             Some(hedge) => Some(check_hedge(hedge, &here.key("hedge"))?),
             None => None,
         },
+        // Resolved once the `[[rate_limit]]`s are checked (`gateway::check_rate_limits`).
+        rate_limits: Vec::new(),
     })
 }
 

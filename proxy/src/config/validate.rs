@@ -78,7 +78,8 @@ pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Co
         timeouts: &timeouts,
         limits: &limits,
     };
-    let routes = check_routes(&file.route, &upstreams, &settings)?;
+    let mut routes = check_routes(&file.route, &upstreams, &settings)?;
+    let rate_limits = super::gateway::check_rate_limits(file, &mut routes)?;
     if routes.is_empty() && listeners.iter().any(|l| l.protocol.is_http()) {
         return Err(Problem::new(
             path(&["route"]),
@@ -120,6 +121,7 @@ pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Co
         routes,
         log_level,
         access_log,
+        rate_limits,
         admin,
         pid_file,
         effective: String::new(),

@@ -13,9 +13,11 @@
 //! 1. `forwarded`: takes the real client address from trusted proxies (request), writes
 //!    `X-Forwarded-*`, `Forwarded` and `Via` (upstream request), adds to `Via` (response);
 //! 2. `request_id`: keeps a valid incoming id or makes one, sends it upstream and back;
-//! 3. `static_response`: the route's `return` (status, body, redirect);
-//! 4. `rewrite`: strip or replace a path prefix, or a regex rewrite;
-//! 5. `headers`: the request and response header edits of `[http]` and then the route.
+//! 3. `rate_limit`: the route's rate and concurrency limits (429, or a wait in a queue);
+//! 4. `https_redirect`: a plain request redirected to `https://`;
+//! 5. `static_response`: the route's `return` (status, body, redirect);
+//! 6. `rewrite`: strip or replace a path prefix, or a regex rewrite;
+//! 7. `headers`: the request and response header edits of `[http]` and then the route.
 //!
 //! A route with none of these configured has an empty chain, and every hook is then a loop
 //! over nothing.
@@ -23,6 +25,7 @@
 mod forwarded;
 mod headers;
 mod https_redirect;
+mod rate_limit;
 mod request_id;
 mod rewrite;
 mod static_response;
@@ -35,6 +38,7 @@ use crate::l7::RequestContext;
 
 pub use forwarded::ForwardedFilter;
 pub use headers::HeaderFilter;
+pub use rate_limit::{Held, LimitStats, RateLimitFilter, RateLimiters, Usage};
 pub use request_id::RequestIdFilter;
 pub use request_id::{is_valid_id, new_id};
 pub use rewrite::RewriteFilter;
@@ -47,6 +51,8 @@ pub enum Flow {
     Continue,
     /// Answer with this response; the request goes no further.
     Respond(LocalResponse),
+    /// Go on after this wait (a rate limit's queue).
+    Wait(std::time::Duration),
 }
 
 /// The request as filters see it: the parsed head (unchanged), the normalized path, and the
@@ -219,8 +225,9 @@ pub struct FilterChain {
 }
 
 impl FilterChain {
-    /// The chain for `route`, from its resolved policy (see the module doc for the order).
-    pub fn compile(route: &Route, http: &Http) -> Self {
+    /// The chain for `route`, from its resolved policy (see the module doc for the order);
+    /// `limits`: the worker's rate limits.
+    pub fn compile(route: &Route, http: &Http, limits: &RateLimiters) -> Self {
         let policy = &route.policy;
         let mut filters: Vec<Box<dyn Filter>> = Vec::new();
         if let Some(filter) = ForwardedFilter::new(policy.forwarding, &http.trusted_proxies) {
@@ -228,6 +235,14 @@ impl FilterChain {
         }
         if let Some(header) = &policy.request_id {
             filters.push(Box::new(RequestIdFilter::new(header)));
+        }
+        let route_limits = policy
+            .rate_limits
+            .iter()
+            .filter_map(|&i| limits.get(i).cloned())
+            .collect();
+        if let Some(filter) = RateLimitFilter::new(route_limits, &route.name) {
+            filters.push(Box::new(filter));
         }
         if let Some(redirect) = policy.https_redirect {
             filters.push(Box::new(https_redirect::HttpsRedirectFilter::new(redirect)));
@@ -253,13 +268,21 @@ impl FilterChain {
         }
     }
 
+    /// Every filter's `request_filter` until one answers; the longest wait any asked for.
     pub fn request_filter(&self, request: &mut Request<'_>, ctx: &mut RequestContext) -> Flow {
+        let mut wait = std::time::Duration::ZERO;
         for filter in &self.filters {
-            if let Flow::Respond(response) = filter.request_filter(request, ctx) {
-                return Flow::Respond(response);
+            match filter.request_filter(request, ctx) {
+                Flow::Continue => {}
+                Flow::Wait(w) => wait = wait.max(w),
+                respond @ Flow::Respond(_) => return respond,
             }
         }
-        Flow::Continue
+        if wait.is_zero() {
+            Flow::Continue
+        } else {
+            Flow::Wait(wait)
+        }
     }
 
     pub fn upstream_request_filter(&self, request: &mut Request<'_>, ctx: &mut RequestContext) {

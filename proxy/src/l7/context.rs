@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 /// What is known about one request in flight.
-#[derive(Clone, Debug)]
 pub struct RequestContext {
     /// Which listener accepted the connection (index into the configuration's listeners).
     pub listener: usize,
@@ -47,6 +46,21 @@ pub struct RequestContext {
     pub bytes_sent: u64,
     /// The TLS version and SNI, on TLS listeners.
     pub tls: Option<ringwall_runtime::TlsInfo>,
+    /// What the gateway's policies noted; `None` until one does (most requests), so that
+    /// the context stays small.
+    pub notes: Option<Box<PolicyNotes>>,
+}
+
+/// What the gateway's policies note about one request.
+#[derive(Default)]
+pub struct PolicyNotes {
+    /// Places held under concurrency limits, given back when the context goes.
+    pub held: Vec<crate::filters::Held>,
+    /// For the `RateLimit` fields of the response: the lowest remaining quota of the limits
+    /// that send them, that limit's `RateLimit-Policy` and `RateLimit` values.
+    pub rate_limit: Option<(u64, Bytes, Bytes)>,
+    /// Why a policy refused the request (`rate`), for the counters.
+    pub rejected: Option<&'static str>,
 }
 
 impl RequestContext {
@@ -75,6 +89,12 @@ impl RequestContext {
             bytes_received: 0,
             bytes_sent: 0,
             tls: None,
+            notes: None,
         }
+    }
+
+    /// The policies' notes, made on first use.
+    pub fn notes(&mut self) -> &mut PolicyNotes {
+        self.notes.get_or_insert_with(Box::default)
     }
 }

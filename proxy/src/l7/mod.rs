@@ -33,7 +33,7 @@ use std::time::Instant;
 use ringwall_runtime::{Deadlines, Drain};
 
 pub use client_limit::{ClientLimit, ClientSlot};
-pub use context::RequestContext;
+pub use context::{PolicyNotes, RequestContext};
 pub use error::{ProxyError, Side};
 pub use health::start_checks;
 pub use phases::{accept_tls, ip_bytes, serve, serve_proxied, serve_tls};
@@ -45,6 +45,7 @@ pub use upstream::{Dialer, HealthChange, HealthEvent, ServerState, TcpDialer, Up
 
 use crate::access_log::AccessLog;
 use crate::config::{Cidr, Config, Http, Limits, ListenerProtocol, TcpForward, Timeouts};
+use crate::filters::RateLimiters;
 use crate::http1::{HeadLimits, HeadOverlay};
 use crate::metrics::{ListenerStats, WorkerMetrics};
 
@@ -89,6 +90,9 @@ pub struct Worker<D: Dialer = TcpDialer> {
     pub listeners: Vec<ListenerInfo>,
     pub routes: RouteTable,
     pub upstreams: Upstreams<D>,
+    /// The `[[rate_limit]]`s' state on this worker (kept across generations that keep a
+    /// limit's settings).
+    pub rate_limits: RateLimiters,
     pub drain: Drain,
     /// The timers of this worker's connections, client and upstream
     /// ([`Worker::run_deadlines`] runs them).
@@ -178,6 +182,7 @@ impl<D: Dialer> Worker<D> {
                 newest: Rc::default(),
             },
             upstreams,
+            None,
             1,
         )
     }
@@ -203,6 +208,7 @@ impl<D: Dialer> Worker<D> {
                 newest: self.newest.clone(),
             },
             upstreams,
+            Some(&self.rate_limits),
             self.generation + 1,
         );
         self.metrics.forget_unused();
@@ -242,9 +248,17 @@ impl<D: Dialer> Worker<D> {
         Some((newest, there))
     }
 
-    fn build(config: &Config, shared: Shared<D>, upstreams: Upstreams<D>, generation: u64) -> Self {
+    fn build(
+        config: &Config,
+        shared: Shared<D>,
+        upstreams: Upstreams<D>,
+        previous_limits: Option<&RateLimiters>,
+        generation: u64,
+    ) -> Self {
         let limits = config.limits.clone();
-        let mut routes = RouteTable::new(config);
+        let rate_limits =
+            RateLimiters::new(config, previous_limits, |name| shared.metrics.limit(name));
+        let mut routes = RouteTable::new(config, &rate_limits);
         routes.count_into(&shared.metrics);
         Self {
             timeouts: config.timeouts.clone(),
@@ -276,6 +290,7 @@ impl<D: Dialer> Worker<D> {
                 .collect(),
             routes,
             upstreams,
+            rate_limits,
             drain: shared.drain,
             deadlines: shared.deadlines,
             client_limit: shared.client_limit,

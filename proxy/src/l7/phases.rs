@@ -516,8 +516,16 @@ async fn exchange<C: Stream, D: Dialer>(
             overlay: &mut overlay,
         };
 
-        // Phase request_filter: a filter may answer here.
-        if let Flow::Respond(response) = route.filters.request_filter(&mut request, ctx) {
+        // Phase request_filter: a filter may answer here, or make the request wait its turn
+        // (boxed: the timer's state would otherwise make every request's future larger).
+        let flow = match route.filters.request_filter(&mut request, ctx) {
+            Flow::Wait(wait) => {
+                Box::pin(monoio::time::sleep(wait)).await;
+                Flow::Continue
+            }
+            flow => flow,
+        };
+        if let Flow::Respond(response) = flow {
             // A body not read yet would be taken for the next request: close after answering.
             let keep = progress.request_done && head.keep_alive() && !worker.drain.is_draining();
             let info = path.info(head);
@@ -838,6 +846,9 @@ async fn exchange<C: Stream, D: Dialer>(
     route
         .stats
         .request(ctx.status, took, ctx.bytes_received, ctx.bytes_sent);
+    if let Some(reason) = ctx.notes.as_ref().and_then(|n| n.rejected) {
+        route.stats.rejected(reason);
+    }
     if let (Some(server), Some(took)) = (ctx.server, ctx.upstream_time) {
         worker
             .upstreams
