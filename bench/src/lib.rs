@@ -313,7 +313,7 @@ pub fn route_config() -> Config {
 
 /// The [`ROUTE_COUNT`] routes, compiled as a worker compiles them.
 pub fn route_table() -> RouteTable {
-    RouteTable::new(&route_config(), &ringwall::filters::RateLimiters::default())
+    RouteTable::new(&route_config(), &ringwall::filters::Gateway::default())
 }
 
 /// Matches the first route (`www-static`).

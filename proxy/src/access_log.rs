@@ -365,6 +365,12 @@ impl Line<'_> {
                 Some(route) => escaped(out, route.as_bytes()),
                 None => out.push(b'-'),
             },
+            AccessLogField::Consumer => {
+                match ctx.notes.as_ref().and_then(|n| n.consumer.as_ref()) {
+                    Some(consumer) => escaped(out, consumer.name.as_bytes()),
+                    None => out.push(b'-'),
+                }
+            }
             AccessLogField::RequestId => match &ctx.request_id {
                 Some(id) => escaped(out, id),
                 None => out.push(b'-'),
@@ -439,10 +445,12 @@ pub enum AccessLogField {
     TlsVersion,
     /// The server name the TLS client asked for.
     Sni,
+    /// The authenticated consumer; `-` when anonymous.
+    Consumer,
 }
 
 impl AccessLogField {
-    const ALL: [AccessLogField; 23] = [
+    const ALL: [AccessLogField; 24] = [
         AccessLogField::Client,
         AccessLogField::Remote,
         AccessLogField::Method,
@@ -466,6 +474,7 @@ impl AccessLogField {
         AccessLogField::TimeLocal,
         AccessLogField::TlsVersion,
         AccessLogField::Sni,
+        AccessLogField::Consumer,
     ];
 
     pub fn name(self) -> &'static str {
@@ -493,6 +502,7 @@ impl AccessLogField {
             AccessLogField::TimeLocal => "time_local",
             AccessLogField::TlsVersion => "tls_version",
             AccessLogField::Sni => "sni",
+            AccessLogField::Consumer => "consumer",
         }
     }
 

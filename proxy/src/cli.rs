@@ -391,6 +391,24 @@ pub struct Cli {
     #[arg(long, value_name = "KEY", value_delimiter = ',', global = true)]
     pub rate_limit_key: Option<Vec<String>>,
 
+    /// Every request must carry an API key of this file (lines CONSUMER sha256:HEX), in
+    /// X-API-Key [default: no API keys].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub api_keys: Option<PathBuf>,
+
+    /// Every request must carry a bearer JWT signed by this key: a PEM public key, a file
+    /// holding an HMAC secret, or a JWKS [default: no JWTs].
+    #[arg(long, value_name = "FILE", global = true)]
+    pub jwt_key: Option<PathBuf>,
+
+    /// The audience a JWT must name (repeatable: any of them) [default: any].
+    #[arg(long, value_name = "AUD", global = true)]
+    pub jwt_aud: Vec<String>,
+
+    /// The issuer a JWT must name (repeatable: any of them) [default: any].
+    #[arg(long, value_name = "ISS", global = true)]
+    pub jwt_iss: Vec<String>,
+
     /// Merge repeated slashes in request paths before routing.
     #[arg(long, global = true)]
     pub merge_slashes: bool,

@@ -14,6 +14,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use crate::filters::LimitStats;
@@ -70,8 +71,15 @@ fn class(status: u16) -> usize {
 
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 
-/// Why a policy refused a request: `rate` (a rate or concurrency limit).
-pub const REJECT_REASONS: [&str; 1] = ["rate"];
+/// Per consumer, per route.
+type ConsumerStats = HashMap<Arc<str>, HashMap<Rc<str>, Rc<RouteStats>>>;
+
+/// Most consumers counted apart per worker.
+pub const MAX_CONSUMERS: usize = 1000;
+
+/// Why a policy refused a request: `auth` (401, 403), `rate` (a rate or concurrency limit),
+/// `quota` (a plan's quota).
+pub const REJECT_REASONS: [&str; 3] = ["auth", "rate", "quota"];
 
 /// One route's counters on one worker.
 #[derive(Default)]
@@ -224,6 +232,9 @@ pub struct WorkerMetrics {
     groups: RefCell<HashMap<String, Rc<GroupStats>>>,
     listeners: RefCell<HashMap<String, Rc<ListenerStats>>>,
     limits: RefCell<HashMap<String, Rc<LimitStats>>>,
+    /// Per consumer and route (at most [`MAX_CONSUMERS`] consumers; the others count as
+    /// `other`, so that token subjects cannot grow the series without bound).
+    consumers: RefCell<ConsumerStats>,
     /// Requests that matched no route (or failed before routing).
     pub unrouted: Rc<RouteStats>,
 }
@@ -249,6 +260,25 @@ impl WorkerMetrics {
         self.groups
             .borrow_mut()
             .entry(name.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// The counters of `consumer`'s requests on `route`.
+    pub fn consumer(&self, consumer: &Arc<str>, route: &Rc<str>) -> Rc<RouteStats> {
+        let mut consumers = self.consumers.borrow_mut();
+        if let Some(stats) = consumers.get(&**consumer).and_then(|r| r.get(&**route)) {
+            return stats.clone();
+        }
+        let name = if consumers.contains_key(&**consumer) || consumers.len() < MAX_CONSUMERS {
+            consumer.clone()
+        } else {
+            Arc::from("other")
+        };
+        consumers
+            .entry(name)
+            .or_default()
+            .entry(route.clone())
             .or_default()
             .clone()
     }
@@ -332,6 +362,16 @@ impl WorkerMetrics {
                     )
                 })
                 .collect(),
+            consumers: self
+                .consumers
+                .borrow()
+                .iter()
+                .flat_map(|(consumer, routes)| {
+                    routes.iter().map(move |(route, stats)| {
+                        ((consumer.to_string(), route.to_string()), stats.snapshot())
+                    })
+                })
+                .collect(),
             limits: self
                 .limits
                 .borrow()
@@ -391,6 +431,20 @@ pub struct RouteCounts {
     pub bytes_out: u64,
 }
 
+impl RouteCounts {
+    fn add(&mut self, other: &Self) {
+        for (a, b) in self.requests.iter_mut().zip(other.requests) {
+            *a += b;
+        }
+        for (a, b) in self.rejected.iter_mut().zip(other.rejected) {
+            *a += b;
+        }
+        self.duration.add(&other.duration);
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct ServerCounts {
     pub responses: [u64; 6],
@@ -436,6 +490,8 @@ pub struct Snapshot {
     pub listeners: BTreeMap<(usize, String), ListenerCounts>,
     /// By rate limit name.
     pub limits: BTreeMap<String, LimitCounts>,
+    /// By (consumer, route).
+    pub consumers: BTreeMap<(String, String), RouteCounts>,
     pub dropped_log_lines: u64,
 }
 
@@ -443,16 +499,10 @@ impl Snapshot {
     /// Adds `other`'s counts to these.
     pub fn merge(&mut self, other: Snapshot) {
         for (name, counts) in other.routes {
-            let sum = self.routes.entry(name).or_default();
-            for (a, b) in sum.requests.iter_mut().zip(counts.requests) {
-                *a += b;
-            }
-            for (a, b) in sum.rejected.iter_mut().zip(counts.rejected) {
-                *a += b;
-            }
-            sum.duration.add(&counts.duration);
-            sum.bytes_in += counts.bytes_in;
-            sum.bytes_out += counts.bytes_out;
+            self.routes.entry(name).or_default().add(&counts);
+        }
+        for (key, counts) in other.consumers {
+            self.consumers.entry(key).or_default().add(&counts);
         }
         for (key, counts) in other.servers {
             let sum = self.servers.entry(key).or_default();
@@ -591,79 +641,38 @@ pub fn render(sum: &Snapshot, process: &ProcessInfo<'_>) -> String {
         sum.dropped_log_lines
     );
 
-    family(
+    let by_route: Vec<(String, &RouteCounts)> = sum
+        .routes
+        .iter()
+        .map(|(route, counts)| (format!("route=\"{}\"", label(route)), counts))
+        .collect();
+    request_families(
         &mut out,
-        "ringwall_requests_total",
-        "counter",
-        "Requests by route and status class (route=\"\": no route matched).",
+        "ringwall_",
+        "route (route=\"\": no route matched)",
+        &by_route,
     );
-    for (route, counts) in &sum.routes {
-        for (class, n) in CLASSES.iter().zip(counts.requests) {
-            let _ = writeln!(
-                out,
-                "ringwall_requests_total{{route=\"{}\",code=\"{class}\"}} {n}",
-                label(route)
-            );
-        }
-    }
-    family(
+    let by_consumer: Vec<(String, &RouteCounts)> = sum
+        .consumers
+        .iter()
+        .map(|((consumer, route), counts)| {
+            (
+                format!(
+                    "consumer=\"{}\",route=\"{}\"",
+                    label(consumer),
+                    label(route)
+                ),
+                counts,
+            )
+        })
+        .collect();
+    request_families(
         &mut out,
-        "ringwall_requests_rejected_total",
-        "counter",
-        "Requests a policy refused, by route and reason (rate: a rate or concurrency limit).",
+        "ringwall_consumer_",
+        "consumer and route",
+        &by_consumer,
     );
-    for (route, counts) in &sum.routes {
-        for (reason, n) in REJECT_REASONS.iter().zip(counts.rejected) {
-            let _ = writeln!(
-                out,
-                "ringwall_requests_rejected_total{{route=\"{}\",reason=\"{reason}\"}} {n}",
-                label(route)
-            );
-        }
-    }
     rate_limit_families(&mut out, &sum.limits);
-    family(
-        &mut out,
-        "ringwall_request_duration_seconds",
-        "histogram",
-        "Time from a request's head to the end of its response, by route.",
-    );
-    for (route, counts) in &sum.routes {
-        histogram(
-            &mut out,
-            "ringwall_request_duration_seconds",
-            &format!("route=\"{}\"", label(route)),
-            &counts.duration,
-        );
-    }
-    family(
-        &mut out,
-        "ringwall_request_bytes_total",
-        "counter",
-        "Bytes of request bodies received from clients, by route.",
-    );
-    for (route, counts) in &sum.routes {
-        let _ = writeln!(
-            out,
-            "ringwall_request_bytes_total{{route=\"{}\"}} {}",
-            label(route),
-            counts.bytes_in
-        );
-    }
-    family(
-        &mut out,
-        "ringwall_response_bytes_total",
-        "counter",
-        "Bytes sent to clients (heads and bodies), by route.",
-    );
-    for (route, counts) in &sum.routes {
-        let _ = writeln!(
-            out,
-            "ringwall_response_bytes_total{{route=\"{}\"}} {}",
-            label(route),
-            counts.bytes_out
-        );
-    }
 
     family(
         &mut out,
@@ -864,6 +873,81 @@ type ListenerFamily = (
     &'static str,
     fn(&ListenerCounts) -> u64,
 );
+
+/// The request counters of `rows` (each with its labels): requests by status class, refusals
+/// by reason, durations, body bytes; families named `{prefix}requests_total` and so on.
+fn request_families(out: &mut String, prefix: &str, by: &str, rows: &[(String, &RouteCounts)]) {
+    let name = |n: &str| format!("{prefix}{n}");
+    family(
+        out,
+        &name("requests_total"),
+        "counter",
+        &format!("Requests by {by} and status class."),
+    );
+    for (labels, counts) in rows {
+        for (class, n) in CLASSES.iter().zip(counts.requests) {
+            let _ = writeln!(
+                out,
+                "{}{{{labels},code=\"{class}\"}} {n}",
+                name("requests_total")
+            );
+        }
+    }
+    family(
+        out,
+        &name("requests_rejected_total"),
+        "counter",
+        &format!(
+            "Requests a policy refused, by {by} and reason (auth: 401 or 403; rate: a rate or \
+             concurrency limit; quota: a plan's quota)."
+        ),
+    );
+    for (labels, counts) in rows {
+        for (reason, n) in REJECT_REASONS.iter().zip(counts.rejected) {
+            let _ = writeln!(
+                out,
+                "{}{{{labels},reason=\"{reason}\"}} {n}",
+                name("requests_rejected_total")
+            );
+        }
+    }
+    family(
+        out,
+        &name("request_duration_seconds"),
+        "histogram",
+        &format!("Time from a request's head to the end of its response, by {by}."),
+    );
+    for (labels, counts) in rows {
+        histogram(
+            out,
+            &name("request_duration_seconds"),
+            labels,
+            &counts.duration,
+        );
+    }
+    for (family_name, help, get) in [
+        (
+            "request_bytes_total",
+            "Bytes of request bodies received from clients",
+            (|c: &RouteCounts| c.bytes_in) as fn(&RouteCounts) -> u64,
+        ),
+        (
+            "response_bytes_total",
+            "Bytes sent to clients (heads and bodies)",
+            |c: &RouteCounts| c.bytes_out,
+        ),
+    ] {
+        family(
+            out,
+            &name(family_name),
+            "counter",
+            &format!("{help}, by {by}."),
+        );
+        for (labels, counts) in rows {
+            let _ = writeln!(out, "{}{{{labels}}} {}", name(family_name), get(counts));
+        }
+    }
+}
 
 /// The rate limits' counters: decisions by outcome, keys held, keys evicted.
 fn rate_limit_families(out: &mut String, limits: &BTreeMap<String, LimitCounts>) {

@@ -173,7 +173,7 @@ impl WorkerState {
         for event in events {
             postbox.broadcast_with(|| Message::Health(event.clone()));
         }
-        let usage = current.worker.rate_limits.report();
+        let usage = current.worker.gateway.limits.report();
         if !usage.is_empty() {
             postbox.broadcast_with(|| Message::RateUsage(usage.clone()));
         }
@@ -274,7 +274,8 @@ impl WorkerState {
             Message::RateUsage(usage) => {
                 self.current()
                     .worker
-                    .rate_limits
+                    .gateway
+                    .limits
                     .absorb(&usage, std::time::Instant::now());
             }
             Message::Shutdown => {

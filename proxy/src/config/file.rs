@@ -54,6 +54,12 @@ pub(crate) struct FileConfig {
     /// `[[rate_limit]]`s, applied by `[http].rate_limits` and a route's `rate_limits`.
     /// Default: none.
     pub rate_limit: Vec<super::gateway::RateLimitFile>,
+    /// `[auth]`: the credentials accepted. Default: none.
+    pub auth: super::auth::AuthFile,
+    /// `[[consumer]]`s. Default: none.
+    pub consumer: Vec<super::auth::ConsumerFile>,
+    /// `[[plan]]`s. Default: none.
+    pub plan: Vec<super::auth::PlanFile>,
 }
 
 /// `[resolver]`.
@@ -112,6 +118,9 @@ impl Default for FileConfig {
             pid_file: None,
             resolver: ResolverFile::default(),
             rate_limit: Vec::new(),
+            auth: super::auth::AuthFile::default(),
+            consumer: Vec::new(),
+            plan: Vec::new(),
         }
     }
 }
@@ -878,6 +887,9 @@ pub(crate) struct RouteFile {
     /// `[[rate_limit]]` names applied to this route, after `[http].rate_limits`. Default: none.
     #[serde(default)]
     pub rate_limits: Vec<String>,
+    /// `[route.auth]`: who may use the route. Default: `[auth].mode`, every credential.
+    #[serde(default)]
+    pub auth: super::auth::RouteAuthFile,
 }
 
 /// `[route.hedge]`.
@@ -1003,6 +1015,7 @@ impl RouteFile {
             retry: RetryFile::default(),
             hedge: None,
             rate_limits: Vec::new(),
+            auth: super::auth::RouteAuthFile::default(),
         }
     }
 }

@@ -116,6 +116,10 @@ pub enum KeyPart {
     Route,
     /// A request field's value (lowercase name); a request without it is not counted.
     Header(String),
+    /// The authenticated consumer; an anonymous request is not counted.
+    Consumer,
+    /// The consumer's plan; a request without one is not counted.
+    Plan,
 }
 
 /// A `[[rate_limit]]`, checked.
@@ -180,6 +184,8 @@ fn check_key(key: &KeyFile, here: &FieldPath) -> Checked<Vec<KeyPart>> {
         let part = match part.trim() {
             "ip" => KeyPart::Ip,
             "route" => KeyPart::Route,
+            "consumer" => KeyPart::Consumer,
+            "plan" => KeyPart::Plan,
             other => match other.strip_prefix("header:") {
                 Some(name) if is_token(name) => KeyPart::Header(name.to_ascii_lowercase()),
                 Some(name) => {
@@ -188,7 +194,9 @@ fn check_key(key: &KeyFile, here: &FieldPath) -> Checked<Vec<KeyPart>> {
                 None => {
                     return Err(Problem::new(
                         at,
-                        format!("{other:?}: a key part is ip, route or header:NAME"),
+                        format!(
+                            "{other:?}: a key part is ip, route, consumer, plan or header:NAME"
+                        ),
                     ))
                 }
             },

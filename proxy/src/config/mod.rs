@@ -15,6 +15,7 @@
 //! field path (`ringwall.toml:14:12: route[1].upstream: unknown upstream group "api"`), or the
 //! flag that supplied the bad value (`--workers: must be at least 1`).
 
+mod auth;
 mod error;
 mod file;
 mod gateway;
@@ -37,6 +38,10 @@ use serde::Deserialize;
 
 use crate::cli::Cli;
 
+pub use auth::{
+    parse_htpasswd, parse_keys_file, Auth, AuthMethod, AuthMode, Consumer, Jwt, JwtKeys, Plan,
+    QuotaPeriod, RouteAuth,
+};
 pub use error::{ConfigError, Location};
 pub use gateway::{KeyPart, RateLimit};
 pub use policy::{
@@ -77,6 +82,8 @@ pub struct Config {
     pub access_log: AccessLogSettings,
     /// `[[rate_limit]]`s, in file order (the one `--rate-limit` adds comes last).
     pub rate_limits: Vec<RateLimit>,
+    /// `[auth]`, `[[consumer]]`s, `[[plan]]`s.
+    pub auth: Auth,
     /// `[admin] address`: where the admin listener accepts; `None`: no admin listener.
     pub admin: Option<SocketAddr>,
     /// Where the process id is written; `None`: nowhere. Absolute (see `access_log`).
@@ -774,6 +781,17 @@ fn load_with_fallback(
     apply_flags(&mut file, cli, demo_servers, &mut locator);
     check_health_flags(&file, cli)?;
     check_rate_limit_flags(cli)?;
+    if file.auth.jwt.is_none() && !(cli.jwt_aud.is_empty() && cli.jwt_iss.is_empty()) {
+        let flag = if cli.jwt_aud.is_empty() {
+            "--jwt-iss"
+        } else {
+            "--jwt-aud"
+        };
+        return Err(ConfigError::Flag {
+            flag,
+            message: "applies to JWTs: give --jwt-key or an [auth.jwt] table too".to_owned(),
+        });
+    }
     let mut config =
         validate::validate(&file, cli.config.clone()).map_err(|p| locator.problem(p))?;
     config.effective = effective_text(&file);
@@ -911,6 +929,36 @@ fn apply_flags(
     apply_health_flags(file, cli, locator);
     apply_failure_flags(file, cli, locator);
     apply_rate_limit_flags(file, cli, locator);
+    apply_auth_flags(file, cli, locator);
+}
+
+/// `--api-keys` and `--jwt-key` (with `--jwt-aud`, `--jwt-iss`) set `[auth]`'s API keys file
+/// and JWT keys, and make every route require a credential.
+fn apply_auth_flags(file: &mut FileConfig, cli: &Cli, locator: &mut Locator<'_>) {
+    let auth = path(&["auth"]);
+    if let Some(keys) = &cli.api_keys {
+        file.auth.api_keys_file = Some(flag_path(keys));
+        locator.set_by_flag(auth.key("api_keys_file"), "--api-keys");
+    }
+    if let Some(key) = &cli.jwt_key {
+        let jwt = file.auth.jwt.get_or_insert_with(auth::JwtFile::default);
+        jwt.keys = Some(flag_path(key));
+        jwt.jwks_url = None;
+        locator.set_by_flag(auth.key("jwt"), "--jwt-key");
+        locator.set_by_flag(auth.key("jwt").key("keys"), "--jwt-key");
+    }
+    if let Some(jwt) = &mut file.auth.jwt {
+        if !cli.jwt_aud.is_empty() {
+            jwt.audience.clone_from(&cli.jwt_aud);
+        }
+        if !cli.jwt_iss.is_empty() {
+            jwt.issuer.clone_from(&cli.jwt_iss);
+        }
+    }
+    if cli.api_keys.is_some() || cli.jwt_key.is_some() {
+        "required".clone_into(&mut file.auth.mode);
+        locator.set_by_flag(auth.key("mode"), "--api-keys");
+    }
 }
 
 /// `--rate-limit` adds the limit `default` (or replaces the file's of that name) and applies

@@ -99,6 +99,8 @@ pub struct RoutePolicy {
     /// The rate limits that apply, as indexes into [`super::Config::rate_limits`]: `[http]`'s,
     /// then the route's own.
     pub rate_limits: Vec<usize>,
+    /// Who may use the route.
+    pub auth: super::RouteAuth,
 }
 
 /// `https_redirect`: the status and the port of the `Location`.
@@ -429,6 +431,8 @@ pub(crate) fn check_route_policy(
         },
         // Resolved once the `[[rate_limit]]`s are checked (`gateway::check_rate_limits`).
         rate_limits: Vec::new(),
+        // Likewise, once `[auth]` is checked.
+        auth: super::RouteAuth::default(),
     })
 }
 

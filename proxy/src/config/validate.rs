@@ -80,6 +80,18 @@ pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Co
     };
     let mut routes = check_routes(&file.route, &upstreams, &settings)?;
     let rate_limits = super::gateway::check_rate_limits(file, &mut routes)?;
+    let limit_names: HashMap<String, usize> = rate_limits
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.name.clone(), i))
+        .collect();
+    let auth = super::auth::check_auth(file, base.as_deref(), &limit_names)?;
+    for (i, route) in routes.iter_mut().enumerate() {
+        if let Some(route_file) = file.route.get(i) {
+            route.policy.auth =
+                super::auth::check_route_auth(route_file, &auth, &path(&["route"]).index(i))?;
+        }
+    }
     if routes.is_empty() && listeners.iter().any(|l| l.protocol.is_http()) {
         return Err(Problem::new(
             path(&["route"]),
@@ -122,6 +134,7 @@ pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Co
         log_level,
         access_log,
         rate_limits,
+        auth,
         admin,
         pid_file,
         effective: String::new(),
@@ -405,7 +418,7 @@ fn check_access_log(log: &AccessLogFile, base: Option<&Path>) -> Checked<AccessL
 }
 
 /// A path of the file, taken from the file's directory when relative.
-fn file_path(text: &str, base: Option<&Path>, here: &FieldPath) -> Checked<PathBuf> {
+pub(crate) fn file_path(text: &str, base: Option<&Path>, here: &FieldPath) -> Checked<PathBuf> {
     if text.is_empty() {
         return Err(Problem::new(
             here.clone(),

@@ -13,15 +13,19 @@
 //! 1. `forwarded`: takes the real client address from trusted proxies (request), writes
 //!    `X-Forwarded-*`, `Forwarded` and `Via` (upstream request), adds to `Via` (response);
 //! 2. `request_id`: keeps a valid incoming id or makes one, sends it upstream and back;
-//! 3. `rate_limit`: the route's rate and concurrency limits (429, or a wait in a queue);
-//! 4. `https_redirect`: a plain request redirected to `https://`;
-//! 5. `static_response`: the route's `return` (status, body, redirect);
-//! 6. `rewrite`: strip or replace a path prefix, or a regex rewrite;
-//! 7. `headers`: the request and response header edits of `[http]` and then the route.
+//! 3. `https_redirect`: a plain request redirected to `https://`;
+//! 4. `auth`: the consumer, from an API key, a JWT or Basic credentials (401, 403); the
+//!    consumer's field to the origin;
+//! 5. `rate_limit`: the route's and the consumer's plan's rate and concurrency limits (429,
+//!    or a wait in a queue);
+//! 6. `static_response`: the route's `return` (status, body, redirect);
+//! 7. `rewrite`: strip or replace a path prefix, or a regex rewrite;
+//! 8. `headers`: the request and response header edits of `[http]` and then the route.
 //!
 //! A route with none of these configured has an empty chain, and every hook is then a loop
 //! over nothing.
 
+mod auth;
 mod forwarded;
 mod headers;
 mod https_redirect;
@@ -36,6 +40,7 @@ use crate::config::{Http, Route, RouteAction, Template, Variable};
 use crate::http1::{put_ip, HeadOverlay, LocalResponse, RequestHead, ResponseHead, Version};
 use crate::l7::RequestContext;
 
+pub use auth::{AuthFilter, AuthSettings};
 pub use forwarded::ForwardedFilter;
 pub use headers::HeaderFilter;
 pub use rate_limit::{Held, LimitStats, RateLimitFilter, RateLimiters, Usage};
@@ -43,6 +48,59 @@ pub use request_id::RequestIdFilter;
 pub use request_id::{is_valid_id, new_id};
 pub use rewrite::RewriteFilter;
 pub use static_response::StaticResponseFilter;
+
+/// What a worker's filters share: its rate limits, its credentials (`None` when `[auth]`
+/// configures none), and each plan's rate limits (indexes into `limits`).
+#[derive(Default)]
+pub struct Gateway {
+    pub limits: RateLimiters,
+    pub auth: Option<(
+        std::rc::Rc<AuthSettings>,
+        std::rc::Rc<crate::auth::WorkerAuth>,
+    )>,
+    pub plans: Vec<Vec<usize>>,
+}
+
+impl Gateway {
+    /// The gateway of `config`; the rate limits of `previous` with unchanged settings are
+    /// kept, and so are its credentials when the configuration's are the same (keys added on
+    /// the admin endpoint, a fetched JWKS).
+    pub fn new(
+        config: &crate::config::Config,
+        previous: Option<&Gateway>,
+        stats: impl Fn(&str) -> std::rc::Rc<LimitStats>,
+    ) -> Self {
+        let limits = RateLimiters::new(config, previous.map(|p| &p.limits), stats);
+        let auth = if config.auth.methods().is_empty() {
+            None
+        } else {
+            let credentials = match crate::auth::Credentials::new(&config.auth, None) {
+                Ok(credentials) => credentials,
+                Err(e) => {
+                    // The configuration's check parsed the same keys: not reached.
+                    tracing::error!("the JWT keys cannot be loaded: {e}");
+                    crate::auth::Credentials::default()
+                }
+            };
+            Some((
+                std::rc::Rc::new(AuthSettings::new(&config.auth)),
+                std::rc::Rc::new(crate::auth::WorkerAuth::new(std::sync::Arc::new(
+                    credentials,
+                ))),
+            ))
+        };
+        Self {
+            limits,
+            auth,
+            plans: config
+                .auth
+                .plans
+                .iter()
+                .map(|p| p.rate_limits.clone())
+                .collect(),
+        }
+    }
+}
 
 /// What the request filter phase decided.
 #[derive(Debug)]
@@ -226,9 +284,10 @@ pub struct FilterChain {
 
 impl FilterChain {
     /// The chain for `route`, from its resolved policy (see the module doc for the order);
-    /// `limits`: the worker's rate limits.
-    pub fn compile(route: &Route, http: &Http, limits: &RateLimiters) -> Self {
+    /// `gateway`: the worker's rate limits and credentials.
+    pub fn compile(route: &Route, http: &Http, gateway: &Gateway) -> Self {
         let policy = &route.policy;
+        let limits = &gateway.limits;
         let mut filters: Vec<Box<dyn Filter>> = Vec::new();
         if let Some(filter) = ForwardedFilter::new(policy.forwarding, &http.trusted_proxies) {
             filters.push(Box::new(filter));
@@ -236,16 +295,32 @@ impl FilterChain {
         if let Some(header) = &policy.request_id {
             filters.push(Box::new(RequestIdFilter::new(header)));
         }
+        if let Some(redirect) = policy.https_redirect {
+            filters.push(Box::new(https_redirect::HttpsRedirectFilter::new(redirect)));
+        }
+        if let Some((settings, state)) = &gateway.auth {
+            filters.push(Box::new(AuthFilter::new(
+                &policy.auth,
+                settings.clone(),
+                state.clone(),
+            )));
+        }
         let route_limits = policy
             .rate_limits
             .iter()
             .filter_map(|&i| limits.get(i).cloned())
             .collect();
-        if let Some(filter) = RateLimitFilter::new(route_limits, &route.name) {
+        let plan_limits = gateway
+            .plans
+            .iter()
+            .map(|plan| {
+                plan.iter()
+                    .filter_map(|&i| limits.get(i).cloned())
+                    .collect()
+            })
+            .collect();
+        if let Some(filter) = RateLimitFilter::new(route_limits, plan_limits, &route.name) {
             filters.push(Box::new(filter));
-        }
-        if let Some(redirect) = policy.https_redirect {
-            filters.push(Box::new(https_redirect::HttpsRedirectFilter::new(redirect)));
         }
         if let RouteAction::Return(response) = &route.action {
             filters.push(Box::new(StaticResponseFilter::new(response.clone())));

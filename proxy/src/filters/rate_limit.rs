@@ -194,24 +194,44 @@ impl Drop for Held {
     }
 }
 
-/// A route's rate limits.
+/// A route's rate limits, and those of each plan (for its consumers' requests).
 pub struct RateLimitFilter {
     limits: Vec<Rc<LimitState>>,
+    plans: Vec<Vec<Rc<LimitState>>>,
     route: Rc<str>,
     headers: bool,
 }
 
 impl RateLimitFilter {
-    /// `None` when the route has no limit.
-    pub fn new(limits: Vec<Rc<LimitState>>, route: &str) -> Option<Self> {
-        if limits.is_empty() {
+    /// `None` when neither the route nor any plan has a limit.
+    pub fn new(
+        limits: Vec<Rc<LimitState>>,
+        plans: Vec<Vec<Rc<LimitState>>>,
+        route: &str,
+    ) -> Option<Self> {
+        if limits.is_empty() && plans.iter().all(Vec::is_empty) {
             return None;
         }
         Some(Self {
-            headers: limits.iter().any(|l| l.config.headers),
+            headers: limits
+                .iter()
+                .chain(plans.iter().flatten())
+                .any(|l| l.config.headers),
             limits,
+            plans,
             route: Rc::from(route),
         })
+    }
+
+    /// The limits that apply to a request: the route's, then its consumer's plan's.
+    fn applying<'s>(&'s self, ctx: &RequestContext) -> impl Iterator<Item = &'s Rc<LimitState>> {
+        let plan = ctx
+            .notes
+            .as_ref()
+            .and_then(|n| n.consumer.as_ref())
+            .and_then(|c| c.plan)
+            .and_then(|p| self.plans.get(p));
+        self.limits.iter().chain(plan.into_iter().flatten())
     }
 
     /// The key of `request` under `parts`; `None` when a header it needs is missing.
@@ -228,6 +248,15 @@ impl RateLimitFilter {
                     },
                 },
                 KeyPart::Route => hasher.write(self.route.as_bytes()),
+                // An anonymous request is not counted by a limit per consumer or plan.
+                KeyPart::Consumer => {
+                    let consumer = ctx.notes.as_ref()?.consumer.as_ref()?;
+                    hasher.write(consumer.name.as_bytes());
+                }
+                KeyPart::Plan => {
+                    let plan = ctx.notes.as_ref()?.consumer.as_ref()?.plan?;
+                    hasher.write_usize(plan);
+                }
                 KeyPart::Header(name) => {
                     let value = request.head.field(name)?;
                     hasher.write_usize(value.len());
@@ -268,7 +297,7 @@ impl Filter for RateLimitFilter {
         // The head's arrival is "now": no clock read of its own.
         let now = ctx.started;
         let mut wait = Duration::ZERO;
-        for (i, limit) in self.limits.iter().enumerate() {
+        for (i, limit) in self.applying(ctx).enumerate() {
             let Some(key) = self.key(&limit.config.key, request, ctx) else {
                 continue;
             };
@@ -299,7 +328,7 @@ impl Filter for RateLimitFilter {
                     bump(&limit.stats.refused);
                     // What the limits before this one took is given back (their concurrency
                     // places go with the context).
-                    for earlier in &self.limits[..i] {
+                    for earlier in self.applying(ctx).take(i) {
                         if matches!(earlier.config.kind, Kind::Concurrent { .. }) {
                             continue;
                         }

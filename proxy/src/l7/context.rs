@@ -59,8 +59,10 @@ pub struct PolicyNotes {
     /// For the `RateLimit` fields of the response: the lowest remaining quota of the limits
     /// that send them, that limit's `RateLimit-Policy` and `RateLimit` values.
     pub rate_limit: Option<(u64, Bytes, Bytes)>,
-    /// Why a policy refused the request (`rate`), for the counters.
+    /// Why a policy refused the request (`auth`, `rate`, `quota`), for the counters.
     pub rejected: Option<&'static str>,
+    /// Who the request comes from, once authenticated.
+    pub consumer: Option<std::sync::Arc<crate::auth::ConsumerInfo>>,
 }
 
 impl RequestContext {

@@ -45,7 +45,7 @@ pub use upstream::{Dialer, HealthChange, HealthEvent, ServerState, TcpDialer, Up
 
 use crate::access_log::AccessLog;
 use crate::config::{Cidr, Config, Http, Limits, ListenerProtocol, TcpForward, Timeouts};
-use crate::filters::RateLimiters;
+use crate::filters::Gateway;
 use crate::http1::{HeadLimits, HeadOverlay};
 use crate::metrics::{ListenerStats, WorkerMetrics};
 
@@ -91,8 +91,8 @@ pub struct Worker<D: Dialer = TcpDialer> {
     pub routes: RouteTable,
     pub upstreams: Upstreams<D>,
     /// The `[[rate_limit]]`s' state on this worker (kept across generations that keep a
-    /// limit's settings).
-    pub rate_limits: RateLimiters,
+    /// limit's settings) and its credentials.
+    pub gateway: Gateway,
     pub drain: Drain,
     /// The timers of this worker's connections, client and upstream
     /// ([`Worker::run_deadlines`] runs them).
@@ -208,7 +208,7 @@ impl<D: Dialer> Worker<D> {
                 newest: self.newest.clone(),
             },
             upstreams,
-            Some(&self.rate_limits),
+            Some(&self.gateway),
             self.generation + 1,
         );
         self.metrics.forget_unused();
@@ -252,13 +252,12 @@ impl<D: Dialer> Worker<D> {
         config: &Config,
         shared: Shared<D>,
         upstreams: Upstreams<D>,
-        previous_limits: Option<&RateLimiters>,
+        previous: Option<&Gateway>,
         generation: u64,
     ) -> Self {
         let limits = config.limits.clone();
-        let rate_limits =
-            RateLimiters::new(config, previous_limits, |name| shared.metrics.limit(name));
-        let mut routes = RouteTable::new(config, &rate_limits);
+        let gateway = Gateway::new(config, previous, |name| shared.metrics.limit(name));
+        let mut routes = RouteTable::new(config, &gateway);
         routes.count_into(&shared.metrics);
         Self {
             timeouts: config.timeouts.clone(),
@@ -290,7 +289,7 @@ impl<D: Dialer> Worker<D> {
                 .collect(),
             routes,
             upstreams,
-            rate_limits,
+            gateway,
             drain: shared.drain,
             deadlines: shared.deadlines,
             client_limit: shared.client_limit,

@@ -16,7 +16,7 @@ use ringwall_policies::retry::LatencyWindow;
 use crate::metrics::{RouteStats, WorkerMetrics};
 
 use crate::config::{Config, HostPattern, Route, RouteAction, RoutePolicy};
-use crate::filters::{FilterChain, RateLimiters};
+use crate::filters::{FilterChain, Gateway};
 
 /// What the router needs to know about a request.
 pub struct RouteQuery<'a, F> {
@@ -56,11 +56,11 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    pub fn new(config: &Config, limits: &RateLimiters) -> Self {
-        Self::from_routes(&config.routes, config, limits)
+    pub fn new(config: &Config, gateway: &Gateway) -> Self {
+        Self::from_routes(&config.routes, config, gateway)
     }
 
-    fn from_routes(routes: &[Route], config: &Config, limits: &RateLimiters) -> Self {
+    fn from_routes(routes: &[Route], config: &Config, gateway: &Gateway) -> Self {
         let routes = routes
             .iter()
             .map(|r| RouteEntry {
@@ -75,7 +75,7 @@ impl RouteTable {
                     .collect(),
                 action: r.action.clone(),
                 policy: r.policy.clone(),
-                filters: FilterChain::compile(r, &config.http, limits),
+                filters: FilterChain::compile(r, &config.http, gateway),
                 stats: Rc::default(),
                 latencies: r
                     .policy
@@ -162,7 +162,7 @@ mod tests {
     }
 
     fn table(routes: &[Route]) -> RouteTable {
-        RouteTable::from_routes(routes, &config(), &RateLimiters::default())
+        RouteTable::from_routes(routes, &config(), &Gateway::default())
     }
 
     fn find<'a>(
