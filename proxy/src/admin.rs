@@ -67,14 +67,33 @@ pub async fn serve_admin(state: Rc<WorkerState>, stream: TcpStream, peer: Socket
                 }
             }
         };
-        // A request with a body (refused, unread) ends the connection.
+        // A small body of known length is read (the key endpoints take one); any other body
+        // is refused unread and ends the connection.
+        let mut body = None;
+        if let crate::http1::BodyKind::Length(n) = head.body() {
+            if n > 0 && n <= MAX_ADMIN_BODY {
+                let n = n as usize;
+                while conn.buf.len() < n {
+                    let limit = worker.timeouts.client_body;
+                    if conn.read(limit, ReadSize::Body).await.is_err() {
+                        return;
+                    }
+                }
+                body = Some(conn.buf.split_to(n).freeze());
+            }
+        }
         let keep_alive = head.keep_alive()
             && !worker.drain.is_draining()
-            && matches!(
-                head.body(),
-                crate::http1::BodyKind::Empty | crate::http1::BodyKind::Length(0)
-            );
-        let response = answer(&state, &head).await;
+            && (body.is_some()
+                || matches!(
+                    head.body(),
+                    crate::http1::BodyKind::Empty | crate::http1::BodyKind::Length(0)
+                ));
+        let response = match head.path() {
+            b"/api-keys" | b"/api-keys/" => api_keys(&state, &head, body.as_deref()),
+            path if path.starts_with(b"/api-keys/") => api_keys(&state, &head, body.as_deref()),
+            _ => answer(&state, &head).await,
+        };
         let head_only = head.method() == Method::Head;
         if !respond(&worker, &mut conn, &response, keep_alive, head_only).await {
             return;
@@ -99,6 +118,142 @@ async fn respond<D: Dialer>(
         head_only,
     );
     conn.flush(worker.timeouts.client_send).await.is_ok() && keep_alive
+}
+
+/// Largest body the admin endpoint reads.
+const MAX_ADMIN_BODY: u64 = 16 * 1024;
+
+/// `/api-keys`: `GET` lists consumers and key hashes; `POST` with `{"consumer": "alice",
+/// "key": "…"}` (or `"hash": "sha256:…"`) adds a key; `DELETE /api-keys/sha256:…` revokes
+/// one. A change goes to every worker at once (`Message::Credentials`), and is written to
+/// `[auth] api_keys_file` when there is one (else it lasts until the next reload).
+fn api_keys(state: &WorkerState, head: &RequestHead, body: Option<&[u8]>) -> LocalResponse {
+    let current = state.current();
+    let Some((_, auth)) = &current.worker.gateway.auth else {
+        return LocalResponse::text(404, "no [auth] credentials are configured\n");
+    };
+    let credentials = auth.credentials.borrow().clone();
+    let path = String::from_utf8_lossy(head.path()).into_owned();
+    let change = match (head.method(), path.strip_prefix("/api-keys/")) {
+        (Method::Get | Method::Head, _) => {
+            let mut out = String::from("[");
+            let mut keys: Vec<(&str, String)> = credentials
+                .api_keys
+                .iter()
+                .filter_map(|(hash, &c)| Some((&*credentials.consumers.get(c)?.name, hex(hash))))
+                .collect();
+            keys.sort();
+            for (i, (consumer, hash)) in keys.iter().enumerate() {
+                let sep = if i == 0 { "" } else { "," };
+                let _ = write!(
+                    out,
+                    "{sep}{{\"consumer\":{},\"hash\":\"sha256:{hash}\"}}",
+                    json_string(consumer)
+                );
+            }
+            out.push_str("]\n");
+            return typed(out, "application/json");
+        }
+        (Method::Post, None | Some("")) => {
+            let Some(value) =
+                body.and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+            else {
+                return LocalResponse::text(400, "expected {\"consumer\": NAME, \"key\": KEY} or {\"consumer\": NAME, \"hash\": \"sha256:HEX\"}\n");
+            };
+            let consumer = value.get("consumer").and_then(|v| v.as_str()).unwrap_or("");
+            if !crate::config::is_token(consumer) {
+                return LocalResponse::text(400, "consumer: letters, digits and -_.\n");
+            }
+            let hash = match (
+                value.get("key").and_then(|v| v.as_str()),
+                value.get("hash").and_then(|v| v.as_str()),
+            ) {
+                (Some(key), None) if !key.is_empty() => crate::auth::key_hash(key.as_bytes()),
+                (None, Some(hash)) => match crate::config::parse_key_hash(hash) {
+                    Ok(hash) => hash,
+                    Err(e) => return LocalResponse::text(400, format!("hash: {e}\n")),
+                },
+                _ => return LocalResponse::text(400, "give one of key and hash\n"),
+            };
+            (consumer.to_owned(), hash, true)
+        }
+        (Method::Delete, Some(hash)) => match crate::config::parse_key_hash(hash) {
+            Ok(hash) => match credentials.api_keys.get(&hash) {
+                Some(&c) => (credentials.consumers[c].name.to_string(), hash, false),
+                None => return LocalResponse::status_page(404),
+            },
+            Err(e) => return LocalResponse::text(400, format!("{e}\n")),
+        },
+        _ => {
+            let mut response = LocalResponse::status_page(405);
+            response.fields.push((
+                Bytes::from_static(b"Allow"),
+                Bytes::from_static(b"GET, POST, DELETE"),
+            ));
+            return response;
+        }
+    };
+    let (consumer, hash, add) = change;
+    let next = std::sync::Arc::new(credentials.with_key(&consumer, hash, add));
+    if let Some(file) = &current.generation.config.auth.api_keys_file {
+        if let Err(e) = write_keys_file(file, &next) {
+            return LocalResponse::text(500, format!("cannot write {}: {e}\n", file.display()));
+        }
+    }
+    auth.replace(next.clone());
+    state
+        .postbox
+        .broadcast_with(|| crate::control::Message::Credentials(next.clone()));
+    tracing::info!(
+        consumer,
+        add,
+        "API key {}",
+        if add { "added" } else { "revoked" }
+    );
+    let out = format!(
+        "{{\"consumer\":{},\"hash\":\"sha256:{}\"}}\n",
+        json_string(&consumer),
+        hex(&hash)
+    );
+    let mut response = typed(out, "application/json");
+    response.status = if add { 201 } else { 200 };
+    response
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// The keys file for `credentials`: every key as `CONSUMER sha256:HEX`, written to a new file
+/// renamed over the old (the control thread then sees it change and reloads the same keys).
+fn write_keys_file(
+    file: &std::path::Path,
+    credentials: &crate::auth::Credentials,
+) -> std::io::Result<()> {
+    let mut lines: Vec<String> = credentials
+        .api_keys
+        .iter()
+        .filter_map(|(hash, &c)| {
+            Some(format!(
+                "{} sha256:{}",
+                credentials.consumers.get(c)?.name,
+                hex(hash)
+            ))
+        })
+        .collect();
+    lines.sort();
+    let mut text = String::from("# written by ringwall's admin endpoint\n");
+    for line in lines {
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let partial = file.with_extension("partial");
+    std::fs::write(&partial, text)?;
+    std::fs::rename(&partial, file)
 }
 
 /// The response for one admin request.

@@ -36,6 +36,12 @@ pub enum Message {
     Health(HealthEvent),
     /// What a worker's rate limits admitted per key since its last tick.
     RateUsage(crate::filters::Usage),
+    /// Keys fetched from `[auth.jwt] jwks_url`.
+    JwtKeys(std::sync::Arc<crate::auth::JwtVerifier>),
+    /// A new set of credentials (an API key added or revoked on the admin endpoint).
+    Credentials(std::sync::Arc<crate::auth::Credentials>),
+    /// What a worker admitted under plans' quotas since its last tick.
+    QuotaUsage(crate::auth::quota::QuotaUsage),
     /// Begin draining now.
     Shutdown,
 }

@@ -8,6 +8,7 @@
 //! worker on the message path.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -175,6 +176,52 @@ pub fn run(
     Ok(())
 }
 
+/// How often the files the configuration reads (API keys, htpasswd, JWT keys) are looked at.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
+
+/// The files a configuration read that are reloaded when they change, with their
+/// modification time and length when it was loaded.
+struct Watched(Vec<(PathBuf, Option<(std::time::SystemTime, u64)>)>);
+
+impl Watched {
+    fn stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some((meta.modified().ok()?, meta.len()))
+    }
+
+    fn of(config: &crate::config::Config) -> Self {
+        let auth = &config.auth;
+        let mut files: Vec<PathBuf> = Vec::new();
+        files.extend(auth.api_keys_file.clone());
+        files.extend(auth.htpasswd.clone());
+        if let Some(crate::config::JwtKeys::File { path, .. }) = auth.jwt.as_ref().map(|j| &j.keys)
+        {
+            files.push(path.clone());
+        }
+        Self(
+            files
+                .into_iter()
+                .map(|f| {
+                    let stamp = Self::stamp(&f);
+                    (f, stamp)
+                })
+                .collect(),
+        )
+    }
+
+    /// The first file whose stamp is not what it was (and the stamp taken anew).
+    fn changed(&mut self) -> Option<PathBuf> {
+        for (file, stamp) in &mut self.0 {
+            let now = Self::stamp(file);
+            if now != *stamp {
+                *stamp = now;
+                return Some(file.clone());
+            }
+        }
+        None
+    }
+}
+
 /// What the control thread keeps between reloads.
 struct Control {
     current: Arc<Generation>,
@@ -200,12 +247,25 @@ fn control_loop(
         .config
         .resolve_interval()
         .map(|every| Instant::now() + every);
+    let mut watched = Watched::of(&current.config);
+    let mut look_at = Instant::now() + WATCH_EVERY;
+    let mut jwks = crate::auth::fetch::Jwks::of(&current.config);
     while !shutdown.is_triggered() {
+        jwks.refresh_if_due(&current.config, outside);
+        let mut signal = reloads.signals.recv_timeout(Duration::from_millis(50));
+        if Instant::now() >= look_at {
+            look_at = Instant::now() + WATCH_EVERY;
+            if let Some(changed) = watched.changed() {
+                tracing::info!("{} changed: reloading", changed.display());
+                signal = Ok(Signal::Reload);
+            }
+        }
         if resolve_at.is_some_and(|at| Instant::now() >= at) {
             if let Some(next) =
                 resolve_again(&current, &reloads.load, &mut sockets, &tickets, outside)
             {
                 process.generation.store(next.number, Ordering::Relaxed);
+                jwks.installed(&next.config, outside);
                 current = next;
             }
             resolve_at = current
@@ -213,10 +273,12 @@ fn control_loop(
                 .resolve_interval()
                 .map(|every| Instant::now() + every);
         }
-        match reloads.signals.recv_timeout(Duration::from_millis(50)) {
+        match signal {
             Ok(Signal::Reload) => {
                 match reload(&current, &reloads.load, &mut sockets, &tickets, outside) {
                     Ok(next) => {
+                        watched = Watched::of(&next.config);
+                        jwks.installed(&next.config, outside);
                         if next.config.log_level != current.config.log_level {
                             (reloads.log_level)(&next.config.log_level);
                         }

@@ -397,7 +397,7 @@ pub fn upstream_client_config(tls: &UpstreamTls) -> Result<ClientConfig, TlsFile
 }
 
 /// The system's CA certificates (Debian's `ca-certificates`, or `SSL_CERT_FILE`).
-fn system_roots() -> Result<RootCertStore, TlsFileError> {
+pub(crate) fn system_roots() -> Result<RootCertStore, TlsFileError> {
     let found = rustls_native_certs::load_native_certs();
     let mut roots = RootCertStore::empty();
     let (added, _) = roots.add_parsable_certificates(found.certs);

@@ -77,6 +77,8 @@ pub struct WorkerState {
     scrapes: RefCell<Vec<Scrape>>,
     next_scrape: Cell<u64>,
     log: Option<Rc<AccessLog>>,
+    /// When worker 0 may write the quota file again.
+    next_quota_save: Cell<std::time::Instant>,
 }
 
 /// A worker's own copy of an upstream group's client configuration: its own session store,
@@ -145,12 +147,18 @@ impl WorkerState {
         state.start_checks();
         let handler = state.clone();
         let ticker = state.clone();
-        monoio::spawn(postbox.run(
+        let last = state.clone();
+        let inbox = postbox.run(
             start.tick,
             ctx.drain.clone(),
             move |message| handler.handle(message),
             move |postbox| ticker.tick(postbox),
-        ));
+        );
+        monoio::spawn(async move {
+            inbox.await;
+            // The drain began: the quota counts as they are now.
+            last.save_quotas();
+        });
         state
     }
 
@@ -177,6 +185,30 @@ impl WorkerState {
         if !usage.is_empty() {
             postbox.broadcast_with(|| Message::RateUsage(usage.clone()));
         }
+        if let Some(quotas) = &current.worker.gateway.quotas {
+            let usage = quotas.report();
+            if !usage.is_empty() {
+                postbox.broadcast_with(|| Message::QuotaUsage(usage.clone()));
+            }
+            // Worker 0 keeps the file, at most once a second.
+            let now = std::time::Instant::now();
+            if now >= self.next_quota_save.get() {
+                self.next_quota_save.set(now + Duration::from_secs(1));
+                self.save_quotas();
+            }
+        }
+    }
+
+    /// Worker 0 writes the quota counts to their file (when they changed).
+    fn save_quotas(&self) {
+        if self.id != 0 {
+            return;
+        }
+        if let Some(quotas) = &self.current().worker.gateway.quotas {
+            if let Err(e) = quotas.save() {
+                tracing::warn!("cannot write the quota file: {e}");
+            }
+        }
     }
 
     fn new(
@@ -197,6 +229,7 @@ impl WorkerState {
             scrapes: RefCell::new(Vec::new()),
             next_scrape: Cell::new(0),
             log,
+            next_quota_save: Cell::new(std::time::Instant::now()),
         }
     }
 
@@ -278,7 +311,23 @@ impl WorkerState {
                     .limits
                     .absorb(&usage, std::time::Instant::now());
             }
+            Message::JwtKeys(verifier) => {
+                if let Some((_, auth)) = &self.current().worker.gateway.auth {
+                    auth.set_jwt(verifier);
+                }
+            }
+            Message::Credentials(credentials) => {
+                if let Some((_, auth)) = &self.current().worker.gateway.auth {
+                    auth.replace(credentials);
+                }
+            }
+            Message::QuotaUsage(usage) => {
+                if let Some(quotas) = &self.current().worker.gateway.quotas {
+                    quotas.absorb(&usage);
+                }
+            }
             Message::Shutdown => {
+                self.save_quotas();
                 if let Some(listeners) = self.listeners.upgrade() {
                     listeners.stop();
                 }

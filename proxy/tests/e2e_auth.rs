@@ -599,3 +599,242 @@ fn plans_limit_their_consumers_and_secrets_stay_out_of_the_log() {
         "{text}"
     );
 }
+
+#[test]
+fn quotas_count_across_workers_and_restarts() {
+    let origin = Origin::echo("o");
+    let dir = std::env::temp_dir().join(format!("ringwall-quota-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let quota_file = dir.join("quotas.state");
+    let toml = format!(
+        "[auth]\nmode = \"required\"\nquota_file = \"{}\"\n\n\
+         [[plan]]\nname = \"trial\"\nquota = \"5/day\"\n\n\
+         [[consumer]]\nname = \"kim\"\nplan = \"trial\"\napi_keys = [\"sha256:{}\"]\n\n\
+         [[upstream]]\nname = \"app\"\nservers = [\"{}\"]\n\n[[route]]\nupstream = \"app\"\n",
+        quota_file.display(),
+        sha256_hex("kim-key"),
+        origin.addr
+    );
+    let config = TempFile::new("quota.toml", &toml);
+    let start = || Proxy::with_config_path(&config.display(), &["--admin", "127.0.0.1:0"], true);
+    let mut proxy = start();
+    // Eight requests on their own connections (both workers), one at a time so that each
+    // worker has heard of the others' by the next (a tick is 20 ms).
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(get(&proxy, "X-API-Key: kim-key\r\n").status);
+        std::thread::sleep(std::time::Duration::from_millis(60));
+    }
+    assert_eq!(
+        statuses.iter().filter(|&&s| s == 200).count(),
+        5,
+        "{statuses:?}"
+    );
+    let over = get(&proxy, "X-API-Key: kim-key\r\n");
+    assert_eq!(over.status, 429);
+    let retry: u64 = over.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&retry));
+    assert!(over
+        .header("ratelimit-policy")
+        .unwrap()
+        .starts_with("\"quota\";q=5;w=86400"));
+    let samples = scrape(proxy.admin_addr());
+    assert!(
+        sum(
+            &samples,
+            "ringwall_requests_rejected_total",
+            &[("reason", "quota")]
+        ) >= 4.0
+    );
+    proxy.sigterm();
+    assert!(proxy
+        .wait_exit(std::time::Duration::from_secs(15))
+        .is_some());
+    // A restart reads the counts back.
+    let proxy = start();
+    assert_eq!(get(&proxy, "X-API-Key: kim-key\r\n").status, 429);
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn admin_request(proxy: &Proxy, method: &str, path: &str, body: &str) -> common::Response {
+    common::Client::connect(proxy.admin_addr()).request(format!(
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ))
+}
+
+/// `n` requests with `key`, each on its own connection (both workers): their statuses.
+fn with_key(proxy: &Proxy, key: &str, n: usize) -> Vec<u16> {
+    (0..n)
+        .map(|_| get(proxy, &format!("X-API-Key: {key}\r\n")).status)
+        .collect()
+}
+
+#[test]
+fn keys_added_and_revoked_on_the_admin_endpoint_or_in_the_file_take_effect_everywhere() {
+    let origin = Origin::echo("o");
+    let dir = std::env::temp_dir().join(format!("ringwall-keys-admin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys = dir.join("keys.txt");
+    std::fs::write(&keys, format!("lee sha256:{}\n", sha256_hex("lee-key"))).unwrap();
+    let proxy = Proxy::start(
+        &[origin.addr],
+        &["--api-keys", path_str(&keys), "--admin", "127.0.0.1:0"],
+    );
+    assert_eq!(with_key(&proxy, "zed-key", 4), [401; 4]);
+    let added = admin_request(
+        &proxy,
+        "POST",
+        "/api-keys",
+        r#"{"consumer":"zed","key":"zed-key"}"#,
+    );
+    assert_eq!(
+        added.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&added.body)
+    );
+    let hash = format!("sha256:{}", sha256_hex("zed-key"));
+    assert!(String::from_utf8_lossy(&added.body).contains(&hash));
+    // Posted to the other worker at once: within a tick.
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(with_key(&proxy, "zed-key", 6), [200; 6]);
+    assert!(std::fs::read_to_string(&keys)
+        .unwrap()
+        .contains(&format!("zed {hash}")));
+    let listed = admin_request(&proxy, "GET", "/api-keys", "");
+    let listed = String::from_utf8_lossy(&listed.body).into_owned();
+    assert!(
+        listed.contains("\"consumer\":\"zed\"") && !listed.contains("zed-key"),
+        "{listed}"
+    );
+    assert_eq!(
+        admin_request(&proxy, "DELETE", &format!("/api-keys/{hash}"), "").status,
+        200
+    );
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!(with_key(&proxy, "zed-key", 6), [401; 6]);
+    assert_eq!(
+        admin_request(&proxy, "POST", "/api-keys", "not json").status,
+        400
+    );
+    // The file edited by hand: read again within a couple of seconds.
+    std::fs::write(
+        &keys,
+        format!(
+            "lee sha256:{}\nmay sha256:{}\n",
+            sha256_hex("lee-key"),
+            sha256_hex("may-key")
+        ),
+    )
+    .unwrap();
+    assert!(common::wait_until(
+        std::time::Duration::from_secs(10),
+        || { with_key(&proxy, "may-key", 4) == [200; 4] }
+    ));
+    assert_eq!(with_key(&proxy, "lee-key", 2), [200; 2]);
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_jwks_url_is_fetched_and_refreshed() {
+    let keys = Keys::new("jwks-url");
+    let jwks = std::fs::read(keys.jwks()).unwrap();
+    // After the rotation, only the EC key is left.
+    let mut set: serde_json::Value = serde_json::from_slice(&jwks).unwrap();
+    set["keys"].as_array_mut().unwrap().remove(0);
+    let rotated_jwks = set.to_string().into_bytes();
+    let rotated = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let serving = rotated.clone();
+    let issuer = Origin::start(move |_req, conn| {
+        let body = if serving.load(std::sync::atomic::Ordering::SeqCst) {
+            &rotated_jwks
+        } else {
+            &jwks
+        };
+        conn.respond(200, &[("Content-Type", "application/json")], body)?;
+        Ok(common::Next::KeepAlive)
+    });
+    let origin = Origin::echo("o");
+    let toml = format!(
+        "[auth]\nmode = \"required\"\n[auth.jwt]\njwks_url = \"http://{}/.well-known/jwks.json\"\nrefresh = \"1s\"\n\n\
+         [[upstream]]\nname = \"app\"\nservers = [\"{}\"]\n\n[[route]]\nupstream = \"app\"\n",
+        issuer.addr, origin.addr
+    );
+    let proxy = Proxy::with_config(&toml, &[]);
+    let rsa = EncodingKey::from_rsa_pem(&keys.read("rsa.pem")).unwrap();
+    let ec = EncodingKey::from_ec_pem(&keys.read("ec.pem")).unwrap();
+    let rs = token(Algorithm::RS256, &rsa, Some("rsa-1"), &claims("a"));
+    let es = token(Algorithm::ES256, &ec, Some("ec-1"), &claims("a"));
+    assert!(
+        common::wait_until(std::time::Duration::from_secs(10), || {
+            bearer(&proxy, &rs).status == 200
+        }),
+        "{}",
+        proxy.logs()
+    );
+    // The issuer rotates its keys.
+    rotated.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(common::wait_until(
+        std::time::Duration::from_secs(10),
+        || { bearer(&proxy, &rs).status == 401 && bearer(&proxy, &es).status == 200 }
+    ));
+}
+
+#[test]
+fn bad_auth_settings_are_refused_with_their_file_and_line() {
+    let origin = Origin::echo("o");
+    let short = TempFile::new("short.key", "too-short\n");
+    let bad_keys = TempFile::new("bad-keys.txt", "alice sha256:abc\n");
+    let cases = [
+        (
+            "[[consumer]]\nname = \"a\"\napi_keys = [\"plain-key\"]\n".to_owned(),
+            "consumer[0].api_keys[0]",
+        ),
+        (
+            format!("[auth.jwt]\nkeys = \"{}\"\n", short.display()),
+            "auth.jwt.keys",
+        ),
+        (
+            "[auth.jwt]\njwks_url = \"https://x.test/jwks\"\nalgorithms = [\"none\"]\n".to_owned(),
+            "auth.jwt.algorithms[0]",
+        ),
+        (
+            format!("[auth]\napi_keys_file = \"{}\"\n", bad_keys.display()),
+            "bad-keys.txt:1",
+        ),
+        (
+            "[[plan]]\nname = \"p\"\nquota = \"10/day\"\n".to_owned(),
+            "plan[0].quota",
+        ),
+        (
+            "[[consumer]]\nname = \"a\"\nplan = \"nope\"\n".to_owned(),
+            "consumer[0].plan",
+        ),
+        ("[auth]\nmode = \"required\"\n".to_owned(), "auth.mode"),
+    ];
+    for (text, field) in cases {
+        let file = TempFile::new(
+            "auth.toml",
+            &format!(
+                "{text}\n[[upstream]]\nname = \"app\"\nservers = [\"{}\"]\n\n[[route]]\nupstream = \"app\"\n",
+                origin.addr
+            ),
+        );
+        let run = common::run_ringwall(&["check", "--config", &file.display()]);
+        assert!(!run.status.success(), "{text}");
+        assert!(
+            run.stderr.contains(field) && run.stderr.contains("auth.toml:"),
+            "{text}: {}",
+            run.stderr
+        );
+    }
+    let run = common::run_ringwall(&["check", "--upstream", "127.0.0.1:1", "--jwt-aud", "x"]);
+    assert!(
+        !run.status.success() && run.stderr.contains("--jwt-aud"),
+        "{}",
+        run.stderr
+    );
+}

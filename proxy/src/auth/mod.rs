@@ -8,7 +8,9 @@
 //! ([`WorkerAuth`]): tokens until their `exp`, Basic credentials (bcrypt is slow on purpose),
 //! both bounded.
 
+pub mod fetch;
 pub mod jwt;
+pub mod quota;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -193,6 +195,19 @@ impl WorkerAuth {
             basic: RefCell::default(),
             hasher: ahash::RandomState::new(),
         }
+    }
+
+    /// Takes keys fetched from the JWKS URL.
+    pub fn set_jwt(&self, verifier: Arc<JwtVerifier>) {
+        let old = self.credentials.borrow().clone();
+        let next = Credentials {
+            consumers: old.consumers.clone(),
+            api_keys: old.api_keys.clone(),
+            users: old.users.clone(),
+            jwt: Some(verifier),
+            version: old.version + 1,
+        };
+        self.replace(Arc::new(next));
     }
 
     /// Takes a new set of credentials; what was cached from the old one goes.

@@ -312,7 +312,7 @@ fn check_mode(text: &str, here: FieldPath) -> Checked<AuthMode> {
 }
 
 /// `sha256:` and 64 hex digits.
-pub(crate) fn parse_key_hash(text: &str) -> Result<[u8; 32], String> {
+pub fn parse_key_hash(text: &str) -> Result<[u8; 32], String> {
     let hex = text.trim().strip_prefix("sha256:").ok_or_else(|| {
         "an API key is stored hashed: sha256:HEX (printf %s KEY | sha256sum)".to_owned()
     })?;

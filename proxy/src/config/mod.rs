@@ -38,6 +38,7 @@ use serde::Deserialize;
 
 use crate::cli::Cli;
 
+pub use auth::parse_key_hash;
 pub use auth::{
     parse_htpasswd, parse_keys_file, Auth, AuthMethod, AuthMode, Consumer, Jwt, JwtKeys, Plan,
     QuotaPeriod, RouteAuth,
@@ -45,7 +46,7 @@ pub use auth::{
 pub use error::{ConfigError, Location};
 pub use gateway::{KeyPart, RateLimit};
 pub use policy::{
-    parse_cidr, Cidr, EditOp, Forwarding, HeaderEdit, Http, HttpsRedirect, PathRewrite,
+    is_token, parse_cidr, Cidr, EditOp, Forwarding, HeaderEdit, Http, HttpsRedirect, PathRewrite,
     RegexRewrite, RoutePolicy, RouteTimeouts, StaticResponse, Template, TemplatePart, Variable,
 };
 pub use units::{

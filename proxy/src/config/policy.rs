@@ -689,7 +689,7 @@ pub(crate) fn check_return(ret: &ReturnFile, here: &FieldPath) -> Checked<Static
     })
 }
 
-pub(crate) fn is_token(text: &str) -> bool {
+pub fn is_token(text: &str) -> bool {
     !text.is_empty()
         && text
             .bytes()

@@ -59,6 +59,11 @@ pub struct Gateway {
         std::rc::Rc<crate::auth::WorkerAuth>,
     )>,
     pub plans: Vec<Vec<usize>>,
+    /// Each plan's quota.
+    pub plan_quotas: Vec<Option<(u64, crate::config::QuotaPeriod)>>,
+    /// The quota counts (`None` when no plan has a quota); kept across generations that keep
+    /// `quota_file`.
+    pub quotas: Option<std::rc::Rc<crate::auth::quota::Quotas>>,
 }
 
 impl Gateway {
@@ -89,6 +94,14 @@ impl Gateway {
                 ))),
             ))
         };
+        let plan_quotas: Vec<_> = config.auth.plans.iter().map(|p| p.quota).collect();
+        let quotas = plan_quotas.iter().any(Option::is_some).then(|| {
+            let file = config.auth.quota_file.as_deref();
+            match previous.and_then(|p| p.quotas.clone()) {
+                Some(kept) if kept.file() == file => kept,
+                _ => std::rc::Rc::new(crate::auth::quota::Quotas::load(file)),
+            }
+        });
         Self {
             limits,
             auth,
@@ -98,6 +111,8 @@ impl Gateway {
                 .iter()
                 .map(|p| p.rate_limits.clone())
                 .collect(),
+            plan_quotas,
+            quotas,
         }
     }
 }
@@ -319,7 +334,8 @@ impl FilterChain {
                     .collect()
             })
             .collect();
-        if let Some(filter) = RateLimitFilter::new(route_limits, plan_limits, &route.name) {
+        let quotas = (gateway.plan_quotas.clone(), gateway.quotas.clone());
+        if let Some(filter) = RateLimitFilter::new(route_limits, plan_limits, quotas, &route.name) {
             filters.push(Box::new(filter));
         }
         if let RouteAction::Return(response) = &route.action {

@@ -27,7 +27,8 @@ use bytes::Bytes;
 use ringwall_policies::ratelimit::{Decision, Kind, Limiter};
 
 use super::{Filter, Flow, Request, Response};
-use crate::config::{Config, KeyPart, RateLimit};
+use crate::auth::quota::{QuotaDecision, Quotas};
+use crate::config::{Config, KeyPart, QuotaPeriod, RateLimit};
 use crate::http1::LocalResponse;
 use crate::l7::RequestContext;
 
@@ -194,10 +195,16 @@ impl Drop for Held {
     }
 }
 
+/// Each plan's quota, and the worker's quota counts (`None` when no plan has a quota).
+pub type PlanQuotas = (Vec<Option<(u64, QuotaPeriod)>>, Option<Rc<Quotas>>);
+
 /// A route's rate limits, and those of each plan (for its consumers' requests).
 pub struct RateLimitFilter {
     limits: Vec<Rc<LimitState>>,
     plans: Vec<Vec<Rc<LimitState>>>,
+    /// Each plan's quota, and the worker's counts (`None` when no plan has one).
+    plan_quotas: Vec<Option<(u64, QuotaPeriod)>>,
+    quotas: Option<Rc<Quotas>>,
     route: Rc<str>,
     headers: bool,
 }
@@ -207,9 +214,10 @@ impl RateLimitFilter {
     pub fn new(
         limits: Vec<Rc<LimitState>>,
         plans: Vec<Vec<Rc<LimitState>>>,
+        (plan_quotas, quotas): PlanQuotas,
         route: &str,
     ) -> Option<Self> {
-        if limits.is_empty() && plans.iter().all(Vec::is_empty) {
+        if limits.is_empty() && plans.iter().all(Vec::is_empty) && quotas.is_none() {
             return None;
         }
         Some(Self {
@@ -219,6 +227,8 @@ impl RateLimitFilter {
                 .any(|l| l.config.headers),
             limits,
             plans,
+            plan_quotas,
+            quotas,
             route: Rc::from(route),
         })
     }
@@ -268,24 +278,64 @@ impl RateLimitFilter {
         Some(hasher.finish())
     }
 
-    fn refused(limit: &LimitState, retry_after: Duration, reset: Duration) -> LocalResponse {
-        let mut response = LocalResponse::status_page(429);
-        response.fields.extend([
-            (
-                Bytes::from_static(b"Retry-After"),
-                Bytes::from(whole_seconds(retry_after).max(1).to_string()),
-            ),
-            (
-                Bytes::from_static(b"RateLimit-Policy"),
-                limit.policy.clone(),
-            ),
-            (
-                Bytes::from_static(b"RateLimit"),
-                limit.remaining(0, reset.max(retry_after)),
-            ),
-        ]);
-        response
+    /// Gives back what the first `taken` limits took for a request refused after them (their
+    /// concurrency places go with the context), and notes why it was refused.
+    fn give_back(
+        &self,
+        taken: usize,
+        request: &Request<'_>,
+        ctx: &mut RequestContext,
+        reason: &'static str,
+    ) {
+        for earlier in self.applying(ctx).take(taken) {
+            if matches!(earlier.config.kind, Kind::Concurrent { .. }) {
+                continue;
+            }
+            if let Some(key) = self.key(&earlier.config.key, request, ctx) {
+                earlier.limiter.borrow_mut().refund(key);
+            }
+        }
+        let notes = ctx.notes();
+        notes.held.clear();
+        notes.rejected = Some(reason);
     }
+
+    /// The consumer's plan's quota: `None` when the request fits (and is counted), else the
+    /// 429 to answer.
+    fn quota(&self, ctx: &RequestContext) -> Option<LocalResponse> {
+        let quotas = self.quotas.as_ref()?;
+        let consumer = ctx.notes.as_ref()?.consumer.as_ref()?;
+        let (amount, period) = (*self.plan_quotas.get(consumer.plan?)?)?;
+        let unix = crate::auth::unix_now();
+        match quotas.check(&consumer.name, amount, period, unix) {
+            QuotaDecision::Allow => None,
+            QuotaDecision::Refuse { retry_after } => {
+                let window = match period {
+                    QuotaPeriod::Day => 86_400,
+                    QuotaPeriod::Month => 2_592_000,
+                };
+                Some(refused(
+                    &Bytes::from(format!("\"quota\";q={amount};w={window}")),
+                    Duration::from_secs(retry_after),
+                    Bytes::from(format!("\"quota\";r=0;t={retry_after}")),
+                ))
+            }
+        }
+    }
+}
+
+/// A 429 with `Retry-After` and the `RateLimit` fields.
+fn refused(policy: &Bytes, retry_after: Duration, remaining: Bytes) -> LocalResponse {
+    let mut response = LocalResponse::status_page(429);
+    response.fields.extend([
+        (
+            Bytes::from_static(b"Retry-After"),
+            Bytes::from(whole_seconds(retry_after).max(1).to_string()),
+        ),
+        (Bytes::from_static(b"RateLimit-Policy"), policy.clone()),
+        (Bytes::from_static(b"RateLimit"), remaining),
+    ]);
+    response
 }
 
 impl Filter for RateLimitFilter {
@@ -326,22 +376,18 @@ impl Filter for RateLimitFilter {
                 }
                 Decision::Refuse { retry_after, reset } => {
                     bump(&limit.stats.refused);
-                    // What the limits before this one took is given back (their concurrency
-                    // places go with the context).
-                    for earlier in self.applying(ctx).take(i) {
-                        if matches!(earlier.config.kind, Kind::Concurrent { .. }) {
-                            continue;
-                        }
-                        if let Some(key) = self.key(&earlier.config.key, request, ctx) {
-                            earlier.limiter.borrow_mut().refund(key);
-                        }
-                    }
-                    let notes = ctx.notes();
-                    notes.held.clear();
-                    notes.rejected = Some("rate");
-                    return Flow::Respond(Self::refused(limit, retry_after, reset));
+                    self.give_back(i, request, ctx, "rate");
+                    return Flow::Respond(refused(
+                        &limit.policy,
+                        retry_after,
+                        limit.remaining(0, reset.max(retry_after)),
+                    ));
                 }
             }
+        }
+        if let Some(response) = self.quota(ctx) {
+            self.give_back(usize::MAX, request, ctx, "quota");
+            return Flow::Respond(response);
         }
         if wait.is_zero() {
             Flow::Continue
