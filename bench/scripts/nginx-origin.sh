@@ -51,7 +51,10 @@ callgrind_run() {
   [[ -n $up ]] || { cat "$out.log"; exit 1; }
   sleep 1
   callgrind_control -i on "$vg" > /dev/null
-  cg_requests=$(taskset -c 1 "$load" -c "$conns" -d "${secs}s" "http://127.0.0.1:$port/" \
+  # CALLGRIND_LOAD_HEADER="Name: value" adds a request header (an API key, a bearer token).
+  local header=()
+  [[ -n ${CALLGRIND_LOAD_HEADER:-} ]] && header=(-H "$CALLGRIND_LOAD_HEADER")
+  cg_requests=$(taskset -c 1 "$load" -c "$conns" -d "${secs}s" "${header[@]}" "http://127.0.0.1:$port/" \
     | awk '/requests in/ {print $1}')
   callgrind_control -i off "$vg" > /dev/null
   callgrind_control -d "$vg" > /dev/null

@@ -362,7 +362,8 @@ fn decide(kind: Kind, per_token: f64, entry: &mut Entry, at: u64) -> Decision {
             if level >= 1.0 {
                 entry.level -= 1.0;
                 Decision::Allow {
-                    remaining: entry.level.floor().max(0.0) as u64,
+                    // Not below zero here; `as` truncates, which is the floor.
+                    remaining: entry.level as u64,
                     reset: reset(entry.level),
                 }
             } else if level >= 1.0 - f64::from(queue) {

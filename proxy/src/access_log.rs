@@ -365,12 +365,10 @@ impl Line<'_> {
                 Some(route) => escaped(out, route.as_bytes()),
                 None => out.push(b'-'),
             },
-            AccessLogField::Consumer => {
-                match ctx.notes.as_ref().and_then(|n| n.consumer.as_ref()) {
-                    Some(consumer) => escaped(out, consumer.name.as_bytes()),
-                    None => out.push(b'-'),
-                }
-            }
+            AccessLogField::Consumer => match &ctx.consumer {
+                Some(consumer) => escaped(out, consumer.name.as_bytes()),
+                None => out.push(b'-'),
+            },
             AccessLogField::RequestId => match &ctx.request_id {
                 Some(id) => escaped(out, id),
                 None => out.push(b'-'),

@@ -72,7 +72,8 @@ fn class(status: u16) -> usize {
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 
 /// Per consumer, per route.
-type ConsumerStats = HashMap<Arc<str>, HashMap<Rc<str>, Rc<RouteStats>>>;
+type ConsumerStats =
+    HashMap<Arc<str>, HashMap<Rc<str>, Rc<RouteStats>, ahash::RandomState>, ahash::RandomState>;
 
 /// Most consumers counted apart per worker.
 pub const MAX_CONSUMERS: usize = 1000;

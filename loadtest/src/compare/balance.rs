@@ -188,14 +188,14 @@ fn config_path(variant: &Variant, dir: &Path) -> PathBuf {
 /// The three origins: each answers `hello world\n` to every request, the last one
 /// [`SLOW_BY`] late. One event loop (monoio, epoll) on a thread pinned to the load core serves
 /// all three, so that the fast ones answer at once whatever the slow one holds.
-struct Origins {
-    ports: [u16; 3],
+pub(super) struct Origins {
+    pub(super) ports: [u16; 3],
     served: [Arc<AtomicU64>; 3],
     stop: Arc<AtomicBool>,
 }
 
 impl Origins {
-    fn start(core: usize) -> anyhow::Result<Origins> {
+    pub(super) fn start(core: usize) -> anyhow::Result<Origins> {
         let stop = Arc::new(AtomicBool::new(false));
         let served: [Arc<AtomicU64>; 3] = std::array::from_fn(|_| Arc::new(AtomicU64::new(0)));
         let mut listeners = Vec::new();

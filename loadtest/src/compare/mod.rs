@@ -12,6 +12,7 @@
 
 pub mod balance;
 pub mod configs;
+pub mod gateway;
 pub mod idle;
 pub mod processes;
 pub mod profile;
@@ -43,7 +44,8 @@ use crate::tls::SelfSigned;
 pub struct CompareArgs {
     /// Scenarios to run, comma-separated, or "all": small-16, small-256, small-rate, body-4k,
     /// body-64k, post-1m, new-conn, tls, l4-1m, idle; and balance (seven balancing choices in
-    /// front of three origins, one 50 ms slower; not part of "all").
+    /// front of three origins, one 50 ms slower) and gateway (CPU per request of rate limits,
+    /// API keys and JWTs beside nginx `limit_req` and HAProxy stick tables), not part of "all".
     #[arg(long, default_value = "all", value_name = "LIST")]
     pub scenarios: String,
 
@@ -159,16 +161,26 @@ pub fn execute(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         write_outputs(args, &comparison)?;
         return Ok(ExitCode::SUCCESS);
     }
-    // `balance` runs apart: its own origins, and seven proxies (see `balance`).
+    // `balance` and `gateway` run apart: their own origins and proxies (see each module).
     let names: Vec<&str> = args.scenarios.split(',').map(str::trim).collect();
     let with_balance = names.contains(&"balance");
-    let rest: Vec<&str> = names.iter().copied().filter(|&n| n != "balance").collect();
-    if with_balance && rest.iter().all(|n| n.is_empty()) {
+    let with_gateway = names.contains(&"gateway");
+    let rest: Vec<&str> = names
+        .iter()
+        .copied()
+        .filter(|&n| n != "balance" && n != "gateway")
+        .collect();
+    if (with_balance || with_gateway) && rest.iter().all(|n| n.is_empty()) {
         if !programs_present(false) {
             return Ok(ExitCode::from(2));
         }
         let cancel = crate::cli::interrupt_flag()?;
-        balance::run(args, &cancel)?;
+        if with_balance {
+            balance::run(args, &cancel)?;
+        }
+        if with_gateway {
+            gateway::run(args, &cancel)?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let mut scenarios = scenario::parse_list(&rest.join(",")).map_err(anyhow::Error::msg)?;
@@ -222,6 +234,9 @@ pub fn execute(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     write_outputs(args, &comparison)?;
     if with_balance {
         balance::run(args, &cancel)?;
+    }
+    if with_gateway {
+        gateway::run(args, &cancel)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -163,9 +163,23 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A token's key in the cache: its last 16 bytes (the end of its signature, as random as a
+/// signature is), folded. Anyone can make a token that ends the same, but the cache compares
+/// the whole token, so such a token only misses; and only verified tokens are ever stored.
+fn token_id(token: &[u8]) -> u64 {
+    let tail = &token[token.len().saturating_sub(16)..];
+    let mut id = tail.len() as u64;
+    for chunk in tail.chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        id = (id ^ u64::from_le_bytes(word)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+    id
+}
+
 /// A token this worker verified, kept until it expires.
 struct CachedToken {
-    token: Box<str>,
+    token: Box<[u8]>,
     expires: u64,
     verified: Arc<VerifiedToken>,
 }
@@ -179,9 +193,8 @@ pub struct VerifiedToken {
 /// One worker's view of the credentials, and its caches of what it verified.
 pub struct WorkerAuth {
     pub credentials: RefCell<Arc<Credentials>>,
-    tokens: RefCell<HashMap<u64, CachedToken>>,
+    tokens: RefCell<HashMap<u64, CachedToken, ahash::RandomState>>,
     basic: RefCell<HashMap<[u8; 32], Arc<ConsumerInfo>>>,
-    hasher: ahash::RandomState,
 }
 
 /// Most Basic credentials a worker keeps verified.
@@ -193,7 +206,6 @@ impl WorkerAuth {
             credentials: RefCell::new(credentials),
             tokens: RefCell::default(),
             basic: RefCell::default(),
-            hasher: ahash::RandomState::new(),
         }
     }
 
@@ -218,21 +230,22 @@ impl WorkerAuth {
     }
 
     /// Verifies a bearer token, from the cache when this worker verified it before.
-    pub fn token(&self, token: &str) -> Result<Arc<VerifiedToken>, TokenError> {
-        let credentials = self.credentials.borrow().clone();
+    pub fn token(&self, token: &[u8]) -> Result<Arc<VerifiedToken>, TokenError> {
+        let credentials = self.credentials.borrow();
         let Some(verifier) = &credentials.jwt else {
             return Err(TokenError::UnknownKey);
         };
         let now = unix_now();
-        let id = self.hasher.hash_one(token);
+        let id = token_id(token);
         if let Some(cached) = self.tokens.borrow().get(&id) {
-            if &*cached.token == token {
+            if *cached.token == *token {
                 if now <= cached.expires {
                     return Ok(cached.verified.clone());
                 }
                 return Err(TokenError::Expired);
             }
         }
+        let token = std::str::from_utf8(token).map_err(|_| TokenError::Malformed)?;
         let Verified { claims, exp } = verifier.verify(token)?;
         let consumer = claims
             .get(&verifier.consumer_claim)
@@ -251,7 +264,7 @@ impl WorkerAuth {
             tokens.insert(
                 id,
                 CachedToken {
-                    token: token.into(),
+                    token: token.as_bytes().into(),
                     expires: exp.saturating_add(verifier.leeway().as_secs()),
                     verified: checked.clone(),
                 },

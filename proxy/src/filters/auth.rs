@@ -98,11 +98,14 @@ impl AuthFilter {
 
     fn authenticate(&self, request: &Request<'_>) -> Outcome {
         let authorization = request.head.field("authorization");
-        let scheme = |name: &str| {
+        // `Scheme credentials` (the scheme case-insensitive, RFC 9110 §11.1), as bytes.
+        let scheme = |name: &[u8]| {
             authorization.and_then(|value| {
-                let value = std::str::from_utf8(value).ok()?.trim();
-                let (given, rest) = value.split_once(' ')?;
-                given.eq_ignore_ascii_case(name).then(|| rest.trim())
+                let value = value.trim_ascii();
+                let space = value.iter().position(|&b| b == b' ')?;
+                value[..space]
+                    .eq_ignore_ascii_case(name)
+                    .then(|| value[space + 1..].trim_ascii())
             })
         };
         for &method in &self.route.methods {
@@ -121,7 +124,7 @@ impl AuthFilter {
                     }
                 }
                 AuthMethod::Jwt => {
-                    if let Some(token) = scheme("bearer") {
+                    if let Some(token) = scheme(b"bearer") {
                         return match self.state.token(token) {
                             Ok(verified) => {
                                 Outcome::Consumer(verified.consumer.clone(), Some(verified))
@@ -131,7 +134,7 @@ impl AuthFilter {
                     }
                 }
                 AuthMethod::Basic => {
-                    if let Some(encoded) = scheme("basic") {
+                    if let Some(encoded) = scheme(b"basic") {
                         let decoded = base64::engine::general_purpose::STANDARD
                             .decode(encoded)
                             .ok()
@@ -247,7 +250,7 @@ impl Filter for AuthFilter {
             Outcome::Consumer(consumer, token) => {
                 let forbidden = self.forbidden(&consumer, token.as_deref());
                 // Known, even when refused: its counters and log lines say who it was.
-                ctx.notes().consumer = Some(consumer);
+                ctx.consumer = Some(consumer);
                 match forbidden {
                     Some(response) => refuse(ctx, response),
                     None => Flow::Continue,
@@ -272,10 +275,11 @@ impl Filter for AuthFilter {
     }
 
     fn upstream_request_filter(&self, request: &mut Request<'_>, ctx: &mut RequestContext) {
+        // `set` replaces every copy the client sent; `remove` drops them when anonymous.
         let name = self.settings.consumer_header.clone();
-        request.overlay.remove(name.clone());
-        if let Some(consumer) = ctx.notes.as_ref().and_then(|n| n.consumer.as_ref()) {
-            request.overlay.set(name, consumer.name.as_bytes());
+        match &ctx.consumer {
+            Some(consumer) => request.overlay.set(name, consumer.name.as_bytes()),
+            None => request.overlay.remove(name),
         }
     }
 }

@@ -73,6 +73,26 @@ fn key_hasher() -> &'static ahash::RandomState {
     })
 }
 
+/// The key of a limit counted by the client address alone: the address (IPv4, or an IPv6
+/// address's /64) xor a per-process random seed (one per family), times an odd number: a
+/// bijection within each family, so two clients of one family never share a key, and no client
+/// can tell which key is another's. Cheaper than hashing the address.
+fn ip_key(ip: IpAddr) -> u64 {
+    static SEEDS: OnceLock<(u64, u64)> = OnceLock::new();
+    let (v4_seed, v6_seed) = *SEEDS.get_or_init(|| {
+        let random = std::collections::hash_map::RandomState::new();
+        (random.hash_one(4u64), random.hash_one(6u64))
+    });
+    let mixed = match ip {
+        IpAddr::V4(v4) => u64::from(u32::from(v4)) ^ v4_seed,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => u64::from(u32::from(v4)) ^ v4_seed,
+            None => (u128::from(v6) >> 64) as u64 ^ v6_seed,
+        },
+    };
+    mixed.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
 impl LimitState {
     fn new(config: &RateLimit, stats: Rc<LimitStats>) -> Self {
         let (quota, window) = config.quota();
@@ -236,9 +256,8 @@ impl RateLimitFilter {
     /// The limits that apply to a request: the route's, then its consumer's plan's.
     fn applying<'s>(&'s self, ctx: &RequestContext) -> impl Iterator<Item = &'s Rc<LimitState>> {
         let plan = ctx
-            .notes
+            .consumer
             .as_ref()
-            .and_then(|n| n.consumer.as_ref())
             .and_then(|c| c.plan)
             .and_then(|p| self.plans.get(p));
         self.limits.iter().chain(plan.into_iter().flatten())
@@ -246,6 +265,9 @@ impl RateLimitFilter {
 
     /// The key of `request` under `parts`; `None` when a header it needs is missing.
     fn key(&self, parts: &[KeyPart], request: &Request<'_>, ctx: &RequestContext) -> Option<u64> {
+        if let [KeyPart::Ip] = parts {
+            return Some(ip_key(ctx.client_ip));
+        }
         let mut hasher = key_hasher().build_hasher();
         for part in parts {
             match part {
@@ -260,11 +282,11 @@ impl RateLimitFilter {
                 KeyPart::Route => hasher.write(self.route.as_bytes()),
                 // An anonymous request is not counted by a limit per consumer or plan.
                 KeyPart::Consumer => {
-                    let consumer = ctx.notes.as_ref()?.consumer.as_ref()?;
+                    let consumer = ctx.consumer.as_ref()?;
                     hasher.write(consumer.name.as_bytes());
                 }
                 KeyPart::Plan => {
-                    let plan = ctx.notes.as_ref()?.consumer.as_ref()?.plan?;
+                    let plan = ctx.consumer.as_ref()?.plan?;
                     hasher.write_usize(plan);
                 }
                 KeyPart::Header(name) => {
@@ -304,7 +326,7 @@ impl RateLimitFilter {
     /// 429 to answer.
     fn quota(&self, ctx: &RequestContext) -> Option<LocalResponse> {
         let quotas = self.quotas.as_ref()?;
-        let consumer = ctx.notes.as_ref()?.consumer.as_ref()?;
+        let consumer = ctx.consumer.as_ref()?;
         let (amount, period) = (*self.plan_quotas.get(consumer.plan?)?)?;
         let unix = crate::auth::unix_now();
         match quotas.check(&consumer.name, amount, period, unix) {

@@ -49,6 +49,9 @@ pub struct RequestContext {
     /// What the gateway's policies noted; `None` until one does (most requests), so that
     /// the context stays small.
     pub notes: Option<Box<PolicyNotes>>,
+    /// Who the request comes from, once authenticated (here, not in `notes`: an authenticated
+    /// request needs no allocation for it).
+    pub consumer: Option<std::sync::Arc<crate::auth::ConsumerInfo>>,
 }
 
 /// What the gateway's policies note about one request.
@@ -61,8 +64,6 @@ pub struct PolicyNotes {
     pub rate_limit: Option<(u64, Bytes, Bytes)>,
     /// Why a policy refused the request (`auth`, `rate`, `quota`), for the counters.
     pub rejected: Option<&'static str>,
-    /// Who the request comes from, once authenticated.
-    pub consumer: Option<std::sync::Arc<crate::auth::ConsumerInfo>>,
 }
 
 impl RequestContext {
@@ -92,6 +93,7 @@ impl RequestContext {
             bytes_sent: 0,
             tls: None,
             notes: None,
+            consumer: None,
         }
     }
 

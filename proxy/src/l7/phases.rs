@@ -846,18 +846,18 @@ async fn exchange<C: Stream, D: Dialer>(
     route
         .stats
         .request(ctx.status, took, ctx.bytes_received, ctx.bytes_sent);
-    if let Some(notes) = &ctx.notes {
-        if let Some(reason) = notes.rejected {
-            route.stats.rejected(reason);
-        }
-        if let Some(consumer) = &notes.consumer {
-            let stats = worker.metrics.consumer(&consumer.name, &route.name);
-            stats.request(ctx.status, took, ctx.bytes_received, ctx.bytes_sent);
-            if let Some(reason) = notes.rejected {
-                stats.rejected(reason);
-            }
+    let rejected = ctx.notes.as_ref().and_then(|n| n.rejected);
+    if let Some(reason) = rejected {
+        route.stats.rejected(reason);
+    }
+    if let Some(consumer) = &ctx.consumer {
+        let stats = worker.metrics.consumer(&consumer.name, &route.name);
+        stats.request(ctx.status, took, ctx.bytes_received, ctx.bytes_sent);
+        if let Some(reason) = rejected {
+            stats.rejected(reason);
         }
     }
+
     if let (Some(server), Some(took)) = (ctx.server, ctx.upstream_time) {
         worker
             .upstreams
