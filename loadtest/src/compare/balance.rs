@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use super::processes::{find_program, free_port, Server};
+use super::processes::{start_proxies, ProxySpec, Server};
 use super::results::median;
 use super::scenario::Proxy;
 use super::CompareArgs;
@@ -367,31 +367,18 @@ fn start_variants(
     origins: &Origins,
     dir: &Path,
 ) -> anyhow::Result<(Vec<Server>, Vec<u16>)> {
-    let nginx = find_program("nginx").context("nginx")?;
-    let haproxy = find_program("haproxy").context("haproxy")?;
-    let mut servers = Vec::new();
-    let mut ports = Vec::new();
-    for variant in &VARIANTS {
-        let port = free_port()?;
-        let (text, command) = config(variant, port, &origins.ports, dir);
-        std::fs::write(config_path(variant, dir), text)?;
-        let program = match variant.proxy {
-            Proxy::Ringwall => args.ringwall.clone(),
-            Proxy::Nginx => nginx.clone(),
-            Proxy::Haproxy => haproxy.clone(),
-        };
-        let log = dir.join(format!("{}.out", variant.file_stem()));
-        servers.push(Server::start(
-            &variant.label(),
-            args.proxy_cpu,
-            &program,
-            &command,
-            &log,
-            port,
-        )?);
-        ports.push(port);
-    }
-    Ok((servers, ports))
+    start_proxies(args, dir, VARIANTS.len(), |i, port| {
+        let variant = &VARIANTS[i];
+        let (config, command) = config(variant, port, &origins.ports, dir);
+        Ok(ProxySpec {
+            label: variant.label(),
+            stem: variant.file_stem(),
+            proxy: variant.proxy,
+            config_path: config_path(variant, dir),
+            config,
+            command,
+        })
+    })
 }
 
 /// Runs the balance scenario and writes `balance.md` and `balance.json` into `--out`.

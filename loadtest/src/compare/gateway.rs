@@ -21,7 +21,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use super::balance::Origins;
-use super::processes::{find_program, free_port, Server};
+use super::processes::{start_proxies, ProxySpec, Server};
 use super::results::median;
 use super::scenario::Proxy;
 use super::CompareArgs;
@@ -373,31 +373,18 @@ fn start_variants(
     origin: u16,
     dir: &Path,
 ) -> anyhow::Result<(Vec<Server>, Vec<u16>)> {
-    let nginx = find_program("nginx").context("nginx")?;
-    let haproxy = find_program("haproxy").context("haproxy")?;
-    let mut servers = Vec::new();
-    let mut ports = Vec::new();
-    for variant in &VARIANTS {
-        let port = free_port()?;
-        let (text, path, command) = config(*variant, port, origin, dir)?;
-        std::fs::write(&path, text)?;
-        let program = match variant.proxy {
-            Proxy::Ringwall => args.ringwall.clone(),
-            Proxy::Nginx => nginx.clone(),
-            Proxy::Haproxy => haproxy.clone(),
-        };
-        let log = dir.join(format!("{}.out", variant.stem()));
-        servers.push(Server::start(
-            &variant.label(),
-            args.proxy_cpu,
-            &program,
-            &command,
-            &log,
-            port,
-        )?);
-        ports.push(port);
-    }
-    Ok((servers, ports))
+    start_proxies(args, dir, VARIANTS.len(), |i, port| {
+        let variant = VARIANTS[i];
+        let (config, config_path, command) = config(variant, port, origin, dir)?;
+        Ok(ProxySpec {
+            label: variant.label(),
+            stem: variant.stem(),
+            proxy: variant.proxy,
+            config_path: config_path.into(),
+            config,
+            command,
+        })
+    })
 }
 
 /// Runs the gateway scenario; writes `gateway.md` and `gateway.json` into `--out`.

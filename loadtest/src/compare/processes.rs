@@ -205,6 +205,52 @@ pub fn raise_nofile_limit() -> u64 {
     }
 }
 
+/// One proxy of a scenario that starts its own: what it is called, its configuration file and
+/// text, and its command line.
+pub struct ProxySpec {
+    pub label: String,
+    pub stem: String,
+    pub proxy: super::scenario::Proxy,
+    pub config_path: PathBuf,
+    pub config: String,
+    pub command: Vec<String>,
+}
+
+/// Starts `count` proxies on the proxy core, each on a free port, as `spec(index, port)` says
+/// (its configuration written under `dir` first); the servers and their ports, in order.
+pub fn start_proxies(
+    args: &super::CompareArgs,
+    dir: &Path,
+    count: usize,
+    spec: impl Fn(usize, u16) -> anyhow::Result<ProxySpec>,
+) -> anyhow::Result<(Vec<Server>, Vec<u16>)> {
+    let nginx = find_program("nginx").context("nginx")?;
+    let haproxy = find_program("haproxy").context("haproxy")?;
+    let mut servers = Vec::with_capacity(count);
+    let mut ports = Vec::with_capacity(count);
+    for index in 0..count {
+        let port = free_port()?;
+        let spec = spec(index, port)?;
+        std::fs::write(&spec.config_path, &spec.config)?;
+        let program = match spec.proxy {
+            super::scenario::Proxy::Ringwall => args.ringwall.clone(),
+            super::scenario::Proxy::Nginx => nginx.clone(),
+            super::scenario::Proxy::Haproxy => haproxy.clone(),
+        };
+        let log = dir.join(format!("{}.out", spec.stem));
+        servers.push(Server::start(
+            &spec.label,
+            args.proxy_cpu,
+            &program,
+            &spec.command,
+            &log,
+            port,
+        )?);
+        ports.push(port);
+    }
+    Ok((servers, ports))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
