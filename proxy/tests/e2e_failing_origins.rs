@@ -604,7 +604,9 @@ fn a_refused_connection_is_502_and_a_dead_server_of_a_group_is_skipped() {
     // request, so the next server is tried and every request succeeds.
     let dead = closed_port();
     let live = Origin::echo("live");
-    let proxy = Proxy::start(&[dead, live.addr], &[]);
+    // Round robin, not the default p2c: each worker alternates, so of 8 requests over 2
+    // workers some certainly pick the dead server (p2c may, by chance, never pick it).
+    let proxy = Proxy::start(&[dead, live.addr], &["--lb", "round-robin"]);
     for i in 0..8 {
         let mut client = proxy.client();
         let response = client.request(get(&format!("/mixed/{i}"), "mixed.test"));
