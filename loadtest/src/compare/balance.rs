@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use super::processes::{start_proxies, ProxySpec, Server};
+use super::processes::{finish_scenario, start_proxies, ProxySpec, Server};
 use super::results::median;
 use super::scenario::Proxy;
 use super::CompareArgs;
@@ -456,19 +456,7 @@ pub fn run(args: &CompareArgs, cancel: &Arc<AtomicBool>) -> anyhow::Result<Balan
         rounds: args.rounds,
         runs,
     };
-    std::fs::create_dir_all(&args.out)?;
-    let md = balance.markdown();
-    print!("{md}");
-    std::fs::write(args.out.join("balance.md"), &md)?;
-    std::fs::write(
-        args.out.join("balance.json"),
-        serde_json::to_string_pretty(&balance)?,
-    )?;
-    if args.keep_temp {
-        eprintln!("configs and server logs kept in {}", dir.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    finish_scenario(args, "balance", &balance.markdown(), &balance, &dir)?;
     Ok(balance)
 }
 

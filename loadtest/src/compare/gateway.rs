@@ -21,7 +21,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use super::balance::Origins;
-use super::processes::{start_proxies, ProxySpec, Server};
+use super::processes::{finish_scenario, start_proxies, ProxySpec, Server};
 use super::results::median;
 use super::scenario::Proxy;
 use super::CompareArgs;
@@ -471,19 +471,7 @@ pub fn run(args: &CompareArgs, cancel: &Arc<AtomicBool>) -> anyhow::Result<Gatew
         rounds: args.rounds,
         runs,
     };
-    std::fs::create_dir_all(&args.out)?;
-    let md = gateway.markdown();
-    print!("{md}");
-    std::fs::write(args.out.join("gateway.md"), &md)?;
-    std::fs::write(
-        args.out.join("gateway.json"),
-        serde_json::to_string_pretty(&gateway)?,
-    )?;
-    if args.keep_temp {
-        eprintln!("configs and server logs kept in {}", dir.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    finish_scenario(args, "gateway", &gateway.markdown(), &gateway, &dir)?;
     Ok(gateway)
 }
 

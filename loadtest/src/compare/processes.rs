@@ -251,6 +251,31 @@ pub fn start_proxies(
     Ok((servers, ports))
 }
 
+/// The end of a scenario that starts its own proxies: prints `markdown`, writes it and `json`
+/// as `{name}.md` and `{name}.json` into `--out`, and keeps `dir` (configs, server logs) when
+/// `--keep-temp` says so, else removes it.
+pub fn finish_scenario(
+    args: &super::CompareArgs,
+    name: &str,
+    markdown: &str,
+    json: &impl serde::Serialize,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.out)?;
+    print!("{markdown}");
+    std::fs::write(args.out.join(format!("{name}.md")), markdown)?;
+    std::fs::write(
+        args.out.join(format!("{name}.json")),
+        serde_json::to_string_pretty(json)?,
+    )?;
+    if args.keep_temp {
+        eprintln!("configs and server logs kept in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
