@@ -267,9 +267,9 @@ pub struct Cli {
     #[arg(long, value_name = "N", global = true)]
     pub max_connections_per_ip: Option<u32>,
 
-    /// How every upstream group chooses a server: p2c, peak-ewma, round-robin, weighted,
+    /// How every upstream group chooses a server: peak-ewma, p2c, round-robin, weighted,
     /// least-conn, random, hash:ip, hash:header:NAME, hash:cookie:NAME, hash:path
-    /// [default: each group's own setting, else p2c].
+    /// [default: each group's own setting, else peak-ewma].
     #[arg(long, value_name = "ALGORITHM", global = true)]
     pub lb: Option<String>,
 

@@ -1,5 +1,5 @@
-//! Choosing a server, end to end: the default (power of two choices) keeps traffic off a slow
-//! origin; weights share it out; consistent hashing keeps a client, a header, a cookie or a
+//! Choosing a server, end to end: the default (power of two choices by peak-EWMA) keeps traffic
+//! off a slow origin, further than power of two choices by outstanding requests alone; weights share it out; consistent hashing keeps a client, a header, a cookie or a
 //! path on one server, the same on every worker; and the `--lb` flag reaches every group.
 
 mod common;
@@ -36,11 +36,13 @@ fn power_of_two_choices_moves_traffic_off_a_slow_origin() {
         echo("slow", req, conn)
     });
     let mut slow_counts = Vec::new();
-    for lb in ["p2c", "peak-ewma"] {
-        let proxy = Proxy::start(
-            &[fast_a.addr, fast_b.addr, slow.addr],
-            &["--lb", lb, "--workers", "1"],
-        );
+    // The last one is the default, with no `--lb`.
+    for lb in ["p2c", "peak-ewma", ""] {
+        let mut flags = vec!["--workers", "1"];
+        if !lb.is_empty() {
+            flags.extend(["--lb", lb]);
+        }
+        let proxy = Proxy::start(&[fast_a.addr, fast_b.addr, slow.addr], &flags);
         // First one request at a time, so that every server has answered (peak-EWMA has
         // measured them; p2c learns nothing from it). Counting only starts after: on a loaded
         // machine the fast origins may not have answered before a cold burst is spread, and
@@ -75,16 +77,18 @@ fn power_of_two_choices_moves_traffic_off_a_slow_origin() {
         // Under a fifth of the requests (a third would be an even share).
         assert!(
             slow * 5 < total,
-            "{lb}: the slow origin took {slow} of {total} requests: {counts:?}"
+            "{}: the slow origin took {slow} of {total} requests: {counts:?}",
+            if lb.is_empty() { "the default" } else { lb }
         );
         slow_counts.push(slow);
     }
-    // Peak-EWMA, which weighs latency, keeps it further away still.
+    // Peak-EWMA, which weighs latency, keeps it further away still, and so does the default.
     assert!(
-        slow_counts[1] < slow_counts[0],
-        "the slow origin took {} requests under p2c and {} under peak-ewma",
+        slow_counts[1] < slow_counts[0] && slow_counts[2] < slow_counts[0],
+        "the slow origin took {} requests under p2c, {} under peak-ewma and {} by default",
         slow_counts[0],
-        slow_counts[1]
+        slow_counts[1],
+        slow_counts[2]
     );
 }
 

@@ -3,7 +3,7 @@
 //! Three origins run in this process, on one event loop on the load core: two answer at once,
 //! one 50 ms late.
 //! Seven proxies sit in front of all three, one per balancing choice: ringwall's
-//! `round-robin`, `p2c` (its default) and `peak-ewma`, nginx's `least_conn` and `random two
+//! `round-robin`, `p2c` and `peak-ewma` (its default), nginx's `least_conn` and `random two
 //! least_conn`, HAProxy's `balance leastconn` and `balance random(2)`; one worker or thread each,
 //! keep-alive pools to the origins as in the other scenarios. Each gets the same open-loop load
 //! (a fixed rate, latency counted from the intended send times), rounds interleaved; the

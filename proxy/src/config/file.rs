@@ -590,7 +590,7 @@ pub(crate) struct UpstreamFile {
     pub max_idle_per_server: usize,
     /// How a server is chosen: `p2c`, `peak-ewma`, `round-robin`, `weighted`, `least-conn`,
     /// `random`, `hash:ip`, `hash:header:NAME`, `hash:cookie:NAME` or `hash:path`.
-    /// Default: `None`, meaning `p2c`.
+    /// Default: `None`, meaning `peak-ewma`.
     #[serde(default)]
     pub lb: Option<String>,
     /// Each server's weight, in `servers` order (at least 1). Default: empty, every weight 1.

@@ -383,17 +383,17 @@ pub struct Limits {
 /// How an upstream group chooses a server (`[[upstream]] lb`, `--lb`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LoadBalancing {
-    /// One of the balancing algorithms (`ringwall_policies::balance`); power of two choices
-    /// by default.
+    /// One of the balancing algorithms (`ringwall_policies::balance`); by default power of
+    /// two choices weighing each server's outstanding requests by its peak-EWMA latency.
     Balance(Algorithm),
     /// Consistent hashing (Maglev) on a key of the request; a request without the key is
-    /// balanced by power of two choices.
+    /// balanced by the default, peak-EWMA power of two choices.
     Hash(HashKey),
 }
 
 impl Default for LoadBalancing {
     fn default() -> Self {
-        LoadBalancing::Balance(Algorithm::PowerOfTwo)
+        LoadBalancing::Balance(Algorithm::PeakEwma)
     }
 }
 

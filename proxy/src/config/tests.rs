@@ -608,7 +608,7 @@ fn balancing_and_weights_are_read_and_checked() {
         )
     };
     let cases = [
-        ("", LoadBalancing::Balance(Algorithm::PowerOfTwo)),
+        ("", LoadBalancing::Balance(Algorithm::PeakEwma)),
         (
             "lb = \"round-robin\"",
             LoadBalancing::Balance(Algorithm::RoundRobin),

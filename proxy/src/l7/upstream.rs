@@ -336,7 +336,8 @@ struct Server {
     /// Requests this worker has in flight on it.
     outstanding: Cell<u32>,
     latency: Cell<PeakEwma>,
-    /// Whether its group balances by peak-EWMA (and so keeps `latency`).
+    /// Whether its group balances by peak-EWMA among more than one server (and so keeps
+    /// `latency`).
     ewma: bool,
     max_idle: usize,
     /// Its slot in the pools.
@@ -493,12 +494,12 @@ impl Drop for InFlight<'_> {
 /// How long ago a peak-EWMA latency estimate mostly forgets (Finagle's default).
 const EWMA_DECAY: Duration = Duration::from_secs(10);
 
-/// The algorithm a group balances by (a `hash:` group's requests without a key: power of two
-/// choices).
+/// The algorithm a group balances by (a `hash:` group's requests without a key: the default,
+/// peak-EWMA power of two choices).
 fn algorithm(lb: &LoadBalancing) -> Algorithm {
     match lb {
         LoadBalancing::Balance(algorithm) => *algorithm,
-        LoadBalancing::Hash(_) => Algorithm::PowerOfTwo,
+        LoadBalancing::Hash(_) => Algorithm::PeakEwma,
     }
 }
 
@@ -622,7 +623,9 @@ impl<D: Dialer> Upstreams<D> {
                             health: Cell::new(ServerHealth::default()),
                             outstanding: Cell::new(0),
                             latency: Cell::new(PeakEwma::new(EWMA_DECAY)),
-                            ewma: algorithm(&group.lb) == Algorithm::PeakEwma,
+                            // A group of one server has nothing to choose between.
+                            ewma: algorithm(&group.lb) == Algorithm::PeakEwma
+                                && group.servers.len() > 1,
                             max_idle: group.max_idle_per_server,
                             slot,
                             open: pools.open_count(slot),
