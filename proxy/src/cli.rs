@@ -391,6 +391,16 @@ pub struct Cli {
     #[arg(long, value_name = "KEY", value_delimiter = ',', global = true)]
     pub rate_limit_key: Option<Vec<String>>,
 
+    /// Compress responses on the fly with these encodings, in order of preference when a
+    /// client accepts several equally: gzip, br, zstd, joined by commas; `off` for none
+    /// [default: the file's [compression] encodings, else off].
+    #[arg(long, value_name = "ENCODINGS", value_delimiter = ',', global = true)]
+    pub compress: Option<Vec<String>>,
+
+    /// Responses with a Content-Length below this are not compressed [default: 256].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, global = true)]
+    pub compress_min_size: Option<u64>,
+
     /// Every request must carry an API key of this file (lines CONSUMER sha256:HEX), in
     /// X-API-Key [default: no API keys].
     #[arg(long, value_name = "FILE", global = true)]

@@ -60,6 +60,8 @@ pub(crate) struct FileConfig {
     pub consumer: Vec<super::auth::ConsumerFile>,
     /// `[[plan]]`s. Default: none.
     pub plan: Vec<super::auth::PlanFile>,
+    /// `[compression]`: responses compressed on the fly. Default: off.
+    pub compression: super::compress::CompressionFile,
 }
 
 /// `[resolver]`.
@@ -121,6 +123,7 @@ impl Default for FileConfig {
             auth: super::auth::AuthFile::default(),
             consumer: Vec::new(),
             plan: Vec::new(),
+            compression: super::compress::CompressionFile::default(),
         }
     }
 }
@@ -890,6 +893,10 @@ pub(crate) struct RouteFile {
     /// `[route.auth]`: who may use the route. Default: `[auth].mode`, every credential.
     #[serde(default)]
     pub auth: super::auth::RouteAuthFile,
+    /// Compress this route's responses as `[compression]` says (`false`: never). Default:
+    /// `None`, meaning yes when `[compression]` has encodings.
+    #[serde(default)]
+    pub compress: Option<bool>,
 }
 
 /// `[route.hedge]`.
@@ -1016,6 +1023,7 @@ impl RouteFile {
             hedge: None,
             rate_limits: Vec::new(),
             auth: super::auth::RouteAuthFile::default(),
+            compress: None,
         }
     }
 }

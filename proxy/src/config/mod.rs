@@ -16,6 +16,7 @@
 //! flag that supplied the bad value (`--workers: must be at least 1`).
 
 mod auth;
+mod compress;
 mod error;
 mod file;
 mod gateway;
@@ -43,6 +44,7 @@ pub use auth::{
     parse_htpasswd, parse_keys_file, Auth, AuthMethod, AuthMode, Consumer, Jwt, JwtKeys, Plan,
     QuotaPeriod, RouteAuth,
 };
+pub use compress::{Compression, Encoding, MediaPattern};
 pub use error::{ConfigError, Location};
 pub use gateway::{KeyPart, RateLimit};
 pub use policy::{
@@ -85,6 +87,8 @@ pub struct Config {
     pub rate_limits: Vec<RateLimit>,
     /// `[auth]`, `[[consumer]]`s, `[[plan]]`s.
     pub auth: Auth,
+    /// `[compression]`; `None`: off (each route's policy holds what applies to it).
+    pub compression: Option<Arc<Compression>>,
     /// `[admin] address`: where the admin listener accepts; `None`: no admin listener.
     pub admin: Option<SocketAddr>,
     /// Where the process id is written; `None`: nowhere. Absolute (see `access_log`).
@@ -782,6 +786,13 @@ fn load_with_fallback(
     apply_flags(&mut file, cli, demo_servers, &mut locator);
     check_health_flags(&file, cli)?;
     check_rate_limit_flags(cli)?;
+    if cli.compress_min_size.is_some() && file.compression.encodings.is_empty() {
+        return Err(ConfigError::Flag {
+            flag: "--compress-min-size",
+            message: "applies to compression: give --compress or [compression] encodings too"
+                .to_owned(),
+        });
+    }
     if file.auth.jwt.is_none() && !(cli.jwt_aud.is_empty() && cli.jwt_iss.is_empty()) {
         let flag = if cli.jwt_aud.is_empty() {
             "--jwt-iss"
@@ -931,6 +942,25 @@ fn apply_flags(
     apply_failure_flags(file, cli, locator);
     apply_rate_limit_flags(file, cli, locator);
     apply_auth_flags(file, cli, locator);
+    apply_compression_flags(file, cli, locator);
+}
+
+/// `--compress` sets `[compression] encodings` (`off`: none), `--compress-min-size` its
+/// `min_size`.
+fn apply_compression_flags(file: &mut FileConfig, cli: &Cli, locator: &mut Locator<'_>) {
+    let here = path(&["compression"]);
+    if let Some(encodings) = &cli.compress {
+        let off = encodings.len() == 1 && encodings[0].trim().eq_ignore_ascii_case("off");
+        file.compression.encodings = if off { Vec::new() } else { encodings.clone() };
+        locator.set_by_flag(here.key("encodings"), "--compress");
+        for i in 0..encodings.len() {
+            locator.set_by_flag(here.key("encodings").index(i), "--compress");
+        }
+    }
+    if let Some(size) = cli.compress_min_size {
+        file.compression.min_size = units::ByteSize(size);
+        locator.set_by_flag(here.key("min_size"), "--compress-min-size");
+    }
 }
 
 /// `--api-keys` and `--jwt-key` (with `--jwt-aud`, `--jwt-iss`) set `[auth]`'s API keys file

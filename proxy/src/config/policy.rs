@@ -101,6 +101,8 @@ pub struct RoutePolicy {
     pub rate_limits: Vec<usize>,
     /// Who may use the route.
     pub auth: super::RouteAuth,
+    /// How its responses are compressed; `None`: they are not.
+    pub compression: Option<std::sync::Arc<super::Compression>>,
 }
 
 /// `https_redirect`: the status and the port of the `Location`.
@@ -433,6 +435,7 @@ pub(crate) fn check_route_policy(
         rate_limits: Vec::new(),
         // Likewise, once `[auth]` is checked.
         auth: super::RouteAuth::default(),
+        compression: None,
     })
 }
 

@@ -86,6 +86,7 @@ pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Co
         .map(|(i, l)| (l.name.clone(), i))
         .collect();
     let auth = super::auth::check_auth(file, base.as_deref(), &limit_names)?;
+    let compression = super::compress::check_compression(file, &mut routes)?;
     for (i, route) in routes.iter_mut().enumerate() {
         if let Some(route_file) = file.route.get(i) {
             route.policy.auth =
@@ -135,6 +136,7 @@ pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Co
         access_log,
         rate_limits,
         auth,
+        compression,
         admin,
         pid_file,
         effective: String::new(),

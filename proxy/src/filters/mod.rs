@@ -20,12 +20,16 @@
 //!    or a wait in a queue);
 //! 6. `static_response`: the route's `return` (status, body, redirect);
 //! 7. `rewrite`: strip or replace a path prefix, or a regex rewrite;
-//! 8. `headers`: the request and response header edits of `[http]` and then the route.
+//! 8. `headers`: the request and response header edits of `[http]` and then the route;
+//! 9. `compress`: the response compressed on the fly (gzip, brotli, zstd) when the client
+//!    accepts it; last, so that it sees the head as the other filters left it. Its encoder
+//!    is per response, in the context, and runs after every other body filter.
 //!
 //! A route with none of these configured has an empty chain, and every hook is then a loop
 //! over nothing.
 
 mod auth;
+mod compress;
 mod forwarded;
 mod headers;
 mod https_redirect;
@@ -41,6 +45,7 @@ use crate::http1::{put_ip, HeadOverlay, LocalResponse, RequestHead, ResponseHead
 use crate::l7::RequestContext;
 
 pub use auth::{AuthFilter, AuthSettings};
+pub use compress::{CompressFilter, Encoder};
 pub use forwarded::ForwardedFilter;
 pub use headers::HeaderFilter;
 pub use rate_limit::{Held, LimitStats, RateLimitFilter, RateLimiters, Usage};
@@ -347,6 +352,9 @@ impl FilterChain {
         if let Some(filter) = HeaderFilter::new(&policy.request_headers, &policy.response_headers) {
             filters.push(Box::new(filter));
         }
+        if let Some(compression) = &policy.compression {
+            filters.push(Box::new(CompressFilter::new(compression.clone())));
+        }
         Self::new(filters)
     }
 
@@ -403,8 +411,10 @@ impl FilterChain {
         }
     }
 
-    pub fn filters_response_body(&self) -> bool {
-        self.response_body
+    /// Whether this response's body goes through filters: the chain's, or the encoder the
+    /// `compress` filter left for it.
+    pub fn filters_response_body(&self, ctx: &RequestContext) -> bool {
+        self.response_body || ctx.encoder.is_some()
     }
 
     pub fn response_body_filter(
@@ -415,6 +425,9 @@ impl FilterChain {
     ) {
         for filter in self.filters.iter().filter(|f| f.filters_response_body()) {
             filter.response_body_filter(chunk, end, ctx);
+        }
+        if let Some(encoder) = &mut ctx.encoder {
+            encoder.encode(chunk, end);
         }
     }
 

@@ -254,8 +254,12 @@ pub fn write_response_head(
     overlay.put_added(out);
     if framing == OutFraming::None && !head.is_informational() && head.status() != 204 {
         // A response to HEAD, or a 304, keeps the origin's Content-Length: it describes the
-        // representation, not this message's (RFC 9110 §8.6).
-        if let Some(length) = head.field("content-length") {
+        // representation, not this message's (RFC 9110 §8.6); unless a filter took it out
+        // (the representation sent is another, compressed one).
+        if let Some(length) = head
+            .field("content-length")
+            .filter(|_| !overlay.is_removed(b"content-length"))
+        {
             put_field(out, b"Content-Length", length);
         }
     }

@@ -52,6 +52,9 @@ pub struct RequestContext {
     /// Who the request comes from, once authenticated (here, not in `notes`: an authenticated
     /// request needs no allocation for it).
     pub consumer: Option<std::sync::Arc<crate::auth::ConsumerInfo>>,
+    /// The compressor of a response being compressed (the `compress` filter's), which the
+    /// route's body filters end with.
+    pub encoder: Option<Box<crate::filters::Encoder>>,
 }
 
 /// What the gateway's policies note about one request.
@@ -94,6 +97,7 @@ impl RequestContext {
             tls: None,
             notes: None,
             consumer: None,
+            encoder: None,
         }
     }
 

@@ -774,7 +774,9 @@ async fn exchange<C: Stream, D: Dialer>(
         let http11 = head.version() == Version::Http11;
         let framing = match response.body() {
             BodyKind::Empty => OutFraming::None,
-            BodyKind::Length(n) if !route.filters.filters_response_body() => OutFraming::Length(n),
+            BodyKind::Length(n) if !route.filters.filters_response_body(ctx) => {
+                OutFraming::Length(n)
+            }
             _ if http11 => OutFraming::Chunked,
             _ => OutFraming::Close,
         };

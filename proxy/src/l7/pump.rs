@@ -99,7 +99,7 @@ pub async fn pump<R: Stream, W: Stream>(
     let direction = leg.direction;
     let body_filters = match direction {
         Direction::Request => filters.filters_request_body(),
-        Direction::Response => filters.filters_response_body(),
+        Direction::Response => filters.filters_response_body(ctx),
     };
     // Nothing needs to see the bytes of a body that keeps its length: the rest of a large
     // one may go from socket to socket (`splice.rs`).
