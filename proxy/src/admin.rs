@@ -92,6 +92,7 @@ pub async fn serve_admin(state: Rc<WorkerState>, stream: TcpStream, peer: Socket
         let response = match head.path() {
             b"/api-keys" | b"/api-keys/" => api_keys(&state, &head, body.as_deref()),
             path if path.starts_with(b"/api-keys/") => api_keys(&state, &head, body.as_deref()),
+            b"/cache/purge" => purge(&state, &head, body.as_deref()),
             _ => answer(&state, &head).await,
         };
         let head_only = head.method() == Method::Head;
@@ -122,6 +123,48 @@ async fn respond<D: Dialer>(
 
 /// Largest body the admin endpoint reads.
 const MAX_ADMIN_BODY: u64 = 16 * 1024;
+
+/// `POST /cache/purge` with `{"url": "http://host/path?query"}` (that URL, whatever its
+/// variants) or `{"prefix": "http://host/path/"}` (every URL that starts so): the stored
+/// responses go on this worker at once and on the others when they take the message.
+fn purge(state: &WorkerState, head: &RequestHead, body: Option<&[u8]>) -> LocalResponse {
+    if head.method() != Method::Post {
+        return LocalResponse::text(405, "POST {\"url\": …} or {\"prefix\": …}\n");
+    }
+    let value = body.and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
+    let field = |name: &str| {
+        value
+            .as_ref()
+            .and_then(|v| v.get(name))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    let (url, prefix) =
+        match (field("url"), field("prefix")) {
+            (Some(url), None) => (url, false),
+            (None, Some(prefix)) => (prefix, true),
+            _ => return LocalResponse::text(
+                400,
+                "expected {\"url\": \"http://host/path\"} or {\"prefix\": \"http://host/path\"}\n",
+            ),
+        };
+    let Some(key) = crate::cache::purge_key(&url) else {
+        return LocalResponse::text(400, format!("{url:?} is not an http:// or https:// URL\n"));
+    };
+    let current = state.current();
+    let purged = match current.worker.cache.borrow_mut().as_mut() {
+        Some(store) => store.purge(&key, prefix),
+        None => return LocalResponse::text(404, "there is no cache ([cache] memory, --cache)\n"),
+    };
+    state
+        .postbox
+        .broadcast_with(|| crate::control::Message::CachePurge {
+            key: key.clone(),
+            prefix,
+        });
+    tracing::info!(url, prefix, purged, "cache purge");
+    typed(format!("{{\"purged\":{purged}}}\n"), "application/json")
+}
 
 /// `/api-keys`: `GET` lists consumers and key hashes; `POST` with `{"consumer": "alice",
 /// "key": "…"}` (or `"hash": "sha256:…"`) adds a key; `DELETE /api-keys/sha256:…` revokes

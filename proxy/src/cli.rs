@@ -397,6 +397,11 @@ pub struct Cli {
     #[arg(long, value_name = "ENCODINGS", value_delimiter = ',', global = true)]
     pub compress: Option<Vec<String>>,
 
+    /// Cache responses (RFC 9111) in this much memory per worker, on every route
+    /// [default: the file's [cache] memory, else no cache].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, global = true)]
+    pub cache: Option<u64>,
+
     /// Responses with a Content-Length below this are not compressed [default: 256].
     #[arg(long, value_name = "SIZE", value_parser = parse_size, global = true)]
     pub compress_min_size: Option<u64>,

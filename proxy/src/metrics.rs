@@ -391,6 +391,7 @@ impl WorkerMetrics {
                 })
                 .collect(),
             dropped_log_lines,
+            cache: None,
         }
     }
 }
@@ -494,6 +495,16 @@ pub struct Snapshot {
     /// By (consumer, route).
     pub consumers: BTreeMap<(String, String), RouteCounts>,
     pub dropped_log_lines: u64,
+    /// The response cache's counts; `None` without a cache.
+    pub cache: Option<CacheCounts>,
+}
+
+/// What the response caches counted, and what they hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheCounts {
+    pub stats: crate::cache::CacheStats,
+    pub bytes: u64,
+    pub entries: u64,
 }
 
 impl Snapshot {
@@ -545,6 +556,19 @@ impl Snapshot {
             sum.evicted += counts.evicted;
         }
         self.dropped_log_lines += other.dropped_log_lines;
+        if let Some(other) = other.cache {
+            let sum = self.cache.get_or_insert_with(CacheCounts::default);
+            let (a, b) = (&mut sum.stats, other.stats);
+            a.hits += b.hits;
+            a.misses += b.misses;
+            a.revalidated += b.revalidated;
+            a.stores += b.stores;
+            a.evictions += b.evictions;
+            a.invalidations += b.invalidations;
+            a.bypasses += b.bypasses;
+            sum.bytes += other.bytes;
+            sum.entries += other.entries;
+        }
     }
 }
 
@@ -674,6 +698,9 @@ pub fn render(sum: &Snapshot, process: &ProcessInfo<'_>) -> String {
         &by_consumer,
     );
     rate_limit_families(&mut out, &sum.limits);
+    if let Some(cache) = &sum.cache {
+        cache_families(&mut out, cache);
+    }
 
     family(
         &mut out,
@@ -947,6 +974,79 @@ fn request_families(out: &mut String, prefix: &str, by: &str, rows: &[(String, &
         for (labels, counts) in rows {
             let _ = writeln!(out, "{}{{{labels}}} {}", name(family_name), get(counts));
         }
+    }
+}
+
+/// The response cache's counters, summed over the workers.
+fn cache_families(out: &mut String, cache: &CacheCounts) {
+    let s = cache.stats;
+    for (name, kind, help, value) in [
+        (
+            "ringwall_cache_lookups_total{result=\"hit\"}",
+            "counter",
+            "",
+            s.hits,
+        ),
+        (
+            "ringwall_cache_lookups_total{result=\"miss\"}",
+            "",
+            "",
+            s.misses,
+        ),
+        (
+            "ringwall_cache_lookups_total{result=\"bypass\"}",
+            "",
+            "",
+            s.bypasses,
+        ),
+        (
+            "ringwall_cache_revalidations_total",
+            "counter",
+            "Stale responses the origin confirmed with a 304 and the cache answered.",
+            s.revalidated,
+        ),
+        (
+            "ringwall_cache_stores_total",
+            "counter",
+            "Responses stored (or stored again, revalidated).",
+            s.stores,
+        ),
+        (
+            "ringwall_cache_evictions_total",
+            "counter",
+            "Responses evicted to make room (least recently used first).",
+            s.evictions,
+        ),
+        (
+            "ringwall_cache_invalidations_total",
+            "counter",
+            "URLs whose stored responses went: an unsafe method succeeded on them, or a purge.",
+            s.invalidations,
+        ),
+        (
+            "ringwall_cache_bytes",
+            "gauge",
+            "Bytes the caches hold, summed over the workers.",
+            cache.bytes,
+        ),
+        (
+            "ringwall_cache_entries",
+            "gauge",
+            "Responses the caches hold, summed over the workers.",
+            cache.entries,
+        ),
+    ] {
+        let family_name = name.split('{').next().unwrap_or(name);
+        if !kind.is_empty() {
+            let help = if help.is_empty() {
+                "Requests the cache looked up, by result (hit: answered from the cache; miss: \
+                 forwarded, stale ones included; bypass: the route's bypass conditions)."
+            } else {
+                help
+            };
+            family(out, family_name, kind, help);
+        }
+        let _ = writeln!(out, "{name} {value}");
     }
 }
 

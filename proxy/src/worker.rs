@@ -321,6 +321,11 @@ impl WorkerState {
                     auth.replace(credentials);
                 }
             }
+            Message::CachePurge { key, prefix } => {
+                if let Some(store) = self.current().worker.cache.borrow_mut().as_mut() {
+                    store.purge(&key, prefix);
+                }
+            }
             Message::QuotaUsage(usage) => {
                 if let Some(quotas) = &self.current().worker.gateway.quotas {
                     quotas.absorb(&usage);
@@ -387,6 +392,14 @@ impl WorkerState {
         let dropped = self.log.as_ref().map_or(0, |log| log.dropped());
         let current = self.current();
         let mut snapshot = current.worker.metrics.snapshot(self.id, dropped);
+        snapshot.cache = current.worker.cache.borrow().as_ref().map(|store| {
+            let (bytes, entries) = store.usage();
+            crate::metrics::CacheCounts {
+                stats: store.stats,
+                bytes,
+                entries,
+            }
+        });
         let counts = self
             .listeners
             .upgrade()

@@ -62,6 +62,8 @@ pub(crate) struct FileConfig {
     pub plan: Vec<super::auth::PlanFile>,
     /// `[compression]`: responses compressed on the fly. Default: off.
     pub compression: super::compress::CompressionFile,
+    /// `[cache]`: the response cache. Default: off.
+    pub cache: super::cache::CacheFile,
 }
 
 /// `[resolver]`.
@@ -124,6 +126,7 @@ impl Default for FileConfig {
             consumer: Vec::new(),
             plan: Vec::new(),
             compression: super::compress::CompressionFile::default(),
+            cache: super::cache::CacheFile::default(),
         }
     }
 }
@@ -897,6 +900,10 @@ pub(crate) struct RouteFile {
     /// `None`, meaning yes when `[compression]` has encodings.
     #[serde(default)]
     pub compress: Option<bool>,
+    /// `false`, or `[route.cache]`: how this route's responses are cached. Default: `None`,
+    /// cached by RFC 9111 when `[cache] memory` is set.
+    #[serde(default)]
+    pub cache: Option<super::cache::RouteCacheFile>,
 }
 
 /// `[route.hedge]`.
@@ -1024,6 +1031,7 @@ impl RouteFile {
             rate_limits: Vec::new(),
             auth: super::auth::RouteAuthFile::default(),
             compress: None,
+            cache: None,
         }
     }
 }

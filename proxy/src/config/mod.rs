@@ -16,6 +16,7 @@
 //! flag that supplied the bad value (`--workers: must be at least 1`).
 
 mod auth;
+mod cache;
 mod compress;
 mod error;
 mod file;
@@ -44,6 +45,7 @@ pub use auth::{
     parse_htpasswd, parse_keys_file, Auth, AuthMethod, AuthMode, Consumer, Jwt, JwtKeys, Plan,
     QuotaPeriod, RouteAuth,
 };
+pub use cache::{CacheSettings, RouteCache};
 pub use compress::{Compression, Encoding, MediaPattern};
 pub use error::{ConfigError, Location};
 pub use gateway::{KeyPart, RateLimit};
@@ -89,6 +91,8 @@ pub struct Config {
     pub auth: Auth,
     /// `[compression]`; `None`: off (each route's policy holds what applies to it).
     pub compression: Option<Arc<Compression>>,
+    /// `[cache]`; `None`: no cache.
+    pub cache: Option<CacheSettings>,
     /// `[admin] address`: where the admin listener accepts; `None`: no admin listener.
     pub admin: Option<SocketAddr>,
     /// Where the process id is written; `None`: nowhere. Absolute (see `access_log`).
@@ -956,6 +960,10 @@ fn apply_compression_flags(file: &mut FileConfig, cli: &Cli, locator: &mut Locat
         for i in 0..encodings.len() {
             locator.set_by_flag(here.key("encodings").index(i), "--compress");
         }
+    }
+    if let Some(size) = cli.cache {
+        file.cache.memory = Some(units::ByteSize(size));
+        locator.set_by_flag(path(&["cache"]).key("memory"), "--cache");
     }
     if let Some(size) = cli.compress_min_size {
         file.compression.min_size = units::ByteSize(size);

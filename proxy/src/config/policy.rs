@@ -103,6 +103,8 @@ pub struct RoutePolicy {
     pub auth: super::RouteAuth,
     /// How its responses are compressed; `None`: they are not.
     pub compression: Option<std::sync::Arc<super::Compression>>,
+    /// How its responses are cached; `None`: they are not.
+    pub cache: Option<std::sync::Arc<super::RouteCache>>,
 }
 
 /// `https_redirect`: the status and the port of the `Location`.
@@ -436,6 +438,7 @@ pub(crate) fn check_route_policy(
         // Likewise, once `[auth]` is checked.
         auth: super::RouteAuth::default(),
         compression: None,
+        cache: None,
     })
 }
 

@@ -55,6 +55,8 @@ pub struct RequestContext {
     /// The compressor of a response being compressed (the `compress` filter's), which the
     /// route's body filters end with.
     pub encoder: Option<Box<crate::filters::Encoder>>,
+    /// A response being gathered for the cache as it goes to the client.
+    pub fill: Option<Box<crate::cache::Fill>>,
 }
 
 /// What the gateway's policies note about one request.
@@ -98,6 +100,7 @@ impl RequestContext {
             notes: None,
             consumer: None,
             encoder: None,
+            fill: None,
         }
     }
 

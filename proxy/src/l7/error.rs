@@ -71,6 +71,8 @@ pub enum ProxyError {
     Overflow(std::sync::Arc<str>),
     #[error("internal error: {0}")]
     Internal(&'static str),
+    #[error("only-if-cached, and nothing fresh is stored")]
+    NotCached,
 }
 
 impl ProxyError {
@@ -87,7 +89,7 @@ impl ProxyError {
             | ProxyError::ClientClosed
             | ProxyError::ClientIo(_)
             | ProxyError::ClientSendTimeout => Side::Downstream,
-            ProxyError::NoRoute | ProxyError::Internal(_) => Side::Internal,
+            ProxyError::NoRoute | ProxyError::Internal(_) | ProxyError::NotCached => Side::Internal,
             ProxyError::UpstreamConnect { .. }
             | ProxyError::UpstreamTls { .. }
             | ProxyError::UpstreamConnectTimeout(_)
@@ -117,7 +119,9 @@ impl ProxyError {
             | ProxyError::UpstreamInvalid(_)
             | ProxyError::UpstreamUnsupported(_)
             | ProxyError::UpstreamIo(_) => 502,
-            ProxyError::UpstreamConnectTimeout(_) | ProxyError::UpstreamTimeout => 504,
+            ProxyError::UpstreamConnectTimeout(_)
+            | ProxyError::UpstreamTimeout
+            | ProxyError::NotCached => 504,
             ProxyError::NoHealthyServer(_) | ProxyError::Overflow(_) => 503,
             ProxyError::ClientClosed | ProxyError::ClientIo(_) | ProxyError::ClientSendTimeout => {
                 return None

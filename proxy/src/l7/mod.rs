@@ -113,6 +113,8 @@ pub struct Worker<D: Dialer = TcpDialer> {
     /// Overlays of finished requests, cleared, with their allocations: a request in flight
     /// borrows two and gives them back, so filters' head edits allocate nothing once warm.
     overlays: Rc<RefCell<Vec<HeadOverlay>>>,
+    /// This worker's response cache (`None` without `[cache]`), kept across generations.
+    pub cache: Rc<RefCell<Option<crate::cache::Store>>>,
 }
 
 /// What a worker's generations share.
@@ -125,6 +127,7 @@ struct Shared<D: Dialer> {
     metrics: Rc<WorkerMetrics>,
     overlays: Rc<RefCell<Vec<HeadOverlay>>>,
     newest: Rc<RefCell<std::rc::Weak<Worker<D>>>>,
+    cache: Rc<RefCell<Option<crate::cache::Store>>>,
 }
 
 /// A [`HeadOverlay`] borrowed from the worker's pool; goes back when dropped.
@@ -180,6 +183,7 @@ impl<D: Dialer> Worker<D> {
                 metrics,
                 overlays: Rc::default(),
                 newest: Rc::default(),
+                cache: Rc::default(),
             },
             upstreams,
             None,
@@ -206,6 +210,7 @@ impl<D: Dialer> Worker<D> {
                 metrics: self.metrics.clone(),
                 overlays: self.overlays.clone(),
                 newest: self.newest.clone(),
+                cache: self.cache.clone(),
             },
             upstreams,
             Some(&self.gateway),
@@ -256,6 +261,19 @@ impl<D: Dialer> Worker<D> {
         generation: u64,
     ) -> Self {
         let limits = config.limits.clone();
+        {
+            let mut cache = shared.cache.borrow_mut();
+            match (&config.cache, cache.as_mut()) {
+                (None, _) => *cache = None,
+                (Some(settings), Some(store)) => store.resize(settings.memory, settings.max_entry),
+                (Some(settings), None) => {
+                    *cache = Some(crate::cache::Store::new(
+                        settings.memory,
+                        settings.max_entry,
+                    ));
+                }
+            }
+        }
         let gateway = Gateway::new(config, previous, |name| shared.metrics.limit(name));
         let mut routes = RouteTable::new(config, &gateway);
         routes.count_into(&shared.metrics);
@@ -299,6 +317,7 @@ impl<D: Dialer> Worker<D> {
             generation,
             newest: shared.newest,
             overlays: shared.overlays,
+            cache: shared.cache,
         }
     }
 

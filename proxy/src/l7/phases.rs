@@ -558,6 +558,33 @@ async fn exchange<C: Stream, D: Dialer>(
             ));
         };
 
+        // Phase cache_lookup: a fresh stored response answers here; a stale one is
+        // revalidated with its validators; a miss may be stored on its way back.
+        let mut cache_note = None;
+        let mut invalidates = None;
+        if let Some(route_cache) = &policy.cache {
+            match cache_lookup(worker, head, &path, route_cache, request.overlay) {
+                CacheStep::Serve(entry) => {
+                    let info = path.info(head);
+                    break 'phases Box::pin(respond_cached(
+                        worker,
+                        client,
+                        (head, route, info),
+                        ctx,
+                        progress,
+                        &entry,
+                        "hit",
+                    ))
+                    .await;
+                }
+                CacheStep::Forward(note) => cache_note = note,
+                CacheStep::Invalidate(key) => invalidates = Some(key),
+                CacheStep::Refuse => {
+                    break 'phases Err(ProxyError::NotCached);
+                }
+            }
+        }
+
         // Phase upstream_request_filter.
         route.filters.upstream_request_filter(&mut request, ctx);
         let info = path.info(head);
@@ -739,6 +766,34 @@ async fn exchange<C: Stream, D: Dialer>(
             }
         };
 
+        // The cache: a 304 to its revalidation updates the stored response, which answers;
+        // a response that may be stored is gathered on its way to the client; an unsafe
+        // method that succeeded invalidates what is stored for its URL.
+        if let Some(key) = invalidates {
+            if (200..400).contains(&response.status()) {
+                invalidate(worker, &key, head, &response);
+            }
+        }
+        let mut cache_status = None;
+        if let Some(note) = cache_note {
+            if let Some(updated) = revalidate(worker, &note, &response) {
+                if response.keep_alive() {
+                    worker.upstreams.checkin(upstream);
+                }
+                break 'phases Box::pin(respond_cached(
+                    worker,
+                    client,
+                    (head, route, info),
+                    ctx,
+                    progress,
+                    &updated,
+                    "fwd=stale; fwd-status=304",
+                ))
+                .await;
+            }
+            cache_status = Some(begin_fill(worker, note, head, &response, ctx));
+        }
+
         // Phase response_filter.
         let mut response_overlay = worker.overlay();
         route.filters.response_filter(
@@ -749,6 +804,12 @@ async fn exchange<C: Stream, D: Dialer>(
             },
             ctx,
         );
+        if let Some(status) = cache_status {
+            response_overlay.add_with(b"Cache-Status", |out| {
+                out.extend_from_slice(b"ringwall; ");
+                out.extend_from_slice(status.as_bytes());
+            });
+        }
         ctx.status = response.status();
         if response.status() == 101 {
             write_response_head(
@@ -821,6 +882,13 @@ async fn exchange<C: Stream, D: Dialer>(
             Ok(end) => end,
             Err(e) => break 'phases Err(e),
         };
+        if let Some(fill) = ctx.fill.take() {
+            if let Some((key, entry)) = fill.finish(&worker.response_limits) {
+                if let Some(store) = worker.cache.borrow_mut().as_mut() {
+                    store.insert(key, entry);
+                }
+            }
+        }
         if response.keep_alive() && end == BodyEnd::Complete {
             worker.upstreams.checkin(upstream);
         }
@@ -1425,4 +1493,277 @@ pub(super) fn client_failure(failure: IoFailure, on_timeout: ProxyError) -> Prox
         IoFailure::Closed => ProxyError::ClientClosed,
         IoFailure::Io(e) => ProxyError::ClientIo(e),
     }
+}
+
+/// What the cache made of a request.
+enum CacheStep {
+    /// Answer with this fresh entry.
+    Serve(Arc<crate::cache::Entry>),
+    /// Go to the origin; what the cache noted, when the response may be stored or the stored
+    /// one revalidated.
+    Forward(Option<Box<crate::cache::CacheNote>>),
+    /// An unsafe method: what is stored under this key goes when it succeeds.
+    Invalidate(Vec<u8>),
+    /// `only-if-cached` and nothing fresh: 504.
+    Refuse,
+}
+
+/// Phase `cache_lookup`: the route caches; looks the request up in the worker's store and,
+/// for a stale entry, adds its validators to the request sent upstream (unless the client
+/// made the request conditional itself).
+fn cache_lookup<D: Dialer>(
+    worker: &Worker<D>,
+    head: &RequestHead,
+    path: &RequestPath<'_>,
+    route: &Arc<crate::config::RouteCache>,
+    overlay: &mut HeadOverlay,
+) -> CacheStep {
+    use crate::cache::{self, CacheNote, CacheRequest, Lookup};
+    let mut cache = worker.cache.borrow_mut();
+    let Some(store) = cache.as_mut() else {
+        return CacheStep::Forward(None);
+    };
+    let key = cache::key(head, &path.path, path.query, route);
+    match head.method() {
+        Method::Get | Method::Head => {}
+        Method::Options | Method::Trace => return CacheStep::Forward(None),
+        _ => return CacheStep::Invalidate(key),
+    }
+    let Some(request) = CacheRequest::new(head, &path.path, path.query) else {
+        return CacheStep::Forward(None);
+    };
+    let note = |request, stale, status| {
+        CacheStep::Forward(Some(Box::new(CacheNote {
+            key: key.clone(),
+            route_cache: Some(route.clone()),
+            request,
+            stale,
+            status,
+        })))
+    };
+    if cache::bypassed(head, route) {
+        store.stats.bypasses += 1;
+        return CacheStep::Forward(None);
+    }
+    if request.is_conditional() {
+        // The client's validators are for its own copy: the origin answers them.
+        store.stats.misses += 1;
+        return note(request, None, "fwd=request");
+    }
+    let only_if_cached = request.only_if_cached();
+    match store.lookup(&key, &request, std::time::SystemTime::now()) {
+        Lookup::Fresh(entry) => {
+            store.stats.hits += 1;
+            CacheStep::Serve(entry)
+        }
+        _ if only_if_cached => CacheStep::Refuse,
+        Lookup::Stale(entry) => {
+            store.stats.misses += 1;
+            if let Some((name, value)) = entry.validators() {
+                overlay.set(crate::http1::FieldName::Static(name), value);
+                note(request, Some(entry), "fwd=stale")
+            } else {
+                note(request, None, "fwd=stale")
+            }
+        }
+        Lookup::Miss => {
+            store.stats.misses += 1;
+            note(request, None, "fwd=uri-miss")
+        }
+    }
+}
+
+/// The stored entry updated by the origin's `304` to its revalidation (and stored again);
+/// `None` when this was no revalidation, or the `304` selects no stored response.
+fn revalidate<D: Dialer>(
+    worker: &Worker<D>,
+    note: &crate::cache::CacheNote,
+    response: &ResponseHead,
+) -> Option<Arc<crate::cache::Entry>> {
+    let stale = note.stale.as_ref().filter(|_| response.status() == 304)?;
+    let now = std::time::SystemTime::now();
+    let updated =
+        crate::cache::revalidated(stale, &note.request, response, &worker.response_limits, now)?;
+    if let Some(store) = worker.cache.borrow_mut().as_mut() {
+        store.stats.revalidated += 1;
+        store.insert(note.key.clone(), updated.clone());
+    }
+    Some(updated)
+}
+
+/// Starts gathering `response` for the cache when it may be stored; returns its
+/// `Cache-Status` parameters.
+fn begin_fill<D: Dialer>(
+    worker: &Worker<D>,
+    note: Box<crate::cache::CacheNote>,
+    head: &RequestHead,
+    response: &ResponseHead,
+    ctx: &mut RequestContext,
+) -> &'static str {
+    let Some(route) = &note.route_cache else {
+        return note.status;
+    };
+    let now = std::time::SystemTime::now();
+    let max_entry = match worker.cache.borrow().as_ref() {
+        Some(store) => store.max_entry,
+        None => return note.status,
+    };
+    // A HEAD's response has no body to store; a response the client's validators made
+    // (304, 412) describes the client's copy.
+    if head.method() != Method::Get || response.status() == 304 {
+        return note.status;
+    }
+    let Some(policy) = crate::cache::storable(&note.request, response, route, now) else {
+        return note.status;
+    };
+    if let BodyKind::Length(n) = response.body() {
+        if n > max_entry as u64 {
+            return note.status;
+        }
+    }
+    let status = match note.status {
+        "fwd=stale" => "fwd=stale; stored",
+        "fwd=request" => "fwd=request; stored",
+        _ => "fwd=uri-miss; stored",
+    };
+    let note = *note;
+    ctx.fill = Some(Box::new(crate::cache::Fill::new(
+        note.key,
+        note.request,
+        policy,
+        response.clone(),
+        max_entry,
+    )));
+    status
+}
+
+/// An unsafe method succeeded: what is stored for its URL goes, and for the URLs of its
+/// `Location` and `Content-Location` on the same host (RFC 9111 §4.4).
+fn invalidate<D: Dialer>(
+    worker: &Worker<D>,
+    key: &[u8],
+    head: &RequestHead,
+    response: &ResponseHead,
+) {
+    let mut cache = worker.cache.borrow_mut();
+    let Some(store) = cache.as_mut() else {
+        return;
+    };
+    store.invalidate(key);
+    let Some(host) = head.host() else {
+        return;
+    };
+    for name in ["location", "content-location"] {
+        let Some(value) = response.field(name) else {
+            continue;
+        };
+        let target = if value.starts_with(b"/") {
+            Some(value)
+        } else {
+            // Absolute: only on the same host.
+            value
+                .strip_prefix(b"http://")
+                .or_else(|| value.strip_prefix(b"https://"))
+                .and_then(|rest| {
+                    let at = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+                    let (authority, path) = rest.split_at(at);
+                    crate::config::strip_port(authority)
+                        .eq_ignore_ascii_case(crate::config::strip_port(host))
+                        .then_some(if path.is_empty() { &b"/"[..] } else { path })
+                })
+        };
+        if let Some(target) = target {
+            store.invalidate(&crate::cache::url_key(host, target));
+        }
+    }
+}
+
+/// Answers from a stored `entry`: through the route's response filters (which see it as the
+/// origin's response), with its `Age` and `Cache-Status`; its body as stored, or through the
+/// body filters when one changes it (compression).
+async fn respond_cached<C: Stream, D: Dialer>(
+    worker: &Worker<D>,
+    client: &mut Conn<C>,
+    (head, route, info): (&RequestHead, &RouteEntry, RequestInfo<'_>),
+    ctx: &mut RequestContext,
+    progress: &mut Progress,
+    entry: &crate::cache::Entry,
+    status: &'static str,
+) -> Result<Outcome<D::Stream>, ProxyError> {
+    let now = std::time::SystemTime::now();
+    let mut overlay = worker.overlay();
+    route.filters.response_filter(
+        &mut Response {
+            request: info,
+            source: ResponseSource::Upstream(&entry.head),
+            overlay: &mut overlay,
+        },
+        ctx,
+    );
+    overlay.set_with(b"Age", |out| {
+        out.extend_from_slice(entry.age(now).to_string().as_bytes());
+    });
+    overlay.add_with(b"Cache-Status", |out| {
+        out.extend_from_slice(b"ringwall; ");
+        out.extend_from_slice(status.as_bytes());
+        if status == "hit" {
+            out.extend_from_slice(format!("; ttl={}", entry.ttl(now)).as_bytes());
+        }
+    });
+    ctx.status = entry.head.status();
+    let http11 = head.version() == Version::Http11;
+    let head_only = head.method() == Method::Head;
+    let filtered = !head_only && route.filters.filters_response_body(ctx);
+    let framing = match (head_only, filtered, http11) {
+        (true, _, _) => OutFraming::None,
+        (false, false, _) => OutFraming::Length(entry.body.len() as u64),
+        (false, true, true) => OutFraming::Chunked,
+        (false, true, false) => OutFraming::Close,
+    };
+    let keep_alive = progress.request_done
+        && head.keep_alive()
+        && framing != OutFraming::Close
+        && !worker.drain.is_draining();
+    let connection: Option<&[u8]> = match (keep_alive, http11) {
+        (false, _) => Some(b"close"),
+        (true, false) => Some(b"keep-alive"),
+        (true, true) => None,
+    };
+    write_response_head(client.out.buf(), &entry.head, &overlay, framing, connection);
+    let send = route.policy.timeouts.client_send;
+    if !head_only {
+        let mut pieces = vec![Some(entry.body.clone())];
+        if filtered {
+            route
+                .filters
+                .response_body_filter(&mut pieces[0], false, ctx);
+            let mut last = None;
+            route.filters.response_body_filter(&mut last, true, ctx);
+            pieces.push(last);
+        }
+        for piece in pieces.into_iter().flatten().filter(|p| !p.is_empty()) {
+            ctx.bytes_sent += piece.len() as u64;
+            if framing == OutFraming::Chunked {
+                crate::http1::write_chunk_header(piece.len(), client.out.buf());
+            }
+            progress.response_started = true;
+            client
+                .push(piece, send)
+                .await
+                .map_err(client_send_failure)?;
+            if framing == OutFraming::Chunked {
+                crate::http1::write_chunk_end(client.out.buf());
+            }
+        }
+        if framing == OutFraming::Chunked {
+            crate::http1::write_last_chunk(None, client.out.buf());
+        }
+    }
+    progress.response_started = true;
+    client.flush(send).await.map_err(client_send_failure)?;
+    Ok(if keep_alive {
+        Outcome::KeepAlive
+    } else {
+        Outcome::Close
+    })
 }

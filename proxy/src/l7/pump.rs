@@ -103,7 +103,9 @@ pub async fn pump<R: Stream, W: Stream>(
     };
     // Nothing needs to see the bytes of a body that keeps its length: the rest of a large
     // one may go from socket to socket (`splice.rs`).
-    let mut splice = !body_filters && matches!(leg.framing, OutFraming::Length(_));
+    // Nor one the cache is gathering.
+    let mut splice =
+        !body_filters && ctx.fill.is_none() && matches!(leg.framing, OutFraming::Length(_));
     let mut received: u64 = 0;
     let mut trailers: Option<Bytes> = None;
     let started = Instant::now();
@@ -117,6 +119,11 @@ pub async fn pump<R: Stream, W: Stream>(
                 received += data.len() as u64;
                 if leg.max_body.is_some_and(|max| received > max) {
                     return Err(ProxyError::BodyTooLarge);
+                }
+                if direction == Direction::Response {
+                    if let Some(fill) = &mut ctx.fill {
+                        fill.push(&data);
+                    }
                 }
                 let mut chunk = Some(data);
                 if body_filters {

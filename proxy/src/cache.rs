@@ -1,0 +1,829 @@
+//! The response cache (RFC 9111): a shared cache in each worker's memory, bounded in bytes,
+//! evicting the least recently used response first.
+//!
+//! Freshness, storability, `Vary` matching and the merge of a `304` into a stored response are
+//! http-cache-semantics' (`CacheOptions { shared: true }`); this module keeps the entries and
+//! says what a request does with them ([`Store::lookup`]). Entries are immutable and shared
+//! (`Arc`): a revalidated response replaces its entry, and a request that is being answered from
+//! an entry keeps it alive while it is evicted.
+//!
+//! Why LRU: it needs no tuning, it is exact for the bound it keeps (bytes), and with one store
+//! per worker and no lock its bookkeeping is one ordered map update per hit. Frequency-aware
+//! policies (`TinyLFU`, S3-FIFO) resist scans better; a scan here costs the scanned worker's
+//! store only.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http_cache_semantics::{AfterResponse, BeforeRequest, CacheOptions, CachePolicy};
+
+use crate::config::RouteCache;
+use crate::http1::{parse_response, put_decimal, HeadLimits, Method, RequestHead, ResponseHead};
+
+/// Fields of a `304` that do not replace the stored response's: they describe the stored body
+/// (RFC 9111 §3.2), or are this message's own.
+const NOT_UPDATED: [&str; 5] = [
+    "content-length",
+    "content-encoding",
+    "content-range",
+    "content-type",
+    "transfer-encoding",
+];
+
+/// Variants (by `Vary`) kept per URL at most; the oldest goes first.
+const MAX_VARIANTS: usize = 16;
+
+/// A request as the cache policy sees it.
+pub struct CacheRequest {
+    uri: http::Uri,
+    method: http::Method,
+    headers: http::HeaderMap,
+}
+
+impl http_cache_semantics::RequestLike for CacheRequest {
+    fn uri(&self) -> http::Uri {
+        self.uri.clone()
+    }
+
+    fn is_same_uri(&self, other: &http::Uri) -> bool {
+        self.uri == *other
+    }
+
+    fn method(&self) -> &http::Method {
+        &self.method
+    }
+
+    fn headers(&self) -> &http::HeaderMap {
+        &self.headers
+    }
+}
+
+/// A response as the cache policy sees it.
+pub struct CacheResponse {
+    status: http::StatusCode,
+    headers: http::HeaderMap,
+}
+
+impl http_cache_semantics::ResponseLike for CacheResponse {
+    fn status(&self) -> http::StatusCode {
+        self.status
+    }
+
+    fn headers(&self) -> &http::HeaderMap {
+        &self.headers
+    }
+}
+
+fn header_map<'a>(fields: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in fields {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name),
+            http::HeaderValue::from_bytes(value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+impl CacheRequest {
+    /// `head` with its normalized `path` and `query`; a `HEAD` is looked up as the `GET` it
+    /// may be answered from. `None` when the target is not a URI the policy can take.
+    pub fn new(head: &RequestHead, path: &[u8], query: &[u8]) -> Option<Self> {
+        let mut target = Vec::with_capacity(path.len() + query.len());
+        target.extend_from_slice(path);
+        target.extend_from_slice(query);
+        let uri = http::Uri::try_from(target).ok()?;
+        let method = match head.method() {
+            Method::Head | Method::Get => http::Method::GET,
+            _ => http::Method::from_bytes(head.method_bytes()).ok()?,
+        };
+        Some(Self {
+            uri,
+            method,
+            headers: header_map(head.fields()),
+        })
+    }
+
+    /// Whether the client made the request conditional itself (then its answer is the
+    /// origin's to give).
+    pub fn is_conditional(&self) -> bool {
+        [
+            "if-none-match",
+            "if-modified-since",
+            "if-match",
+            "if-unmodified-since",
+            "if-range",
+        ]
+        .iter()
+        .any(|name| self.headers.contains_key(*name))
+    }
+
+    /// `Cache-Control: only-if-cached`.
+    pub fn only_if_cached(&self) -> bool {
+        self.headers
+            .get_all("cache-control")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|d| d.trim().eq_ignore_ascii_case("only-if-cached"))
+    }
+}
+
+/// One stored response.
+pub struct Entry {
+    /// The origin's head as stored: hop-by-hop fields, `Set-Cookie` and `Age` left out, the
+    /// body's `Content-Length`.
+    pub head: ResponseHead,
+    pub body: Bytes,
+    pub policy: CachePolicy,
+    /// The request fields its `Vary` names, with their values: which variant it is.
+    variant: Vec<u8>,
+    size: usize,
+}
+
+impl Entry {
+    /// Seconds it has left to be fresh, now.
+    pub fn ttl(&self, now: SystemTime) -> u64 {
+        self.policy.time_to_live(now).as_secs()
+    }
+
+    /// Its `Age`, now.
+    pub fn age(&self, now: SystemTime) -> u64 {
+        self.policy.age(now).as_secs()
+    }
+
+    /// The validators to revalidate it with: `If-None-Match` from its `ETag`, else
+    /// `If-Modified-Since` from its `Last-Modified`.
+    pub fn validators(&self) -> Option<(&'static [u8], &[u8])> {
+        if let Some(etag) = self.head.field("etag") {
+            return Some((b"If-None-Match", etag));
+        }
+        self.head
+            .field("last-modified")
+            .map(|date| (&b"If-Modified-Since"[..], date))
+    }
+}
+
+/// What a request does with the cache.
+pub enum Lookup {
+    /// Answer from this entry.
+    Fresh(Arc<Entry>),
+    /// This entry matches but must be revalidated first.
+    Stale(Arc<Entry>),
+    /// Nothing stored for it.
+    Miss,
+}
+
+/// One worker's stored responses.
+pub struct Store {
+    entries: HashMap<Vec<u8>, Vec<(u64, Arc<Entry>)>>,
+    /// Last use → key, oldest first (the tick is unique per entry).
+    order: BTreeMap<u64, Vec<u8>>,
+    tick: u64,
+    bytes: usize,
+    max_bytes: usize,
+    pub max_entry: usize,
+    pub stats: CacheStats,
+}
+
+/// What a worker's cache counted.
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub revalidated: u64,
+    pub stores: u64,
+    pub evictions: u64,
+    pub invalidations: u64,
+    pub bypasses: u64,
+}
+
+impl Store {
+    pub fn new(max_bytes: u64, max_entry: u64) -> Self {
+        Self {
+            entries: HashMap::new(),
+            order: BTreeMap::new(),
+            tick: 0,
+            bytes: 0,
+            max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
+            max_entry: usize::try_from(max_entry).unwrap_or(usize::MAX),
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// Takes a new configuration's bounds (a reload), evicting what no longer fits.
+    pub fn resize(&mut self, max_bytes: u64, max_entry: u64) {
+        self.max_bytes = usize::try_from(max_bytes).unwrap_or(usize::MAX);
+        self.max_entry = usize::try_from(max_entry).unwrap_or(usize::MAX);
+        self.evict_to(self.max_bytes);
+    }
+
+    /// Bytes held, and entries.
+    pub fn usage(&self) -> (u64, u64) {
+        (self.bytes as u64, self.order.len() as u64)
+    }
+
+    /// The entry for `request` under `key`, and whether it is fresh.
+    pub fn lookup(&mut self, key: &[u8], request: &CacheRequest, now: SystemTime) -> Lookup {
+        let Some(variants) = self.entries.get_mut(key) else {
+            return Lookup::Miss;
+        };
+        let mut found = None;
+        for (tick, entry) in variants.iter_mut().rev() {
+            match entry.policy.before_request(request, now) {
+                BeforeRequest::Fresh(_) => {
+                    found = Some((tick, entry.clone(), true));
+                    break;
+                }
+                BeforeRequest::Stale { matches: true, .. } if found.is_none() => {
+                    found = Some((tick, entry.clone(), false));
+                }
+                BeforeRequest::Stale { .. } => {}
+            }
+        }
+        let Some((tick, entry, fresh)) = found else {
+            return Lookup::Miss;
+        };
+        // Used: to the young end.
+        self.tick += 1;
+        let old = std::mem::replace(tick, self.tick);
+        if let Some(k) = self.order.remove(&old) {
+            self.order.insert(self.tick, k);
+        }
+        if fresh {
+            Lookup::Fresh(entry)
+        } else {
+            Lookup::Stale(entry)
+        }
+    }
+
+    /// Stores `entry` under `key`, replacing the same variant; evicts the least recently used
+    /// entries until it fits. Too large an entry is not stored.
+    pub fn insert(&mut self, key: Vec<u8>, entry: Arc<Entry>) {
+        if entry.size > self.max_entry || entry.size > self.max_bytes {
+            return;
+        }
+        self.evict_to(self.max_bytes - entry.size);
+        self.tick += 1;
+        let variants = self.entries.entry(key.clone()).or_default();
+        if let Some(at) = variants
+            .iter()
+            .position(|(_, e)| e.variant == entry.variant)
+        {
+            let (tick, old) = variants.remove(at);
+            self.order.remove(&tick);
+            self.bytes -= old.size;
+        } else if variants.len() >= MAX_VARIANTS {
+            let (tick, old) = variants.remove(0);
+            self.order.remove(&tick);
+            self.bytes -= old.size;
+        }
+        self.bytes += entry.size;
+        variants.push((self.tick, entry));
+        self.order.insert(self.tick, key);
+        self.stats.stores += 1;
+    }
+
+    /// Forgets every variant stored under `key` (an unsafe method succeeded on it, or a purge).
+    pub fn invalidate(&mut self, key: &[u8]) -> bool {
+        let Some(variants) = self.entries.remove(key) else {
+            return false;
+        };
+        for (tick, entry) in variants {
+            self.order.remove(&tick);
+            self.bytes -= entry.size;
+        }
+        self.stats.invalidations += 1;
+        true
+    }
+
+    /// Forgets the URL `key` (with any `key_headers` after it), or with `prefix` every URL
+    /// that starts with it; how many keys went.
+    pub fn purge(&mut self, key: &[u8], prefix: bool) -> usize {
+        let keys: Vec<Vec<u8>> = self
+            .entries
+            .keys()
+            .filter(|k| k.starts_with(key) && (prefix || k.len() == key.len() || k[key.len()] == 0))
+            .cloned()
+            .collect();
+        keys.iter().filter(|k| self.invalidate(k)).count()
+    }
+
+    fn evict_to(&mut self, limit: usize) {
+        while self.bytes > limit {
+            let Some((tick, key)) = self.order.pop_first() else {
+                break;
+            };
+            if let Some(variants) = self.entries.get_mut(&key) {
+                if let Some(at) = variants.iter().position(|(t, _)| *t == tick) {
+                    let (_, entry) = variants.remove(at);
+                    self.bytes -= entry.size;
+                    self.stats.evictions += 1;
+                }
+                if variants.is_empty() {
+                    self.entries.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+/// The key of a request on a route: host (lowercase, without port), path and query, and the
+/// values of the route's `key_headers`. Purges name URLs the same way (`host` + path).
+pub fn key(head: &RequestHead, path: &[u8], query: &[u8], route: &RouteCache) -> Vec<u8> {
+    let host = head
+        .host()
+        .map(crate::config::strip_port)
+        .unwrap_or_default();
+    let mut key = Vec::with_capacity(host.len() + path.len() + query.len() + 8);
+    key.extend(host.iter().map(u8::to_ascii_lowercase));
+    key.extend_from_slice(path);
+    key.extend_from_slice(query);
+    for name in &route.key_headers {
+        key.push(0);
+        key.extend_from_slice(name.as_bytes());
+        key.push(b':');
+        if let Some(value) = head.field(name) {
+            key.extend_from_slice(value);
+        }
+    }
+    key
+}
+
+/// The key of a URL given to a purge or named by `Location`: `host/path?query`.
+pub fn url_key(host: &[u8], target: &[u8]) -> Vec<u8> {
+    let mut key: Vec<u8> = crate::config::strip_port(host)
+        .iter()
+        .map(u8::to_ascii_lowercase)
+        .collect();
+    key.extend_from_slice(target);
+    key
+}
+
+/// The key of a URL given to a purge, `http://host[:port]/path?query` (or `https://`).
+pub fn purge_key(url: &str) -> Option<Vec<u8>> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))?;
+    let at = rest.find('/').unwrap_or(rest.len());
+    let (host, target) = rest.split_at(at);
+    if host.is_empty() {
+        return None;
+    }
+    let target = if target.is_empty() { "/" } else { target };
+    Some(url_key(host.as_bytes(), target.as_bytes()))
+}
+
+/// Whether the route's bypass conditions hold for this request (a cookie or a field).
+pub fn bypassed(head: &RequestHead, route: &RouteCache) -> bool {
+    if route.bypass_headers.iter().any(|h| head.field(h).is_some()) {
+        return true;
+    }
+    if route.bypass_cookies.is_empty() {
+        return false;
+    }
+    head.fields()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(b"cookie"))
+        .flat_map(|(_, v)| v.split(|&b| b == b';'))
+        .filter_map(|pair| pair.trim_ascii().split(|&b| b == b'=').next())
+        .any(|name| route.bypass_cookies.iter().any(|c| c.as_bytes() == name))
+}
+
+/// The policy for `response` to `request`, with the route's default freshness for a response
+/// that gives none; `None` when it may not be stored (RFC 9111 §3, the route's statuses), or
+/// when storing would be useless (no freshness and nothing to revalidate with).
+pub fn storable(
+    request: &CacheRequest,
+    response: &ResponseHead,
+    route: &RouteCache,
+    now: SystemTime,
+) -> Option<CachePolicy> {
+    let status = response.status();
+    if let Some(statuses) = &route.statuses {
+        if !statuses.contains(&status) {
+            return None;
+        }
+    }
+    let mut headers = header_map(response.fields());
+    if let Some(ttl) = route.default_ttl {
+        let explicit = headers.contains_key("expires")
+            || headers
+                .get_all("cache-control")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|d| {
+                    let name = d.split('=').next().unwrap_or_default().trim();
+                    name.eq_ignore_ascii_case("max-age") || name.eq_ignore_ascii_case("s-maxage")
+                });
+        if !explicit && !headers.contains_key("last-modified") {
+            if let Ok(value) = http::HeaderValue::from_str(&format!("max-age={}", ttl.as_secs())) {
+                headers.append("cache-control", value);
+            }
+        }
+    }
+    let response = CacheResponse {
+        status: http::StatusCode::from_u16(status).ok()?,
+        headers,
+    };
+    let options = CacheOptions {
+        shared: true,
+        ..CacheOptions::default()
+    };
+    let policy = CachePolicy::new_options(request, &response, now, options);
+    let useful = policy.time_to_live(now) > Duration::ZERO
+        || response.headers.contains_key("etag")
+        || response.headers.contains_key("last-modified");
+    (policy.is_storable() && useful).then_some(policy)
+}
+
+/// The fields never stored: `Set-Cookie` (another client's), `Age` (worked out when served),
+/// and what the codec does not forward anyway.
+fn stored_field(name: &[u8]) -> bool {
+    !(name.eq_ignore_ascii_case(b"set-cookie")
+        || name.eq_ignore_ascii_case(b"set-cookie2")
+        || name.eq_ignore_ascii_case(b"age"))
+}
+
+/// A stored head: `status`, `fields` (filtered by [`stored_field`]) and the body's length.
+fn stored_head<'a>(
+    status: u16,
+    reason: &[u8],
+    fields: impl Iterator<Item = (&'a [u8], &'a [u8])>,
+    body_len: usize,
+    limits: &HeadLimits,
+) -> Option<ResponseHead> {
+    let mut out = BytesMut::with_capacity(256);
+    out.put_slice(b"HTTP/1.1 ");
+    put_decimal(&mut out, u64::from(status));
+    out.put_u8(b' ');
+    out.put_slice(reason);
+    out.put_slice(b"\r\n");
+    for (name, value) in fields.filter(|(n, _)| stored_field(n)) {
+        out.put_slice(name);
+        out.put_slice(b": ");
+        out.put_slice(value);
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"Content-Length: ");
+    put_decimal(&mut out, body_len as u64);
+    out.put_slice(b"\r\n\r\n");
+    parse_response(&mut out, limits, Method::Get).ok().flatten()
+}
+
+/// The entry for a response whose whole body is `body`.
+pub fn entry(
+    request: &CacheRequest,
+    response: &ResponseHead,
+    policy: CachePolicy,
+    body: Bytes,
+    limits: &HeadLimits,
+) -> Option<Arc<Entry>> {
+    let head = stored_head(
+        response.status(),
+        response.reason(),
+        response.forwardable_fields(),
+        body.len(),
+        limits,
+    )?;
+    let variant = variant_of(request, &head);
+    let size = head.head_len() + body.len() + variant.len() + 512;
+    Some(Arc::new(Entry {
+        head,
+        body,
+        policy,
+        variant,
+        size,
+    }))
+}
+
+/// The request fields `head`'s `Vary` names, with their values.
+fn variant_of(request: &CacheRequest, head: &ResponseHead) -> Vec<u8> {
+    let mut variant = Vec::new();
+    for (_, value) in head
+        .fields()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(b"vary"))
+    {
+        for name in value.split(|&b| b == b',') {
+            let name = name.trim_ascii();
+            variant.extend(name.iter().map(u8::to_ascii_lowercase));
+            variant.push(b':');
+            if let Ok(name) = http::HeaderName::from_bytes(name) {
+                for v in request.headers.get_all(name) {
+                    variant.extend_from_slice(v.as_bytes());
+                    variant.push(b',');
+                }
+            }
+            variant.push(0);
+        }
+    }
+    variant
+}
+
+/// The stored entry updated by a `304` from the origin; `None` when the `304` does not
+/// select it (another validator): then the stored response is not used.
+pub fn revalidated(
+    stored: &Entry,
+    request: &CacheRequest,
+    response: &ResponseHead,
+    limits: &HeadLimits,
+    now: SystemTime,
+) -> Option<Arc<Entry>> {
+    let not_modified = CacheResponse {
+        status: http::StatusCode::NOT_MODIFIED,
+        headers: header_map(response.fields()),
+    };
+    let AfterResponse::NotModified(policy, _) =
+        stored.policy.after_response(request, &not_modified, now)
+    else {
+        return None;
+    };
+    // The 304's fields replace the stored ones of the same name (RFC 9111 §3.2), but for
+    // those that describe the stored body; the stored ones keep their order and spelling.
+    let updates = |name: &[u8]| {
+        !NOT_UPDATED
+            .iter()
+            .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+    };
+    let replaced = |name: &[u8]| {
+        updates(name)
+            && response
+                .forwardable_fields()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+    };
+    let fields: Vec<(&[u8], &[u8])> = stored
+        .head
+        .forwardable_fields()
+        .filter(|(n, _)| !replaced(n))
+        .chain(response.forwardable_fields().filter(|(n, _)| updates(n)))
+        .collect();
+    let head = stored_head(
+        stored.head.status(),
+        stored.head.reason(),
+        fields.into_iter(),
+        stored.body.len(),
+        limits,
+    )?;
+    let variant = variant_of(request, &head);
+    let size = head.head_len() + stored.body.len() + variant.len() + 512;
+    Some(Arc::new(Entry {
+        head,
+        body: stored.body.clone(),
+        policy,
+        variant,
+        size,
+    }))
+}
+
+/// The body of a response being stored, gathered as it goes to the client.
+pub struct Fill {
+    pub key: Vec<u8>,
+    pub request: CacheRequest,
+    pub policy: CachePolicy,
+    pub head: ResponseHead,
+    body: BytesMut,
+    limit: usize,
+    /// Went past the limit: not stored.
+    pub overflow: bool,
+}
+
+impl Fill {
+    pub fn new(
+        key: Vec<u8>,
+        request: CacheRequest,
+        policy: CachePolicy,
+        head: ResponseHead,
+        limit: usize,
+    ) -> Self {
+        Self {
+            key,
+            request,
+            policy,
+            head,
+            body: BytesMut::new(),
+            limit,
+            overflow: false,
+        }
+    }
+
+    pub fn push(&mut self, data: &[u8]) {
+        if self.overflow {
+            return;
+        }
+        if self.body.len() + data.len() > self.limit {
+            self.overflow = true;
+            self.body = BytesMut::new();
+            return;
+        }
+        self.body.extend_from_slice(data);
+    }
+
+    /// The entry, once the body is complete.
+    pub fn finish(self, limits: &HeadLimits) -> Option<(Vec<u8>, Arc<Entry>)> {
+        if self.overflow {
+            return None;
+        }
+        let body = self.body.freeze();
+        let entry = entry(&self.request, &self.head, self.policy, body, limits)?;
+        Some((self.key, entry))
+    }
+}
+
+/// What a request noted about the cache on its way through the phases.
+pub struct CacheNote {
+    pub key: Vec<u8>,
+    pub route_cache: Option<Arc<RouteCache>>,
+    pub request: CacheRequest,
+    /// The stored entry being revalidated.
+    pub stale: Option<Arc<Entry>>,
+    /// The `Cache-Status` of the response (RFC 9211), without `stored`.
+    pub status: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http1::parse_request;
+
+    fn request_head(text: &str) -> RequestHead {
+        parse_request(&mut BytesMut::from(text.as_bytes()), &HeadLimits::default())
+            .unwrap()
+            .unwrap()
+    }
+
+    fn response_head(text: &str) -> ResponseHead {
+        parse_response(
+            &mut BytesMut::from(text.as_bytes()),
+            &HeadLimits::default(),
+            Method::Get,
+        )
+        .unwrap()
+        .unwrap()
+    }
+
+    fn route() -> RouteCache {
+        RouteCache::default()
+    }
+
+    fn limits() -> HeadLimits {
+        HeadLimits::default()
+    }
+
+    fn cached(store: &mut Store, target: &str, response: &str, body: &'static [u8]) {
+        let head = request_head(&format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n"));
+        let request = CacheRequest::new(&head, target.as_bytes(), b"").unwrap();
+        let response = response_head(response);
+        let now = SystemTime::now();
+        let policy = storable(&request, &response, &route(), now).expect("storable");
+        let entry = entry(
+            &request,
+            &response,
+            policy,
+            Bytes::from_static(body),
+            &limits(),
+        )
+        .unwrap();
+        store.insert(key(&head, target.as_bytes(), b"", &route()), entry);
+    }
+
+    fn look(store: &mut Store, target: &str) -> &'static str {
+        let head = request_head(&format!("GET {target} HTTP/1.1\r\nHost: a\r\n\r\n"));
+        let request = CacheRequest::new(&head, target.as_bytes(), b"").unwrap();
+        match store.lookup(
+            &key(&head, target.as_bytes(), b"", &route()),
+            &request,
+            SystemTime::now(),
+        ) {
+            Lookup::Fresh(_) => "fresh",
+            Lookup::Stale(_) => "stale",
+            Lookup::Miss => "miss",
+        }
+    }
+
+    #[test]
+    fn fresh_stale_and_miss() {
+        let mut store = Store::new(1 << 20, 1 << 20);
+        cached(
+            &mut store,
+            "/a",
+            "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\n\r\n",
+            b"a",
+        );
+        cached(
+            &mut store,
+            "/b",
+            "HTTP/1.1 200 OK\r\nCache-Control: max-age=0\r\nETag: \"b\"\r\n\r\n",
+            b"b",
+        );
+        assert_eq!(look(&mut store, "/a"), "fresh");
+        assert_eq!(look(&mut store, "/b"), "stale");
+        assert_eq!(look(&mut store, "/c"), "miss");
+        assert!(store.invalidate(b"a/a"));
+        assert_eq!(look(&mut store, "/a"), "miss");
+    }
+
+    #[test]
+    fn the_least_recently_used_goes_first_and_the_bytes_stay_bounded() {
+        let body: &'static [u8] = &[b'x'; 1000];
+        // Room for about three.
+        let mut store = Store::new(5000, 5000);
+        for target in ["/1", "/2", "/3"] {
+            cached(
+                &mut store,
+                target,
+                "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\n\r\n",
+                body,
+            );
+        }
+        assert_eq!(look(&mut store, "/1"), "fresh");
+        cached(
+            &mut store,
+            "/4",
+            "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\n\r\n",
+            body,
+        );
+        assert_eq!(
+            look(&mut store, "/2"),
+            "miss",
+            "the least recently used went"
+        );
+        assert_eq!(look(&mut store, "/1"), "fresh");
+        assert!(store.usage().0 <= 5000);
+        assert_eq!(store.stats.evictions, 1);
+        // Larger than an entry may be: not stored.
+        store.resize(5000, 100);
+        cached(
+            &mut store,
+            "/5",
+            "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\n\r\n",
+            body,
+        );
+        assert_eq!(look(&mut store, "/5"), "miss");
+    }
+
+    #[test]
+    fn set_cookie_and_age_are_not_stored() {
+        let request = request_head("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let request = CacheRequest::new(&request, b"/", b"").unwrap();
+        let response = response_head(
+            "HTTP/1.1 200 OK\r\nCache-Control: public, max-age=60\r\nSet-Cookie: s=1\r\nAge: 5\r\nX-A: b\r\nContent-Length: 2\r\n\r\n",
+        );
+        let policy = storable(&request, &response, &route(), SystemTime::now()).unwrap();
+        let entry = entry(
+            &request,
+            &response,
+            policy,
+            Bytes::from_static(b"hi"),
+            &limits(),
+        )
+        .unwrap();
+        assert_eq!(entry.head.field("set-cookie"), None);
+        assert_eq!(entry.head.field("age"), None);
+        assert_eq!(entry.head.field("x-a"), Some(&b"b"[..]));
+        assert_eq!(entry.head.field("content-length"), Some(&b"2"[..]));
+    }
+
+    #[test]
+    fn private_no_store_and_useless_responses_are_not_storable() {
+        let request = request_head("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let request = CacheRequest::new(&request, b"/", b"").unwrap();
+        let now = SystemTime::now();
+        for response in [
+            "HTTP/1.1 200 OK\r\nCache-Control: private, max-age=60\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nCache-Control: no-store\r\n\r\n",
+            "HTTP/1.1 200 OK\r\n\r\n",
+            "HTTP/1.1 500 Oops\r\nCache-Control: max-age=60\r\n\r\n",
+        ] {
+            assert!(
+                storable(&request, &response_head(response), &route(), now).is_none(),
+                "{response}"
+            );
+        }
+        // A default TTL makes a response that says nothing storable.
+        let ttl = RouteCache {
+            default_ttl: Some(Duration::from_secs(30)),
+            ..RouteCache::default()
+        };
+        let policy = storable(
+            &request,
+            &response_head("HTTP/1.1 200 OK\r\n\r\n"),
+            &ttl,
+            now,
+        )
+        .unwrap();
+        assert_eq!(policy.time_to_live(now).as_secs(), 30);
+        // s-maxage wins over max-age in a shared cache.
+        let policy = storable(
+            &request,
+            &response_head("HTTP/1.1 200 OK\r\nCache-Control: max-age=10, s-maxage=100\r\n\r\n"),
+            &route(),
+            now,
+        )
+        .unwrap();
+        assert_eq!(policy.time_to_live(now).as_secs(), 100);
+    }
+}
