@@ -188,6 +188,17 @@ pub struct Store {
     max_bytes: usize,
     pub max_entry: usize,
     pub stats: CacheStats,
+    /// What this worker stored and invalidated since its last tick, for the others.
+    out: CacheShare,
+}
+
+/// Entries one worker stored, and keys it invalidated, posted to every other worker on the
+/// message path's tick: a response fetched by one worker serves all of them, and an unsafe
+/// method's invalidation reaches all of them.
+#[derive(Default)]
+pub struct CacheShare {
+    pub stored: Vec<(Vec<u8>, Arc<Entry>)>,
+    pub invalidated: Vec<Vec<u8>>,
 }
 
 /// What a worker's cache counted.
@@ -212,6 +223,25 @@ impl Store {
             max_bytes: usize::try_from(max_bytes).unwrap_or(usize::MAX),
             max_entry: usize::try_from(max_entry).unwrap_or(usize::MAX),
             stats: CacheStats::default(),
+            out: CacheShare::default(),
+        }
+    }
+
+    /// What to post to the other workers, taken; `None` when nothing happened.
+    pub fn take_share(&mut self) -> Option<CacheShare> {
+        if self.out.stored.is_empty() && self.out.invalidated.is_empty() {
+            return None;
+        }
+        Some(std::mem::take(&mut self.out))
+    }
+
+    /// Takes in what another worker stored and invalidated (not posted on again).
+    pub fn absorb(&mut self, share: &CacheShare) {
+        for key in &share.invalidated {
+            self.remove(key);
+        }
+        for (key, entry) in &share.stored {
+            self.put(key.clone(), entry.clone());
         }
     }
 
@@ -264,8 +294,16 @@ impl Store {
     /// Stores `entry` under `key`, replacing the same variant; evicts the least recently used
     /// entries until it fits. Too large an entry is not stored.
     pub fn insert(&mut self, key: Vec<u8>, entry: Arc<Entry>) {
+        if self.put(key.clone(), entry.clone()) {
+            self.stats.stores += 1;
+            self.out.stored.push((key, entry));
+        }
+    }
+
+    /// [`Self::insert`] without telling the other workers; whether it was stored.
+    fn put(&mut self, key: Vec<u8>, entry: Arc<Entry>) -> bool {
         if entry.size > self.max_entry || entry.size > self.max_bytes {
-            return;
+            return false;
         }
         self.evict_to(self.max_bytes - entry.size);
         self.tick += 1;
@@ -285,11 +323,18 @@ impl Store {
         self.bytes += entry.size;
         variants.push((self.tick, entry));
         self.order.insert(self.tick, key);
-        self.stats.stores += 1;
+        true
     }
 
-    /// Forgets every variant stored under `key` (an unsafe method succeeded on it, or a purge).
+    /// Forgets every variant stored under `key` because an unsafe method succeeded on it;
+    /// the other workers are told on the next tick.
     pub fn invalidate(&mut self, key: &[u8]) -> bool {
+        self.out.invalidated.push(key.to_vec());
+        self.remove(key)
+    }
+
+    /// Forgets every variant stored under `key`.
+    fn remove(&mut self, key: &[u8]) -> bool {
         let Some(variants) = self.entries.remove(key) else {
             return false;
         };
@@ -310,7 +355,7 @@ impl Store {
             .filter(|k| k.starts_with(key) && (prefix || k.len() == key.len() || k[key.len()] == 0))
             .cloned()
             .collect();
-        keys.iter().filter(|k| self.invalidate(k)).count()
+        keys.iter().filter(|k| self.remove(k)).count()
     }
 
     fn evict_to(&mut self, limit: usize) {

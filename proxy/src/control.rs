@@ -42,6 +42,8 @@ pub enum Message {
     Credentials(std::sync::Arc<crate::auth::Credentials>),
     /// What a worker admitted under plans' quotas since its last tick.
     QuotaUsage(crate::auth::quota::QuotaUsage),
+    /// What a worker's cache stored and invalidated since its last tick.
+    CacheShare(std::sync::Arc<crate::cache::CacheShare>),
     /// Stored responses to forget: the URL `key` (all its variants), or every URL under it.
     CachePurge { key: Vec<u8>, prefix: bool },
     /// Begin draining now.

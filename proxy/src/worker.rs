@@ -181,6 +181,16 @@ impl WorkerState {
         for event in events {
             postbox.broadcast_with(|| Message::Health(event.clone()));
         }
+        let share = current
+            .worker
+            .cache
+            .borrow_mut()
+            .as_mut()
+            .and_then(crate::cache::Store::take_share);
+        if let Some(share) = share {
+            let share = std::sync::Arc::new(share);
+            postbox.broadcast_with(|| Message::CacheShare(share.clone()));
+        }
         let usage = current.worker.gateway.limits.report();
         if !usage.is_empty() {
             postbox.broadcast_with(|| Message::RateUsage(usage.clone()));
@@ -319,6 +329,11 @@ impl WorkerState {
             Message::Credentials(credentials) => {
                 if let Some((_, auth)) = &self.current().worker.gateway.auth {
                     auth.replace(credentials);
+                }
+            }
+            Message::CacheShare(share) => {
+                if let Some(store) = self.current().worker.cache.borrow_mut().as_mut() {
+                    store.absorb(&share);
                 }
             }
             Message::CachePurge { key, prefix } => {

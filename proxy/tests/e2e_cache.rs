@@ -380,3 +380,38 @@ fn bad_cache_settings_are_refused_with_their_field() {
         assert!(run.stderr.contains("cache.toml:"), "{}", run.stderr);
     }
 }
+
+#[test]
+fn what_one_worker_stores_or_invalidates_serves_them_all() {
+    let origin = origin();
+    let proxy = Proxy::start(
+        &[origin.origin.addr],
+        &["--cache", "16MiB", "--workers", "2"],
+    );
+    assert_eq!(get(&proxy, "/fresh", "").text(), "/fresh #1\n");
+    // After a tick or so, every worker has it: new connections land on both workers, and
+    // none of them reaches the origin.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for _ in 0..12 {
+        let response = get(&proxy, "/fresh", "");
+        assert_eq!(response.text(), "/fresh #1\n");
+        assert!(
+            cache_status(&response).contains("hit"),
+            "{}",
+            cache_status(&response)
+        );
+    }
+    assert_eq!(origin.reached("/fresh"), 1);
+    // A POST on one worker invalidates it on both.
+    let posted = proxy.client().request(
+        "POST /fresh HTTP/1.1\r\nHost: cache.test\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx",
+    );
+    assert_eq!(posted.status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(get(&proxy, "/fresh", "").text(), "/fresh #3\n");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    for _ in 0..12 {
+        assert_eq!(get(&proxy, "/fresh", "").text(), "/fresh #3\n");
+    }
+    assert_eq!(origin.reached("/fresh"), 3);
+}
