@@ -143,12 +143,34 @@ pub struct Entry {
     /// The request fields its `Vary` names, with their values: which variant it is.
     variant: Vec<u8>,
     size: usize,
+    /// When it stops being fresh.
+    fresh_until: SystemTime,
 }
 
 impl Entry {
     /// Seconds it has left to be fresh, now.
     pub fn ttl(&self, now: SystemTime) -> u64 {
         self.policy.time_to_live(now).as_secs()
+    }
+
+    /// How long it has been stale (zero while fresh).
+    pub fn stale_for(&self, now: SystemTime) -> Duration {
+        now.duration_since(self.fresh_until).unwrap_or_default()
+    }
+
+    /// The seconds of its `Cache-Control` directive `name` (`stale-if-error=60`).
+    pub fn directive(&self, name: &str) -> Option<u64> {
+        self.head
+            .fields()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"cache-control"))
+            .flat_map(|(_, v)| v.split(|&b| b == b','))
+            .find_map(|d| {
+                let d = std::str::from_utf8(d).ok()?.trim();
+                let (n, v) = d.split_once('=')?;
+                n.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().trim_matches('"').parse().ok())?
+            })
     }
 
     /// Its `Age`, now.
@@ -197,7 +219,7 @@ pub struct Store {
 /// method's invalidation reaches all of them.
 #[derive(Default)]
 pub struct CacheShare {
-    pub stored: Vec<(Vec<u8>, Arc<Entry>)>,
+    pub stored: Vec<Stored>,
     pub invalidated: Vec<Vec<u8>>,
 }
 
@@ -211,6 +233,8 @@ pub struct CacheStats {
     pub evictions: u64,
     pub invalidations: u64,
     pub bypasses: u64,
+    /// Requests that waited for another one's fetch of their URL.
+    pub coalesced: u64,
 }
 
 impl Store {
@@ -537,12 +561,14 @@ pub fn entry(
     )?;
     let variant = variant_of(request, &head);
     let size = head.head_len() + body.len() + variant.len() + 512;
+    let fresh_until = SystemTime::now() + policy.time_to_live(SystemTime::now());
     Some(Arc::new(Entry {
         head,
         body,
         policy,
         variant,
         size,
+        fresh_until,
     }))
 }
 
@@ -615,14 +641,19 @@ pub fn revalidated(
     )?;
     let variant = variant_of(request, &head);
     let size = head.head_len() + stored.body.len() + variant.len() + 512;
+    let fresh_until = now + policy.time_to_live(now);
     Some(Arc::new(Entry {
         head,
         body: stored.body.clone(),
         policy,
         variant,
         size,
+        fresh_until,
     }))
 }
+
+/// A key and the entry to store under it.
+pub type Stored = (Vec<u8>, Arc<Entry>);
 
 /// The body of a response being stored, gathered as it goes to the client.
 pub struct Fill {
@@ -634,6 +665,8 @@ pub struct Fill {
     limit: usize,
     /// Went past the limit: not stored.
     pub overflow: bool,
+    /// Released once the entry is stored (or not).
+    leader: Option<Leader>,
 }
 
 impl Fill {
@@ -643,6 +676,7 @@ impl Fill {
         policy: CachePolicy,
         head: ResponseHead,
         limit: usize,
+        leader: Option<Leader>,
     ) -> Self {
         Self {
             key,
@@ -652,6 +686,7 @@ impl Fill {
             body: BytesMut::new(),
             limit,
             overflow: false,
+            leader,
         }
     }
 
@@ -667,14 +702,84 @@ impl Fill {
         self.body.extend_from_slice(data);
     }
 
-    /// The entry, once the body is complete.
-    pub fn finish(self, limits: &HeadLimits) -> Option<(Vec<u8>, Arc<Entry>)> {
+    /// The entry, once the body is complete, and the claim on its URL (to let go of once the
+    /// entry is stored).
+    pub fn finish(self, limits: &HeadLimits) -> (Option<Stored>, Option<Leader>) {
         if self.overflow {
-            return None;
+            return (None, self.leader);
         }
         let body = self.body.freeze();
-        let entry = entry(&self.request, &self.head, self.policy, body, limits)?;
-        Some((self.key, entry))
+        let stored = entry(&self.request, &self.head, self.policy, body, limits)
+            .map(|entry| (self.key, entry));
+        (stored, self.leader)
+    }
+}
+
+/// How long a request waits for another one fetching the same URL (request coalescing) before
+/// it goes to the origin itself (nginx's `proxy_cache_lock_timeout`).
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Fired when a fetch that others wait for is over, stored or not.
+#[derive(Default)]
+pub struct Event {
+    done: std::cell::Cell<bool>,
+    wakers: std::cell::RefCell<Vec<std::task::Waker>>,
+}
+
+impl Event {
+    fn fire(&self) {
+        self.done.set(true);
+        for waker in self.wakers.take() {
+            waker.wake();
+        }
+    }
+
+    /// Ready once fired.
+    pub fn wait(&self) -> impl std::future::Future<Output = ()> + '_ {
+        std::future::poll_fn(move |cx| {
+            if self.done.get() {
+                std::task::Poll::Ready(())
+            } else {
+                self.wakers.borrow_mut().push(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        })
+    }
+}
+
+/// The URLs being fetched on this worker that other requests wait for.
+pub type Pending = std::rc::Rc<std::cell::RefCell<HashMap<Vec<u8>, std::rc::Rc<Event>>>>;
+
+/// Held by the request that fetches a URL others wait for: when it goes (the response stored,
+/// found not storable, or failed), the URL is no longer pending and the waiters look again.
+pub struct Leader {
+    pending: Pending,
+    key: Vec<u8>,
+    event: std::rc::Rc<Event>,
+}
+
+impl Leader {
+    /// Makes this request the one fetching `key`; `Err` with the event to wait for when
+    /// another already is.
+    pub fn claim(pending: &Pending, key: &[u8]) -> Result<Leader, std::rc::Rc<Event>> {
+        let mut map = pending.borrow_mut();
+        if let Some(event) = map.get(key) {
+            return Err(event.clone());
+        }
+        let event = std::rc::Rc::new(Event::default());
+        map.insert(key.to_vec(), event.clone());
+        Ok(Leader {
+            pending: pending.clone(),
+            key: key.to_vec(),
+            event,
+        })
+    }
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        self.pending.borrow_mut().remove(&self.key);
+        self.event.fire();
     }
 }
 
@@ -683,10 +788,23 @@ pub struct CacheNote {
     pub key: Vec<u8>,
     pub route_cache: Option<Arc<RouteCache>>,
     pub request: CacheRequest,
-    /// The stored entry being revalidated.
+    /// The stored entry that matched but is stale.
     pub stale: Option<Arc<Entry>>,
+    /// Its validators were sent: a `304` confirms it.
+    pub revalidating: bool,
     /// The `Cache-Status` of the response (RFC 9211), without `stored`.
     pub status: &'static str,
+    /// Other requests for the URL wait for this one.
+    pub leader: Option<Leader>,
+}
+
+impl CacheNote {
+    /// The stale entry, when its `stale-if-error` (RFC 5861) still covers now.
+    pub fn stale_if_error(&self) -> Option<Arc<Entry>> {
+        let entry = self.stale.as_ref()?;
+        let window = entry.directive("stale-if-error")?;
+        (entry.stale_for(SystemTime::now()) <= Duration::from_secs(window)).then(|| entry.clone())
+    }
 }
 
 #[cfg(test)]

@@ -566,6 +566,7 @@ impl Snapshot {
             a.evictions += b.evictions;
             a.invalidations += b.invalidations;
             a.bypasses += b.bypasses;
+            a.coalesced += b.coalesced;
             sum.bytes += other.bytes;
             sum.entries += other.entries;
         }
@@ -1004,6 +1005,13 @@ fn cache_families(out: &mut String, cache: &CacheCounts) {
             "counter",
             "Stale responses the origin confirmed with a 304 and the cache answered.",
             s.revalidated,
+        ),
+        (
+            "ringwall_cache_coalesced_total",
+            "counter",
+            "Requests that waited for another request's fetch of their URL, then were answered \
+             from what it stored.",
+            s.coalesced,
         ),
         (
             "ringwall_cache_stores_total",

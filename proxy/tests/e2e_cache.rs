@@ -415,3 +415,102 @@ fn what_one_worker_stores_or_invalidates_serves_them_all() {
     }
     assert_eq!(origin.reached("/fresh"), 3);
 }
+
+#[test]
+fn stale_if_error_answers_for_an_origin_that_fails_or_is_gone() {
+    use std::sync::atomic::AtomicBool;
+    let failing = Arc::new(AtomicBool::new(false));
+    let fails = failing.clone();
+    let reached = Arc::new(AtomicUsize::new(0));
+    let seen = reached.clone();
+    let origin = Origin::start(move |_req, conn| {
+        let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+        if fails.load(Ordering::SeqCst) {
+            conn.respond(500, &[], b"broken\n")?;
+        } else {
+            conn.respond(
+                200,
+                &[("Cache-Control", "max-age=1, stale-if-error=60")],
+                format!("good #{n}\n").as_bytes(),
+            )?;
+        }
+        Ok(common::Next::KeepAlive)
+    });
+    let proxy = Proxy::start(&[origin.addr], &["--cache", "16MiB", "--workers", "1"]);
+    assert_eq!(get(&proxy, "/sie", "").text(), "good #1\n");
+    // Stale after a second; the origin now answers 500: the stale response answers instead.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    failing.store(true, Ordering::SeqCst);
+    let stale = get(&proxy, "/sie", "");
+    assert_eq!(stale.status, 200);
+    assert_eq!(stale.text(), "good #1\n");
+    assert_eq!(
+        cache_status(&stale),
+        "ringwall; fwd=stale; detail=stale-if-error"
+    );
+    assert_eq!(reached.load(Ordering::SeqCst), 2);
+    // The origin gone altogether: the same.
+    drop(origin);
+    let stale = get(&proxy, "/sie", "");
+    assert_eq!(stale.status, 200, "{}", stale.text());
+    assert_eq!(stale.text(), "good #1\n");
+    // A URL with nothing stored gets the error.
+    assert_eq!(get(&proxy, "/other", "").status, 502);
+}
+
+#[test]
+fn concurrent_requests_for_a_slow_url_reach_the_origin_once() {
+    let reached = Arc::new(AtomicUsize::new(0));
+    let seen = reached.clone();
+    let origin = Origin::start(move |_req, conn| {
+        let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        conn.respond(
+            200,
+            &[("Cache-Control", "max-age=60")],
+            format!("slow #{n}\n").as_bytes(),
+        )?;
+        Ok(common::Next::KeepAlive)
+    });
+    let proxy = Proxy::start(
+        &[origin.addr],
+        &[
+            "--cache",
+            "16MiB",
+            "--workers",
+            "1",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+    );
+    let addr = proxy.addr;
+    let clients: Vec<_> = (0..100)
+        .map(|_| {
+            std::thread::spawn(move || {
+                common::Client::connect(addr)
+                    .request("GET /slow HTTP/1.1\r\nHost: cache.test\r\nConnection: close\r\n\r\n")
+            })
+        })
+        .collect();
+    let mut collapsed = 0;
+    for client in clients {
+        let response = client.join().unwrap();
+        assert_eq!(response.status, 200);
+        assert_eq!(response.text(), "slow #1\n");
+        if cache_status(&response).contains("collapsed") {
+            collapsed += 1;
+        }
+    }
+    assert_eq!(
+        reached.load(Ordering::SeqCst),
+        1,
+        "the origin was asked more than once"
+    );
+    // Most waited for the first (some may have come after it was stored: plain hits).
+    assert!(collapsed > 0);
+    let samples = scrape(proxy.admin_addr());
+    assert_eq!(
+        count(&samples, "ringwall_cache_coalesced_total", &[]),
+        collapsed
+    );
+}

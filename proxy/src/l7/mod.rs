@@ -115,6 +115,8 @@ pub struct Worker<D: Dialer = TcpDialer> {
     overlays: Rc<RefCell<Vec<HeadOverlay>>>,
     /// This worker's response cache (`None` without `[cache]`), kept across generations.
     pub cache: Rc<RefCell<Option<crate::cache::Store>>>,
+    /// The URLs this worker is fetching that other requests wait for.
+    pub pending: crate::cache::Pending,
 }
 
 /// What a worker's generations share.
@@ -318,6 +320,7 @@ impl<D: Dialer> Worker<D> {
             newest: shared.newest,
             overlays: shared.overlays,
             cache: shared.cache,
+            pending: crate::cache::Pending::default(),
         }
     }
 

@@ -494,6 +494,8 @@ async fn exchange<C: Stream, D: Dialer>(
     // of their own: each such call moves that function's future into this one's, once per
     // request. An error leaves the block with `break 'phases Err(..)`.
     let (head, ctx, progress) = (&head, &mut ctx, &mut progress);
+    // What the cache noted (a stale entry may still answer an origin's failure).
+    let mut cache_note: Option<Box<crate::cache::CacheNote>> = None;
     let result: Result<Outcome<D::Stream>, ProxyError> = 'phases: {
         let policy = &route.policy;
         if let (BodyKind::Length(n), Some(max)) = (head.body(), policy.max_body) {
@@ -560,10 +562,24 @@ async fn exchange<C: Stream, D: Dialer>(
 
         // Phase cache_lookup: a fresh stored response answers here; a stale one is
         // revalidated with its validators; a miss may be stored on its way back.
-        let mut cache_note = None;
         let mut invalidates = None;
         if let Some(route_cache) = &policy.cache {
-            match cache_lookup(worker, head, &path, route_cache, request.overlay) {
+            // A request for a URL another request is fetching waits for it (coalescing),
+            // within the lock timeout, then looks again.
+            let deadline = Instant::now() + crate::cache::LOCK_TIMEOUT;
+            let mut waited = false;
+            let step = loop {
+                match cache_lookup(worker, head, &path, route_cache, request.overlay, !waited) {
+                    CacheStep::Wait(event) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        let _ = Box::pin(monoio::time::timeout(left, event.wait())).await;
+                        waited = true;
+                    }
+                    step => break step,
+                }
+            };
+            match step {
+                CacheStep::Wait(_) => unreachable!("waited above"),
                 CacheStep::Serve(entry) => {
                     let info = path.info(head);
                     break 'phases Box::pin(respond_cached(
@@ -573,7 +589,7 @@ async fn exchange<C: Stream, D: Dialer>(
                         ctx,
                         progress,
                         &entry,
-                        "hit",
+                        if waited { "hit; collapsed" } else { "hit" },
                     ))
                     .await;
                 }
@@ -775,9 +791,9 @@ async fn exchange<C: Stream, D: Dialer>(
             }
         }
         let mut cache_status = None;
-        if let Some(note) = cache_note {
-            if let Some(updated) = revalidate(worker, &note, &response) {
-                if response.keep_alive() {
+        if let Some(note) = cache_note.take() {
+            if let Some((entry, status)) = answer_from_cache(worker, &note, &response) {
+                if response.status() == 304 && response.keep_alive() {
                     worker.upstreams.checkin(upstream);
                 }
                 break 'phases Box::pin(respond_cached(
@@ -786,8 +802,8 @@ async fn exchange<C: Stream, D: Dialer>(
                     (head, route, info),
                     ctx,
                     progress,
-                    &updated,
-                    "fwd=stale; fwd-status=304",
+                    &entry,
+                    status,
                 ))
                 .await;
             }
@@ -883,11 +899,14 @@ async fn exchange<C: Stream, D: Dialer>(
             Err(e) => break 'phases Err(e),
         };
         if let Some(fill) = ctx.fill.take() {
-            if let Some((key, entry)) = fill.finish(&worker.response_limits) {
+            let (stored, leader) = fill.finish(&worker.response_limits);
+            if let Some((key, entry)) = stored {
                 if let Some(store) = worker.cache.borrow_mut().as_mut() {
                     store.insert(key, entry);
                 }
             }
+            // Those waiting for it look again (and find it).
+            drop(leader);
         }
         if response.keep_alive() && end == BodyEnd::Complete {
             worker.upstreams.checkin(upstream);
@@ -902,12 +921,40 @@ async fn exchange<C: Stream, D: Dialer>(
         Ok(outcome) => outcome,
         Err(error) => {
             let routed = Some((route, path.info(head)));
+            // A stale stored response that allows it answers for an origin that failed
+            // (RFC 5861 stale-if-error).
+            let stale = cache_note
+                .as_deref()
+                .filter(|_| error.side() == Side::Upstream && !progress.response_started)
+                .and_then(crate::cache::CacheNote::stale_if_error);
             // Boxed, like the other paths off the common one: their state would otherwise
             // make every request's future larger.
-            Box::pin(answer_error(
-                worker, client, head, routed, ctx, progress, error,
-            ))
-            .await
+            let answered = match stale {
+                Some(entry) => {
+                    log_error(&error, ctx.remote_addr);
+                    let info = path.info(head);
+                    Box::pin(respond_cached(
+                        worker,
+                        client,
+                        (head, route, info),
+                        ctx,
+                        progress,
+                        &entry,
+                        STALE_IF_ERROR,
+                    ))
+                    .await
+                }
+                None => Err(error),
+            };
+            match answered {
+                Ok(outcome) => outcome,
+                Err(error) => {
+                    Box::pin(answer_error(
+                        worker, client, head, routed, ctx, progress, error,
+                    ))
+                    .await
+                }
+            }
         }
     };
     // Phase logging.
@@ -1506,6 +1553,8 @@ enum CacheStep {
     Invalidate(Vec<u8>),
     /// `only-if-cached` and nothing fresh: 504.
     Refuse,
+    /// Another request is fetching the URL: wait for it, then look again.
+    Wait(std::rc::Rc<crate::cache::Event>),
 }
 
 /// Phase `cache_lookup`: the route caches; looks the request up in the worker's store and,
@@ -1517,6 +1566,7 @@ fn cache_lookup<D: Dialer>(
     path: &RequestPath<'_>,
     route: &Arc<crate::config::RouteCache>,
     overlay: &mut HeadOverlay,
+    may_wait: bool,
 ) -> CacheStep {
     use crate::cache::{self, CacheNote, CacheRequest, Lookup};
     let mut cache = worker.cache.borrow_mut();
@@ -1532,13 +1582,16 @@ fn cache_lookup<D: Dialer>(
     let Some(request) = CacheRequest::new(head, &path.path, path.query) else {
         return CacheStep::Forward(None);
     };
-    let note = |request, stale, status| {
+    let note = |request, stale: Option<(Arc<cache::Entry>, bool)>, status, leader| {
+        let revalidating = stale.as_ref().is_some_and(|(_, v)| *v);
         CacheStep::Forward(Some(Box::new(CacheNote {
             key: key.clone(),
             route_cache: Some(route.clone()),
             request,
-            stale,
+            stale: stale.map(|(entry, _)| entry),
+            revalidating,
             status,
+            leader,
         })))
     };
     if cache::bypassed(head, route) {
@@ -1548,29 +1601,76 @@ fn cache_lookup<D: Dialer>(
     if request.is_conditional() {
         // The client's validators are for its own copy: the origin answers them.
         store.stats.misses += 1;
-        return note(request, None, "fwd=request");
+        return note(request, None, "fwd=request", None);
     }
     let only_if_cached = request.only_if_cached();
     match store.lookup(&key, &request, std::time::SystemTime::now()) {
         Lookup::Fresh(entry) => {
             store.stats.hits += 1;
+            if !may_wait {
+                store.stats.coalesced += 1;
+            }
             CacheStep::Serve(entry)
         }
         _ if only_if_cached => CacheStep::Refuse,
-        Lookup::Stale(entry) => {
+        lookup => {
+            // The first request for a URL with nothing stored fetches it; the others wait
+            // for it (a stale one is revalidated by each: its answer is usually a 304 at once).
+            let leader = match &lookup {
+                Lookup::Miss => match cache::Leader::claim(&worker.pending, &key) {
+                    Ok(leader) => Some(leader),
+                    Err(event) if may_wait => return CacheStep::Wait(event),
+                    Err(_) => None,
+                },
+                _ => None,
+            };
             store.stats.misses += 1;
-            if let Some((name, value)) = entry.validators() {
-                overlay.set(crate::http1::FieldName::Static(name), value);
-                note(request, Some(entry), "fwd=stale")
-            } else {
-                note(request, None, "fwd=stale")
-            }
-        }
-        Lookup::Miss => {
-            store.stats.misses += 1;
-            note(request, None, "fwd=uri-miss")
+            cache_forward(lookup, request, leader, overlay, note)
         }
     }
+}
+
+/// A lookup that goes to the origin: a stale entry's validators sent along.
+fn cache_forward(
+    lookup: crate::cache::Lookup,
+    request: crate::cache::CacheRequest,
+    leader: Option<crate::cache::Leader>,
+    overlay: &mut HeadOverlay,
+    note: impl FnOnce(
+        crate::cache::CacheRequest,
+        Option<(Arc<crate::cache::Entry>, bool)>,
+        &'static str,
+        Option<crate::cache::Leader>,
+    ) -> CacheStep,
+) -> CacheStep {
+    match lookup {
+        crate::cache::Lookup::Stale(entry) => {
+            let validators = entry.validators();
+            let revalidating = validators.is_some();
+            if let Some((name, value)) = validators {
+                overlay.set(crate::http1::FieldName::Static(name), value);
+            }
+            note(request, Some((entry, revalidating)), "fwd=stale", leader)
+        }
+        _ => note(request, None, "fwd=uri-miss", leader),
+    }
+}
+
+/// `Cache-Status` of a stale response answering for an origin that failed.
+const STALE_IF_ERROR: &str = "fwd=stale; detail=stale-if-error";
+
+/// A stored entry that answers instead of the origin's `response`: the one a `304` to its
+/// revalidation updated (and stored again), or a stale one that may answer for a `5xx`
+/// (stale-if-error); with its `Cache-Status`.
+fn answer_from_cache<D: Dialer>(
+    worker: &Worker<D>,
+    note: &crate::cache::CacheNote,
+    response: &ResponseHead,
+) -> Option<(Arc<crate::cache::Entry>, &'static str)> {
+    if matches!(response.status(), 500 | 502 | 503 | 504) {
+        return note.stale_if_error().map(|entry| (entry, STALE_IF_ERROR));
+    }
+    revalidate(worker, note, response).map(|entry| (entry, "fwd=stale; fwd-status=304"))
 }
 
 /// The stored entry updated by the origin's `304` to its revalidation (and stored again);
@@ -1580,7 +1680,10 @@ fn revalidate<D: Dialer>(
     note: &crate::cache::CacheNote,
     response: &ResponseHead,
 ) -> Option<Arc<crate::cache::Entry>> {
-    let stale = note.stale.as_ref().filter(|_| response.status() == 304)?;
+    let stale = note
+        .stale
+        .as_ref()
+        .filter(|_| response.status() == 304 && note.revalidating)?;
     let now = std::time::SystemTime::now();
     let updated =
         crate::cache::revalidated(stale, &note.request, response, &worker.response_limits, now)?;
@@ -1633,6 +1736,7 @@ fn begin_fill<D: Dialer>(
         policy,
         response.clone(),
         max_entry,
+        note.leader,
     )));
     status
 }
