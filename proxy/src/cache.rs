@@ -122,6 +122,33 @@ impl CacheRequest {
         .any(|name| self.headers.contains_key(*name))
     }
 
+    /// Whether the client accepts a stale response (it sent no `no-cache`, `max-age` or
+    /// `min-fresh`, nor `Pragma: no-cache`).
+    pub fn allows_stale(&self) -> bool {
+        let directives = self
+            .headers
+            .get_all("cache-control")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|d| {
+                d.split('=')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase()
+            });
+        let refuses = directives
+            .into_iter()
+            .any(|d| matches!(d.as_str(), "no-cache" | "max-age" | "min-fresh"));
+        let pragma = self
+            .headers
+            .get("pragma")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("no-cache"));
+        !refuses && !pragma
+    }
+
     /// `Cache-Control: only-if-cached`.
     pub fn only_if_cached(&self) -> bool {
         self.headers
@@ -148,9 +175,28 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// Seconds it has left to be fresh, now.
-    pub fn ttl(&self, now: SystemTime) -> u64 {
-        self.policy.time_to_live(now).as_secs()
+    /// Seconds it has left to be fresh, now; negative once stale (RFC 9211's `ttl`).
+    pub fn ttl(&self, now: SystemTime) -> i64 {
+        match self.fresh_until.duration_since(now) {
+            Ok(left) => i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+            Err(past) => -i64::try_from(past.duration().as_secs()).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// Whether its `stale-while-revalidate` (RFC 5861) still covers now: it may answer at
+    /// once while a refresh goes to the origin.
+    pub fn may_serve_while_revalidating(&self, now: SystemTime) -> bool {
+        self.directive("stale-while-revalidate")
+            .is_some_and(|window| self.stale_for(now) <= Duration::from_secs(window))
+            && !self.head.fields().any(|(n, v)| {
+                n.eq_ignore_ascii_case(b"cache-control")
+                    && v.split(|&b| b == b',').any(|d| {
+                        let d = d.trim_ascii();
+                        d.eq_ignore_ascii_case(b"must-revalidate")
+                            || d.eq_ignore_ascii_case(b"proxy-revalidate")
+                            || d.eq_ignore_ascii_case(b"no-cache")
+                    })
+            })
     }
 
     /// How long it has been stale (zero while fresh).

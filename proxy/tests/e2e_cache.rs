@@ -514,3 +514,54 @@ fn concurrent_requests_for_a_slow_url_reach_the_origin_once() {
         collapsed
     );
 }
+
+#[test]
+fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
+    use std::sync::atomic::AtomicBool;
+    let released = Arc::new(AtomicBool::new(false));
+    let release = released.clone();
+    let reached = Arc::new(AtomicUsize::new(0));
+    let seen = reached.clone();
+    let origin = Origin::start(move |_req, conn| {
+        let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
+        if n > 1 {
+            // The refresh waits until the test has its stale answer.
+            common::wait_until(std::time::Duration::from_secs(10), || {
+                released.load(Ordering::SeqCst)
+            });
+        }
+        conn.respond(
+            200,
+            &[("Cache-Control", "max-age=1, stale-while-revalidate=60")],
+            format!("version {n}\n").as_bytes(),
+        )?;
+        Ok(common::Next::KeepAlive)
+    });
+    let proxy = Proxy::start(&[origin.addr], &["--cache", "16MiB", "--workers", "1"]);
+    assert_eq!(get(&proxy, "/swr", "").text(), "version 1\n");
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    // Stale: answered from the cache while the origin still holds the refresh.
+    let stale = get(&proxy, "/swr", "");
+    assert_eq!(stale.text(), "version 1\n");
+    let status = cache_status(&stale);
+    assert!(status.starts_with("ringwall; hit; ttl=-"), "{status}");
+    assert!(
+        status.ends_with("detail=stale-while-revalidate"),
+        "{status}"
+    );
+    assert!(
+        common::wait_until(std::time::Duration::from_secs(5), || reached
+            .load(Ordering::SeqCst)
+            == 2),
+        "the refresh reached the origin"
+    );
+    // A second stale request meanwhile starts no second refresh.
+    assert_eq!(get(&proxy, "/swr", "").text(), "version 1\n");
+    release.store(true, Ordering::SeqCst);
+    // Once the refresh is stored, the new version answers, fresh.
+    assert!(common::wait_until(
+        std::time::Duration::from_secs(5),
+        || { get(&proxy, "/swr", "").text() == "version 2\n" }
+    ));
+    assert_eq!(reached.load(Ordering::SeqCst), 2);
+}

@@ -227,6 +227,12 @@ impl<D: Dialer> Worker<D> {
         *self.newest.borrow_mut() = Rc::downgrade(next);
     }
 
+    /// The worker's newest generation (for work that outlives a request, like a cache
+    /// refresh in the background).
+    pub fn newest(&self) -> Option<Rc<Worker<D>>> {
+        self.newest.borrow().upgrade()
+    }
+
     /// Whether this is the worker's newest generation.
     pub fn is_newest(&self) -> bool {
         std::ptr::eq(self.newest.borrow().as_ptr(), self)

@@ -580,6 +580,30 @@ async fn exchange<C: Stream, D: Dialer>(
             };
             match step {
                 CacheStep::Wait(_) => unreachable!("waited above"),
+                CacheStep::ServeStale(entry, leader) => {
+                    if let (Some(leader), Some(newest)) = (leader, worker.newest()) {
+                        let refresh = Refresh {
+                            head: head.clone(),
+                            entry: entry.clone(),
+                            leader,
+                            listener: ctx.listener,
+                            scheme: ctx.scheme,
+                            remote: ctx.remote_addr,
+                        };
+                        monoio::spawn(refresh_in_background(newest, refresh));
+                    }
+                    let info = path.info(head);
+                    break 'phases Box::pin(respond_cached(
+                        worker,
+                        client,
+                        (head, route, info),
+                        ctx,
+                        progress,
+                        &entry,
+                        "hit; detail=stale-while-revalidate",
+                    ))
+                    .await;
+                }
                 CacheStep::Serve(entry) => {
                     let info = path.info(head);
                     break 'phases Box::pin(respond_cached(
@@ -1555,6 +1579,9 @@ enum CacheStep {
     Refuse,
     /// Another request is fetching the URL: wait for it, then look again.
     Wait(std::rc::Rc<crate::cache::Event>),
+    /// Answer with this stale entry (stale-while-revalidate), and refresh it in the
+    /// background when this request is the one to (no refresh of it is running yet).
+    ServeStale(Arc<crate::cache::Entry>, Option<crate::cache::Leader>),
 }
 
 /// Phase `cache_lookup`: the route caches; looks the request up in the worker's store and,
@@ -1613,6 +1640,17 @@ fn cache_lookup<D: Dialer>(
             CacheStep::Serve(entry)
         }
         _ if only_if_cached => CacheStep::Refuse,
+        Lookup::Stale(entry)
+            if request.allows_stale()
+                && entry.may_serve_while_revalidating(std::time::SystemTime::now()) =>
+        {
+            store.stats.hits += 1;
+            // One refresh at a time (and none for a HEAD: it is refreshed by a GET).
+            let leader = (head.method() == Method::Get)
+                .then(|| cache::Leader::claim(&worker.pending, &key).ok())
+                .flatten();
+            CacheStep::ServeStale(entry, leader)
+        }
         lookup => {
             // The first request for a URL with nothing stored fetches it; the others wait
             // for it (a stale one is revalidated by each: its answer is usually a 304 at once).
@@ -1810,8 +1848,10 @@ async fn respond_cached<C: Stream, D: Dialer>(
     overlay.add_with(b"Cache-Status", |out| {
         out.extend_from_slice(b"ringwall; ");
         out.extend_from_slice(status.as_bytes());
-        if status == "hit" {
+        if let Some(rest) = status.strip_prefix("hit") {
+            out.truncate(out.len() - rest.len());
             out.extend_from_slice(format!("; ttl={}", entry.ttl(now)).as_bytes());
+            out.extend_from_slice(rest.as_bytes());
         }
     });
     ctx.status = entry.head.status();
@@ -1870,4 +1910,147 @@ async fn respond_cached<C: Stream, D: Dialer>(
     } else {
         Outcome::Close
     })
+}
+
+/// What a refresh in the background needs of the request that found the entry stale.
+struct Refresh {
+    head: RequestHead,
+    entry: Arc<crate::cache::Entry>,
+    /// Held until the refresh is over: no second one starts meanwhile.
+    leader: crate::cache::Leader,
+    listener: usize,
+    scheme: &'static str,
+    remote: SocketAddr,
+}
+
+/// Revalidates (or fetches again) a stale entry that answered a request at once
+/// (stale-while-revalidate), on the worker's newest generation: the request routed again,
+/// its validators sent, a `304` merged into the entry or a new storable response stored.
+/// Any failure leaves the stale entry as it is.
+async fn refresh_in_background<D: Dialer>(worker: Rc<Worker<D>>, refresh: Refresh) {
+    let Refresh {
+        head,
+        entry,
+        leader: _leader,
+        listener,
+        scheme,
+        remote,
+    } = refresh;
+    let Ok((route, path)) = self::route(&worker, &head) else {
+        return;
+    };
+    let (
+        RouteAction::Forward {
+            upstream: group,
+            host_rewrite,
+        },
+        Some(route_cache),
+    ) = (&route.action, &route.policy.cache)
+    else {
+        return;
+    };
+    let Some(request) = crate::cache::CacheRequest::new(&head, &path.path, path.query) else {
+        return;
+    };
+    let upstreams = &worker.upstreams;
+    let now = Instant::now();
+    let Some((_, server)) = upstreams
+        .pick(*group, None, now)
+        .and_then(|start| upstreams.next_server(*group, start, None))
+    else {
+        return;
+    };
+    let _in_flight = upstreams.begin(server);
+    let mut overlay = worker.overlay();
+    if let Cow::Owned(normal) = &path.path {
+        let mut target = BytesMut::with_capacity(normal.len() + path.query.len());
+        target.extend_from_slice(normal);
+        target.extend_from_slice(path.query);
+        overlay.set_target(target.freeze());
+    }
+    let mut ctx = RequestContext::new(listener, scheme, remote);
+    route.filters.upstream_request_filter(
+        &mut Request {
+            head: &head,
+            path: &path.path,
+            query: path.query,
+            overlay: &mut overlay,
+        },
+        &mut ctx,
+    );
+    if let Some((name, value)) = entry.validators() {
+        overlay.set(crate::http1::FieldName::Static(name), value);
+    }
+    let sent = Forwarded {
+        head: &head,
+        overlay: &overlay,
+        host_rewrite: host_rewrite.as_deref(),
+        route,
+        server,
+        body: None,
+        response_timeout: route.policy.timeouts.upstream_response,
+    };
+    let Ok((mut upstream, response)) = bodiless_try(&worker, &sent).await else {
+        tracing::debug!(%remote, "a cache refresh in the background failed");
+        return;
+    };
+    let key = crate::cache::key(&head, &path.path, path.query, route_cache);
+    let limits = &worker.response_limits;
+    let stamp = std::time::SystemTime::now();
+    let fresh = if response.status() == 304 {
+        crate::cache::revalidated(&entry, &request, &response, limits, stamp)
+    } else {
+        let max_entry = worker.cache.borrow().as_ref().map_or(0, |s| s.max_entry);
+        match crate::cache::storable(&request, &response, route_cache, stamp) {
+            Some(policy) => read_whole_body(&mut upstream, &response, max_entry, route)
+                .await
+                .and_then(|body| crate::cache::entry(&request, &response, policy, body, limits)),
+            None => None,
+        }
+    };
+    if let Some(fresh) = fresh {
+        if let Some(store) = worker.cache.borrow_mut().as_mut() {
+            store.insert(key, fresh);
+        }
+        if response.keep_alive() && upstream.conn.buf.is_empty() {
+            worker.upstreams.checkin(upstream);
+        }
+    }
+}
+
+/// The whole body of `response` read off `upstream`, when it is at most `max` bytes.
+async fn read_whole_body<S: Stream>(
+    upstream: &mut UpstreamConn<S>,
+    response: &ResponseHead,
+    max: usize,
+    route: &RouteEntry,
+) -> Option<Bytes> {
+    let mut decoder = BodyDecoder::new(response.body());
+    let mut body = BytesMut::new();
+    loop {
+        match decoder.decode(&mut upstream.conn.buf).ok()? {
+            crate::http1::Decoded::Data(data) => {
+                if body.len() + data.len() > max {
+                    return None;
+                }
+                body.extend_from_slice(&data);
+            }
+            crate::http1::Decoded::Trailers(_) => {}
+            crate::http1::Decoded::End => return Some(body.freeze()),
+            crate::http1::Decoded::NeedMore => {
+                match upstream
+                    .conn
+                    .read(route.policy.timeouts.upstream_response, ReadSize::Body)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(IoFailure::Closed) => {
+                        decoder.eof().ok()?;
+                        return Some(body.freeze());
+                    }
+                    Err(_) => return None,
+                }
+            }
+        }
+    }
 }
