@@ -108,15 +108,23 @@ impl CacheRequest {
         })
     }
 
+    /// Whether the only condition of the request is `If-None-Match` (a fresh stored response
+    /// answers it).
+    pub fn only_none_match(&self) -> bool {
+        self.headers.contains_key("if-none-match")
+            && !["if-modified-since", "if-match", "if-unmodified-since"]
+                .iter()
+                .any(|name| self.headers.contains_key(*name))
+    }
+
     /// Whether the client made the request conditional itself (then its answer is the
-    /// origin's to give).
+    /// origin's to give, unless [`Self::only_none_match`] and a fresh response is stored).
     pub fn is_conditional(&self) -> bool {
         [
             "if-none-match",
             "if-modified-since",
             "if-match",
             "if-unmodified-since",
-            "if-range",
         ]
         .iter()
         .any(|name| self.headers.contains_key(*name))
@@ -584,10 +592,55 @@ fn stored_head<'a>(
         out.put_slice(value);
         out.put_slice(b"\r\n");
     }
-    out.put_slice(b"Content-Length: ");
-    put_decimal(&mut out, body_len as u64);
-    out.put_slice(b"\r\n\r\n");
+    // A 304 says nothing of a length (its body is another message's).
+    if status != 304 {
+        out.put_slice(b"Content-Length: ");
+        put_decimal(&mut out, body_len as u64);
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"\r\n");
     parse_response(&mut out, limits, Method::Get).ok().flatten()
+}
+
+/// Whether the request's `If-None-Match` names the stored response's `ETag` (the weak
+/// comparison, RFC 9110 §13.1.2), or is `*`.
+fn none_match(entry: &Entry, request: &RequestHead) -> bool {
+    let Some(etag) = entry.head.field("etag") else {
+        return request
+            .fields()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(b"if-none-match"))
+            .any(|(_, v)| v.trim_ascii() == b"*");
+    };
+    let opaque = |tag: &[u8]| -> Vec<u8> {
+        tag.trim_ascii()
+            .strip_prefix(b"W/")
+            .unwrap_or(tag.trim_ascii())
+            .to_vec()
+    };
+    let stored = opaque(etag);
+    request
+        .fields()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(b"if-none-match"))
+        .flat_map(|(_, v)| v.split(|&b| b == b','))
+        .any(|tag| tag.trim_ascii() == b"*" || opaque(tag) == stored)
+}
+
+/// A fresh stored response's `304` to a request whose `If-None-Match` matches it (a cache
+/// answers the conditions itself, RFC 9111 §4.3.2).
+pub fn not_modified(
+    entry: &Entry,
+    request: &RequestHead,
+    limits: &HeadLimits,
+) -> Option<ResponseHead> {
+    if !matches!(request.method(), Method::Get | Method::Head) || !none_match(entry, request) {
+        return None;
+    }
+    // The fields a 304 sends (RFC 9110 §15.4.5): those that would have gone with a 200,
+    // but for the ones that describe its body.
+    let fields = entry.head.forwardable_fields().filter(|(n, _)| {
+        !n.eq_ignore_ascii_case(b"content-type") && !n.eq_ignore_ascii_case(b"content-encoding")
+    });
+    stored_head(304, b"Not Modified", fields, 0, limits)
 }
 
 /// The entry for a response whose whole body is `body`.
@@ -639,6 +692,82 @@ fn variant_of(request: &CacheRequest, head: &ResponseHead) -> Vec<u8> {
         }
     }
     variant
+}
+
+/// A `Range` request answered from a stored full response (RFC 9110 §14): the `206` (or
+/// `416`) head and its body; `None` for a full answer (no `Range`, several ranges, another
+/// unit, an `If-Range` that does not match, a stored status other than 200).
+pub fn ranged(
+    entry: &Entry,
+    request: &RequestHead,
+    limits: &HeadLimits,
+) -> Option<(ResponseHead, Bytes)> {
+    if request.method() != Method::Get || entry.head.status() != 200 {
+        return None;
+    }
+    let range = request.field("range")?;
+    if let Some(condition) = request.field("if-range") {
+        let matches = if condition.starts_with(b"\"") {
+            // A strong comparison: the stored ETag must be the same, and strong.
+            entry.head.field("etag") == Some(condition)
+        } else {
+            entry.head.field("last-modified") == Some(condition)
+        };
+        if !matches {
+            return None;
+        }
+    }
+    let spec = std::str::from_utf8(range).ok()?.trim();
+    let spec = spec.strip_prefix("bytes=").or_else(|| {
+        spec.get(..6)
+            .filter(|unit| unit.eq_ignore_ascii_case("bytes="))
+            .map(|_| &spec[6..])
+    })?;
+    if spec.contains(',') {
+        return None;
+    }
+    let len = entry.body.len() as u64;
+    let (first, last) = spec.split_once('-')?;
+    let (first, last) = (first.trim(), last.trim());
+    let span = if first.is_empty() {
+        let suffix: u64 = last.parse().ok()?;
+        (suffix > 0 && len > 0).then(|| (len.saturating_sub(suffix), len - 1))
+    } else {
+        let first: u64 = first.parse().ok()?;
+        let last = if last.is_empty() {
+            len.saturating_sub(1)
+        } else {
+            let last: u64 = last.parse().ok()?;
+            if last < first {
+                return None;
+            }
+            last.min(len.saturating_sub(1))
+        };
+        (first < len).then_some((first, last))
+    };
+    let fields: Vec<(&[u8], &[u8])> = entry
+        .head
+        .forwardable_fields()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case(b"content-range"))
+        .collect();
+    if let Some((first, last)) = span {
+        let content_range = format!("bytes {first}-{last}/{len}");
+        let fields = fields
+            .into_iter()
+            .chain([(&b"Content-Range"[..], content_range.as_bytes())]);
+        let body = entry.body.slice(first as usize..=last as usize);
+        let head = stored_head(206, b"Partial Content", fields, body.len(), limits)?;
+        return Some((head, body));
+    }
+    let content_range = format!("bytes */{len}");
+    let fields = fields
+        .into_iter()
+        .filter(|(n, _)| {
+            !n.eq_ignore_ascii_case(b"content-type") && !n.eq_ignore_ascii_case(b"etag")
+        })
+        .chain([(&b"Content-Range"[..], content_range.as_bytes())]);
+    let head = stored_head(416, b"Range Not Satisfiable", fields, 0, limits)?;
+    Some((head, Bytes::new()))
 }
 
 /// The stored entry updated by a `304` from the origin; `None` when the `304` does not

@@ -48,7 +48,11 @@ fn origin() -> Counted {
         let inm = req.head.get("if-none-match").map(str::to_owned);
         match path.as_str() {
             "/fresh" | "/plain" | "/bypass" => {
-                conn.respond(200, &[("Cache-Control", "max-age=60")], body.as_bytes())?;
+                conn.respond(
+                    200,
+                    &[("Cache-Control", "max-age=60"), ("ETag", "\"f1\"")],
+                    body.as_bytes(),
+                )?;
             }
             "/etag" => {
                 let fields = [
@@ -165,6 +169,18 @@ fn fresh_responses_are_answered_from_the_cache() {
     assert!(head.body.is_empty());
     assert_eq!(head.header("content-length"), Some("10"));
     assert!(cache_status(&head).contains("hit"));
+    assert_eq!(origin.reached("/fresh"), 2);
+    // A client's If-None-Match is answered from the fresh stored response: 304 when it
+    // names the stored ETag (weakly compared), else the stored 200.
+    for tag in ["\"f1\"", "W/\"f1\"", "\"x\", \"f1\"", "*"] {
+        let not_modified = get(&proxy, "/fresh", &format!("If-None-Match: {tag}\r\n"));
+        assert_eq!(not_modified.status, 304, "{tag}");
+        assert!(not_modified.body.is_empty());
+        assert_eq!(not_modified.header("etag"), Some("\"f1\""));
+        assert!(cache_status(&not_modified).contains("hit"));
+    }
+    let other = get(&proxy, "/fresh", "If-None-Match: \"x\"\r\n");
+    assert_eq!((other.status, other.text().as_str()), (200, "/fresh #1\n"));
     assert_eq!(origin.reached("/fresh"), 2);
     // The client may ask for a fresh copy.
     assert_eq!(
@@ -564,4 +580,44 @@ fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
         || { get(&proxy, "/swr", "").text() == "version 2\n" }
     ));
     assert_eq!(reached.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn range_requests_are_answered_from_a_stored_full_response() {
+    let origin = origin();
+    let proxy = Proxy::start(
+        &[origin.origin.addr],
+        &["--cache", "16MiB", "--workers", "1"],
+    );
+    // A first Range request fetches (and stores) the whole response.
+    let first = get(&proxy, "/fresh", "Range: bytes=0-3\r\n");
+    assert_eq!(first.status, 200);
+    assert_eq!(first.text(), "/fresh #1\n");
+    let part = get(&proxy, "/fresh", "Range: bytes=0-3\r\n");
+    assert_eq!(part.status, 206);
+    assert_eq!(part.text(), "/fre");
+    assert_eq!(part.header("content-range"), Some("bytes 0-3/10"));
+    assert_eq!(part.header("content-length"), Some("4"));
+    let tail = get(&proxy, "/fresh", "Range: bytes=-3\r\n");
+    assert_eq!((tail.status, tail.text().as_str()), (206, "#1\n"));
+    let open = get(&proxy, "/fresh", "Range: bytes=7-\r\n");
+    assert_eq!((open.status, open.text().as_str()), (206, "#1\n"));
+    let beyond = get(&proxy, "/fresh", "Range: bytes=100-200\r\n");
+    assert_eq!(beyond.status, 416);
+    assert_eq!(beyond.header("content-range"), Some("bytes */10"));
+    // Several ranges, or an If-Range that does not match: the whole response.
+    assert_eq!(
+        get(&proxy, "/fresh", "Range: bytes=0-1,4-5\r\n").status,
+        200
+    );
+    let mismatch = get(
+        &proxy,
+        "/fresh",
+        "Range: bytes=0-3\r\nIf-Range: \"other\"\r\n",
+    );
+    assert_eq!(
+        (mismatch.status, mismatch.text().as_str()),
+        (200, "/fresh #1\n")
+    );
+    assert_eq!(origin.reached("/fresh"), 1);
 }

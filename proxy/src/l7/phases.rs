@@ -1626,7 +1626,15 @@ fn cache_lookup<D: Dialer>(
         return CacheStep::Forward(None);
     }
     if request.is_conditional() {
-        // The client's validators are for its own copy: the origin answers them.
+        // The client's validators are for its own copy: a fresh stored response answers an
+        // If-None-Match (200 or 304); anything else the origin answers.
+        if request.only_none_match() {
+            if let Lookup::Fresh(entry) = store.lookup(&key, &request, std::time::SystemTime::now())
+            {
+                store.stats.hits += 1;
+                return CacheStep::Serve(entry);
+            }
+        }
         store.stats.misses += 1;
         return note(request, None, "fwd=request", None);
     }
@@ -1681,17 +1689,19 @@ fn cache_forward(
         Option<crate::cache::Leader>,
     ) -> CacheStep,
 ) -> CacheStep {
-    match lookup {
-        crate::cache::Lookup::Stale(entry) => {
-            let validators = entry.validators();
-            let revalidating = validators.is_some();
-            if let Some((name, value)) = validators {
-                overlay.set(crate::http1::FieldName::Static(name), value);
-            }
-            note(request, Some((entry, revalidating)), "fwd=stale", leader)
+    if let crate::cache::Lookup::Stale(entry) = lookup {
+        let validators = entry.validators();
+        let revalidating = validators.is_some();
+        if let Some((name, value)) = validators {
+            overlay.set(crate::http1::FieldName::Static(name), value);
         }
-        _ => note(request, None, "fwd=uri-miss", leader),
+        return note(request, Some((entry, revalidating)), "fwd=stale", leader);
     }
+    // The whole response is fetched, to be stored (a Range is answered from it once stored;
+    // this first one gets all of it, as nginx's cache does).
+    overlay.remove(b"range");
+    overlay.remove(b"if-range");
+    note(request, None, "fwd=uri-miss", leader)
 }
 
 /// `Cache-Status` of a stale response answering for an origin that failed.
@@ -1833,11 +1843,21 @@ async fn respond_cached<C: Stream, D: Dialer>(
     status: &'static str,
 ) -> Result<Outcome<D::Stream>, ProxyError> {
     let now = std::time::SystemTime::now();
+    // A matching If-None-Match gets a 304 (only a fresh entry is served to one); a Range
+    // request its part of the stored body.
+    let limits = &worker.response_limits;
+    let ranged = crate::cache::not_modified(entry, head, limits)
+        .map(|not_modified| (not_modified, Bytes::new()))
+        .or_else(|| crate::cache::ranged(entry, head, limits));
+    let (shown, body) = match &ranged {
+        Some((partial, body)) => (partial, body.clone()),
+        None => (&entry.head, entry.body.clone()),
+    };
     let mut overlay = worker.overlay();
     route.filters.response_filter(
         &mut Response {
             request: info,
-            source: ResponseSource::Upstream(&entry.head),
+            source: ResponseSource::Upstream(shown),
             overlay: &mut overlay,
         },
         ctx,
@@ -1854,13 +1874,13 @@ async fn respond_cached<C: Stream, D: Dialer>(
             out.extend_from_slice(rest.as_bytes());
         }
     });
-    ctx.status = entry.head.status();
+    ctx.status = shown.status();
     let http11 = head.version() == Version::Http11;
-    let head_only = head.method() == Method::Head;
+    let head_only = head.method() == Method::Head || shown.status() == 304;
     let filtered = !head_only && route.filters.filters_response_body(ctx);
     let framing = match (head_only, filtered, http11) {
         (true, _, _) => OutFraming::None,
-        (false, false, _) => OutFraming::Length(entry.body.len() as u64),
+        (false, false, _) => OutFraming::Length(body.len() as u64),
         (false, true, true) => OutFraming::Chunked,
         (false, true, false) => OutFraming::Close,
     };
@@ -1873,10 +1893,10 @@ async fn respond_cached<C: Stream, D: Dialer>(
         (true, false) => Some(b"keep-alive"),
         (true, true) => None,
     };
-    write_response_head(client.out.buf(), &entry.head, &overlay, framing, connection);
+    write_response_head(client.out.buf(), shown, &overlay, framing, connection);
     let send = route.policy.timeouts.client_send;
     if !head_only {
-        let mut pieces = vec![Some(entry.body.clone())];
+        let mut pieces = vec![Some(body)];
         if filtered {
             route
                 .filters
