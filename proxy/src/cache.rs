@@ -180,6 +180,9 @@ pub struct Entry {
     size: usize,
     /// When it stops being fresh.
     fresh_until: SystemTime,
+    /// Its body compressed, per encoding (gzip, br, zstd), made by the first hit that asked
+    /// for it: no compression per hit.
+    encoded: [std::sync::OnceLock<Bytes>; 3],
 }
 
 impl Entry {
@@ -205,6 +208,18 @@ impl Entry {
                             || d.eq_ignore_ascii_case(b"no-cache")
                     })
             })
+    }
+
+    /// Its body in `encoder`'s encoding: made once (by `encoder`), then the same bytes.
+    pub fn encoded(&self, encoder: crate::filters::Encoder) -> Bytes {
+        let slot = match encoder.encoding() {
+            crate::config::Encoding::Gzip => 0,
+            crate::config::Encoding::Brotli => 1,
+            crate::config::Encoding::Zstd => 2,
+        };
+        self.encoded[slot]
+            .get_or_init(|| encoder.compress_all(&self.body))
+            .clone()
     }
 
     /// How long it has been stale (zero while fresh).
@@ -668,6 +683,7 @@ pub fn entry(
         variant,
         size,
         fresh_until,
+        encoded: Default::default(),
     }))
 }
 
@@ -824,6 +840,7 @@ pub fn revalidated(
         variant,
         size,
         fresh_until,
+        encoded: Default::default(),
     }))
 }
 

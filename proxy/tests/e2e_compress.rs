@@ -367,3 +367,67 @@ fn bad_compression_settings_are_refused_with_their_field() {
     assert!(!run.status.success());
     assert!(run.stderr.contains("--compress"), "{}", run.stderr);
 }
+
+#[test]
+fn cached_responses_keep_one_compressed_variant_per_encoding() {
+    let origin = Origin::start(|_req, conn| {
+        conn.respond(
+            200,
+            &[
+                ("Content-Type", "application/json"),
+                ("Cache-Control", "max-age=60"),
+            ],
+            &json_body(),
+        )?;
+        Ok(common::Next::KeepAlive)
+    });
+    let proxy = Proxy::start(
+        &[origin.addr],
+        &[
+            "--compress",
+            "gzip,br",
+            "--cache",
+            "16MiB",
+            "--workers",
+            "1",
+        ],
+    );
+    let expected = json_body();
+    let miss = get(&proxy, "/doc", Some("gzip"));
+    assert_eq!(miss.header("content-encoding"), Some("gzip"));
+    let mut first_hit = None;
+    for _ in 0..3 {
+        let hit = get(&proxy, "/doc", Some("gzip"));
+        assert!(hit
+            .header("cache-status")
+            .unwrap_or_default()
+            .contains("hit"));
+        assert_eq!(hit.header("content-encoding"), Some("gzip"));
+        assert_eq!(hit.header("vary"), Some("Accept-Encoding"));
+        // The stored variant, sent with its length (a compression per hit would be chunked).
+        assert_eq!(
+            hit.header("content-length"),
+            Some(hit.body.len().to_string().as_str())
+        );
+        let mut decoded = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&hit.body[..]),
+            &mut decoded,
+        )
+        .unwrap();
+        assert_eq!(decoded, expected);
+        // The same bytes every time: made once.
+        match &first_hit {
+            None => first_hit = Some(hit.body.clone()),
+            Some(first) => assert_eq!(first, &hit.body),
+        }
+    }
+    // Another client asks for br: that variant, and identity for one that asks for nothing.
+    let br = get(&proxy, "/doc", Some("br"));
+    assert_eq!(br.header("content-encoding"), Some("br"));
+    assert_eq!(python_decode("brotli", &br.body), expected);
+    let plain = get(&proxy, "/doc", None);
+    assert_eq!(plain.header("content-encoding"), None);
+    assert_eq!(plain.body, expected);
+    assert_eq!(origin.requests(), 1);
+}

@@ -85,13 +85,7 @@ impl Filter for CompressFilter {
             return;
         };
         if !head_only {
-            match Encoder::new(encoding, &self.settings) {
-                Ok(encoder) => ctx.encoder = Some(Box::new(encoder)),
-                Err(e) => {
-                    tracing::error!("cannot start a {} encoder: {e}", encoding.token());
-                    return;
-                }
-            }
+            ctx.encoder = Some(Box::new(Encoder::new(encoding, &self.settings)));
         }
         let overlay = &mut *response.overlay;
         if let Some(etag) = overlay.get(response.source.fields(), b"etag") {
@@ -217,8 +211,12 @@ fn parse_qvalue(text: &[u8]) -> Option<u16> {
 
 /// One response's compressor.
 pub struct Encoder {
-    /// `None` once finished.
+    encoding: Encoding,
+    levels: (u32, u32, i32),
+    /// `None` until the first piece (an encoder's state is made only for a body that goes
+    /// through it: a cached response's stored variant needs none), and once finished.
     inner: Option<Inner>,
+    started: bool,
 }
 
 enum Inner {
@@ -228,26 +226,50 @@ enum Inner {
 }
 
 impl Encoder {
-    pub fn new(encoding: Encoding, settings: &Compression) -> std::io::Result<Self> {
-        let inner = match encoding {
+    pub fn new(encoding: Encoding, settings: &Compression) -> Self {
+        Self {
+            encoding,
+            levels: (
+                settings.gzip_level,
+                settings.brotli_level,
+                settings.zstd_level,
+            ),
+            inner: None,
+            started: false,
+        }
+    }
+
+    /// The encoding it produces.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// `body` compressed whole, finished (for a stored response's variant).
+    pub fn compress_all(mut self, body: &Bytes) -> Bytes {
+        let mut chunk = Some(body.clone());
+        self.encode(&mut chunk, true);
+        chunk.unwrap_or_default()
+    }
+
+    fn start(&self) -> std::io::Result<Inner> {
+        let (gzip, brotli, zstd) = self.levels;
+        Ok(match self.encoding {
             Encoding::Gzip => Inner::Gzip(flate2::write::GzEncoder::new(
                 Vec::new(),
-                flate2::Compression::new(settings.gzip_level),
+                flate2::Compression::new(gzip),
             )),
             Encoding::Brotli => Inner::Brotli(Box::new(brotli::CompressorWriter::new(
                 Vec::new(),
                 BROTLI_BUFFER,
-                settings.brotli_level,
+                brotli,
                 WINDOW_LOG,
             ))),
             Encoding::Zstd => {
-                let mut encoder =
-                    zstd::stream::write::Encoder::new(Vec::new(), settings.zstd_level)?;
+                let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), zstd)?;
                 encoder.window_log(WINDOW_LOG)?;
                 Inner::Zstd(encoder)
             }
-        };
-        Ok(Self { inner: Some(inner) })
+        })
     }
 
     /// Compresses `chunk` in place (`None` when it made no bytes yet), flushed so that what
@@ -265,6 +287,10 @@ impl Encoder {
     }
 
     fn step(&mut self, data: Option<&[u8]>, end: bool) -> std::io::Result<Vec<u8>> {
+        if !self.started {
+            self.started = true;
+            self.inner = Some(self.start()?);
+        }
         let Some(inner) = self.inner.as_mut() else {
             return Ok(Vec::new());
         };
@@ -382,7 +408,7 @@ mod tests {
             .flat_map(|i| format!("line {i} of a log\n").into_bytes())
             .collect();
         for encoding in [Encoding::Gzip, Encoding::Brotli, Encoding::Zstd] {
-            let mut encoder = Encoder::new(encoding, &settings()).unwrap();
+            let mut encoder = Encoder::new(encoding, &settings());
             let mut out = Vec::new();
             for piece in text.chunks(7000) {
                 let mut chunk = Some(Bytes::copy_from_slice(piece));
@@ -404,7 +430,7 @@ mod tests {
 
     #[test]
     fn a_flushed_gzip_prefix_decodes_to_what_went_in() {
-        let mut encoder = Encoder::new(Encoding::Gzip, &settings()).unwrap();
+        let mut encoder = Encoder::new(Encoding::Gzip, &settings());
         let mut chunk = Some(Bytes::from_static(b"data: first event\n\n"));
         encoder.encode(&mut chunk, false);
         let mut decoder = flate2::write::GzDecoder::new(Vec::new());

@@ -411,6 +411,11 @@ impl FilterChain {
         }
     }
 
+    /// Whether a filter of the chain (not counting compression) sees response bodies.
+    pub fn has_response_body_filters(&self) -> bool {
+        self.response_body
+    }
+
     /// Whether this response's body goes through filters: the chain's, or the encoder the
     /// `compress` filter left for it.
     pub fn filters_response_body(&self, ctx: &RequestContext) -> bool {

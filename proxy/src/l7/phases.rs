@@ -1877,6 +1877,14 @@ async fn respond_cached<C: Stream, D: Dialer>(
     ctx.status = shown.status();
     let http11 = head.version() == Version::Http11;
     let head_only = head.method() == Method::Head || shown.status() == 304;
+    // A compressed full response: the entry's variant in that encoding, made once.
+    let body = match (&ranged, route.filters.has_response_body_filters()) {
+        (None, false) if !head_only => match ctx.encoder.take() {
+            Some(encoder) => entry.encoded(*encoder),
+            None => body,
+        },
+        _ => body,
+    };
     let filtered = !head_only && route.filters.filters_response_body(ctx);
     let framing = match (head_only, filtered, http11) {
         (true, _, _) => OutFraming::None,
