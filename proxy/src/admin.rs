@@ -153,7 +153,7 @@ fn purge(state: &WorkerState, head: &RequestHead, body: Option<&[u8]>) -> LocalR
     };
     let current = state.current();
     let purged = match current.worker.cache.borrow_mut().as_mut() {
-        Some(store) => store.purge(&key, prefix),
+        Some(store) => store.purge_everywhere(&key, prefix),
         None => return LocalResponse::text(404, "there is no cache ([cache] memory, --cache)\n"),
     };
     state

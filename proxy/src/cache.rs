@@ -281,6 +281,8 @@ pub struct Store {
     pub stats: CacheStats,
     /// What this worker stored and invalidated since its last tick, for the others.
     out: CacheShare,
+    /// The on-disk tier, shared by every worker.
+    pub disk: Option<Arc<crate::cache_disk::Disk>>,
 }
 
 /// Entries one worker stored, and keys it invalidated, posted to every other worker on the
@@ -317,6 +319,7 @@ impl Store {
             max_entry: usize::try_from(max_entry).unwrap_or(usize::MAX),
             stats: CacheStats::default(),
             out: CacheShare::default(),
+            disk: None,
         }
     }
 
@@ -389,6 +392,9 @@ impl Store {
     pub fn insert(&mut self, key: Vec<u8>, entry: Arc<Entry>) {
         if self.put(key.clone(), entry.clone()) {
             self.stats.stores += 1;
+            if let Some(disk) = &self.disk {
+                disk.store(&key, &entry);
+            }
             self.out.stored.push((key, entry));
         }
     }
@@ -423,7 +429,24 @@ impl Store {
     /// the other workers are told on the next tick.
     pub fn invalidate(&mut self, key: &[u8]) -> bool {
         self.out.invalidated.push(key.to_vec());
+        if let Some(disk) = &self.disk {
+            disk.remove(key);
+        }
         self.remove(key)
+    }
+
+    /// Like [`Self::purge`], and the disk tier too (the worker that took the purge).
+    pub fn purge_everywhere(&mut self, key: &[u8], prefix: bool) -> usize {
+        if let Some(disk) = &self.disk {
+            disk.purge(key, prefix);
+        }
+        self.purge(key, prefix)
+    }
+
+    /// Stores what was read from the disk tier (not written back, not shared: every worker
+    /// reads the same files).
+    pub fn put_loaded(&mut self, key: Vec<u8>, entry: Arc<Entry>) {
+        self.put(key, entry);
     }
 
     /// Forgets every variant stored under `key`.

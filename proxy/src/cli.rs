@@ -402,6 +402,15 @@ pub struct Cli {
     #[arg(long, value_name = "SIZE", value_parser = parse_size, global = true)]
     pub cache: Option<u64>,
 
+    /// Keep cached responses in files in this directory too, shared by every worker and read
+    /// again after a restart [default: the file's [cache] directory, else none].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Most bytes of files in --cache-dir [default: 1GiB].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, global = true)]
+    pub cache_disk: Option<u64>,
+
     /// Responses with a Content-Length below this are not compressed [default: 256].
     #[arg(long, value_name = "SIZE", value_parser = parse_size, global = true)]
     pub compress_min_size: Option<u64>,

@@ -463,7 +463,7 @@ pub fn prepare(
 /// The settings a reload cannot change (the engine and the process-wide tables are built from
 /// them at start): the first that differs.
 pub fn fixed_setting_changed(old: &Config, new: &Config) -> Option<&'static str> {
-    let checks: [(&'static str, bool); 11] = [
+    let checks: [(&'static str, bool); 13] = [
         ("engine.workers", old.engine.workers != new.engine.workers),
         ("engine.pin", old.engine.pin != new.engine.pin),
         (
@@ -492,6 +492,30 @@ pub fn fixed_setting_changed(old: &Config, new: &Config) -> Option<&'static str>
             old.access_log.target != new.access_log.target,
         ),
         ("pid_file", old.pid_file != new.pid_file),
+        (
+            "cache.disk_dir",
+            old.cache
+                .as_ref()
+                .and_then(|c| c.disk.as_ref())
+                .map(|d| &d.0)
+                != new
+                    .cache
+                    .as_ref()
+                    .and_then(|c| c.disk.as_ref())
+                    .map(|d| &d.0),
+        ),
+        (
+            "cache.disk_size",
+            old.cache
+                .as_ref()
+                .and_then(|c| c.disk.as_ref())
+                .map(|d| d.1)
+                != new
+                    .cache
+                    .as_ref()
+                    .and_then(|c| c.disk.as_ref())
+                    .map(|d| d.1),
+        ),
         (
             "engine.gossip_interval",
             old.engine.gossip_interval != new.engine.gossip_interval,

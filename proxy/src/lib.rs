@@ -10,6 +10,7 @@ pub mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod cache;
+pub mod cache_disk;
 pub mod cli;
 pub mod config;
 pub mod control;

@@ -373,6 +373,7 @@ fn bad_cache_settings_are_refused_with_their_field() {
     let cases = [
         ("[cache]\nmemory = \"0\"\n", "", "cache.memory"),
         ("", "cache = { default_ttl = \"1m\" }\n", "route[0].cache"),
+        ("[cache]\ndisk_size = \"1GiB\"\n", "", "cache.disk_size"),
         (
             "[cache]\nmemory = \"1MiB\"\n",
             "cache = { statuses = [206] }\n",
@@ -620,4 +621,71 @@ fn range_requests_are_answered_from_a_stored_full_response() {
         (200, "/fresh #1\n")
     );
     assert_eq!(origin.reached("/fresh"), 1);
+}
+
+#[test]
+fn the_disk_tier_serves_after_a_restart_and_is_purged_with_the_rest() {
+    let origin = origin();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("ringwall-cache-disk-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let dir_text = dir.display().to_string();
+    let flags = [
+        "--cache",
+        "16MiB",
+        "--cache-dir",
+        dir_text.as_str(),
+        "--cache-disk",
+        "1MiB",
+        "--workers",
+        "1",
+        "--admin",
+        "127.0.0.1:0",
+    ];
+    let files = || {
+        std::fs::read_dir(&dir).map_or(0, |d| {
+            d.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+    };
+    {
+        let proxy = Proxy::start(&[origin.origin.addr], &flags);
+        assert_eq!(get(&proxy, "/fresh", "").text(), "/fresh #1\n");
+        assert_eq!(get(&proxy, "/plain", "").text(), "/plain #1\n");
+        assert!(
+            common::wait_until(std::time::Duration::from_secs(5), || files() == 2),
+            "two files written, found {}",
+            files()
+        );
+    }
+    // A new process on the same directory answers from it.
+    let proxy = Proxy::start(&[origin.origin.addr], &flags);
+    let again = get(&proxy, "/fresh", "");
+    assert_eq!(again.text(), "/fresh #1\n");
+    assert!(
+        cache_status(&again).contains("hit"),
+        "{}",
+        cache_status(&again)
+    );
+    assert_eq!(get(&proxy, "/plain", "").text(), "/plain #1\n");
+    assert_eq!(origin.reached("/fresh"), 1);
+    assert_eq!(origin.reached("/plain"), 1);
+    // A purge removes the file too: the next process does not find it.
+    let body = r#"{"url": "http://cache.test/plain"}"#;
+    let purged = common::Client::connect(proxy.admin_addr()).request(format!(
+        "POST /cache/purge HTTP/1.1\r\nHost: admin\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
+    assert_eq!(purged.status, 200);
+    assert!(common::wait_until(
+        std::time::Duration::from_secs(5),
+        || files() == 1
+    ));
+    drop(proxy);
+    let proxy = Proxy::start(&[origin.origin.addr], &flags);
+    assert_eq!(get(&proxy, "/plain", "").text(), "/plain #2\n");
+    assert_eq!(get(&proxy, "/fresh", "").text(), "/fresh #1\n");
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&dir);
 }

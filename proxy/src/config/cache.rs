@@ -21,6 +21,11 @@ pub(crate) struct CacheFile {
     pub memory: Option<ByteSize>,
     /// The largest response stored. Default: `"8MiB"`.
     pub max_entry: ByteSize,
+    /// A directory for the on-disk tier every worker shares (relative: to the file's
+    /// directory). Default: none (memory only).
+    pub disk_dir: Option<String>,
+    /// Most bytes of files in `disk_dir`. Default: `"1GiB"` when `disk_dir` is set.
+    pub disk_size: Option<ByteSize>,
 }
 
 impl Default for CacheFile {
@@ -28,9 +33,16 @@ impl Default for CacheFile {
         Self {
             memory: None,
             max_entry: ByteSize(8 * 1024 * 1024),
+            disk_dir: None,
+            disk_size: None,
         }
     }
 }
+
+/// The memory of a cache given a disk tier but no `memory`.
+const MEMORY_WITH_DISK: u64 = 64 * 1024 * 1024;
+/// `disk_size` when it is not given.
+const DEFAULT_DISK_SIZE: u64 = 1024 * 1024 * 1024;
 
 /// A route's `cache`: `false`, or a table.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -70,6 +82,8 @@ pub struct CacheSettings {
     /// Bytes of cached responses per worker.
     pub memory: u64,
     pub max_entry: u64,
+    /// The on-disk tier: its directory (absolute) and most bytes.
+    pub disk: Option<(std::path::PathBuf, u64)>,
 }
 
 /// A route's caching, validated.
@@ -90,21 +104,41 @@ pub struct RouteCache {
 pub(crate) fn check_cache(
     file: &FileConfig,
     routes: &mut [Route],
+    base: Option<&std::path::Path>,
 ) -> Checked<Option<CacheSettings>> {
     let here = path(&["cache"]);
-    let settings = match file.cache.memory {
-        None => None,
-        Some(ByteSize(0)) => {
+    let disk = match (&file.cache.disk_dir, file.cache.disk_size) {
+        (None, None) => None,
+        (None, Some(_)) => {
+            return Err(Problem::new(
+                here.key("disk_size"),
+                "applies to the disk tier: give disk_dir (or --cache-dir) too",
+            ))
+        }
+        (Some(_), Some(ByteSize(0))) => {
+            return Err(Problem::new(here.key("disk_size"), "must be more than 0"))
+        }
+        (Some(dir), size) => {
+            let dir = super::validate::file_path(dir, base, &here.key("disk_dir"))?;
+            Some((dir, size.map_or(DEFAULT_DISK_SIZE, |s| s.0)))
+        }
+    };
+    let memory = match (file.cache.memory, &disk) {
+        (Some(ByteSize(0)), _) => {
             return Err(Problem::new(
                 here.key("memory"),
                 "must be more than 0 (leave it out for no cache)",
             ))
         }
-        Some(ByteSize(memory)) => Some(CacheSettings {
-            memory,
-            max_entry: file.cache.max_entry.0,
-        }),
+        (Some(ByteSize(memory)), _) => Some(memory),
+        (None, Some(_)) => Some(MEMORY_WITH_DISK),
+        (None, None) => None,
     };
+    let settings = memory.map(|memory| CacheSettings {
+        memory,
+        max_entry: file.cache.max_entry.0,
+        disk,
+    });
     if settings.is_some() && file.cache.max_entry.0 == 0 {
         return Err(Problem::new(here.key("max_entry"), "must be more than 0"));
     }

@@ -965,6 +965,14 @@ fn apply_compression_flags(file: &mut FileConfig, cli: &Cli, locator: &mut Locat
         file.cache.memory = Some(units::ByteSize(size));
         locator.set_by_flag(path(&["cache"]).key("memory"), "--cache");
     }
+    if let Some(dir) = &cli.cache_dir {
+        file.cache.disk_dir = Some(flag_path(dir));
+        locator.set_by_flag(path(&["cache"]).key("disk_dir"), "--cache-dir");
+    }
+    if let Some(size) = cli.cache_disk {
+        file.cache.disk_size = Some(units::ByteSize(size));
+        locator.set_by_flag(path(&["cache"]).key("disk_size"), "--cache-disk");
+    }
     if let Some(size) = cli.compress_min_size {
         file.compression.min_size = units::ByteSize(size);
         locator.set_by_flag(here.key("min_size"), "--compress-min-size");

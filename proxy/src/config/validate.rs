@@ -87,7 +87,7 @@ pub(crate) fn validate(file: &FileConfig, source: Option<PathBuf>) -> Checked<Co
         .collect();
     let auth = super::auth::check_auth(file, base.as_deref(), &limit_names)?;
     let compression = super::compress::check_compression(file, &mut routes)?;
-    let cache = super::cache::check_cache(file, &mut routes)?;
+    let cache = super::cache::check_cache(file, &mut routes, base.as_deref())?;
     for (i, route) in routes.iter_mut().enumerate() {
         if let Some(route_file) = file.route.get(i) {
             route.policy.auth =

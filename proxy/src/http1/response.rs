@@ -103,6 +103,11 @@ impl ResponseHead {
     pub fn head_len(&self) -> usize {
         self.head.bytes.len()
     }
+
+    /// The head's bytes as parsed, from the status line to the empty line.
+    pub fn raw(&self) -> &Bytes {
+        &self.head.bytes
+    }
 }
 
 /// Parse the head of the response to a request with method `request_method` (`HEAD` and

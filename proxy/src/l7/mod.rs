@@ -275,10 +275,12 @@ impl<D: Dialer> Worker<D> {
                 (None, _) => *cache = None,
                 (Some(settings), Some(store)) => store.resize(settings.memory, settings.max_entry),
                 (Some(settings), None) => {
-                    *cache = Some(crate::cache::Store::new(
-                        settings.memory,
-                        settings.max_entry,
-                    ));
+                    let mut store = crate::cache::Store::new(settings.memory, settings.max_entry);
+                    store.disk = settings
+                        .disk
+                        .as_ref()
+                        .and_then(|(dir, size)| crate::cache_disk::Disk::shared(dir, *size));
+                    *cache = Some(store);
                 }
             }
         }

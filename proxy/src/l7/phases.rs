@@ -568,12 +568,41 @@ async fn exchange<C: Stream, D: Dialer>(
             // within the lock timeout, then looks again.
             let deadline = Instant::now() + crate::cache::LOCK_TIMEOUT;
             let mut waited = false;
+            let mut from_disk = false;
             let step = loop {
                 match cache_lookup(worker, head, &path, route_cache, request.overlay, !waited) {
                     CacheStep::Wait(event) => {
                         let left = deadline.saturating_duration_since(Instant::now());
                         let _ = Box::pin(monoio::time::timeout(left, event.wait())).await;
                         waited = true;
+                    }
+                    // Nothing in memory: the disk tier may have it (then it is in memory,
+                    // and the lookup is made again).
+                    CacheStep::Forward(Some(note)) if !from_disk && note.stale.is_none() => {
+                        from_disk = true;
+                        let disk = worker.cache.borrow().as_ref().and_then(|s| s.disk.clone());
+                        let loaded = match &disk {
+                            Some(disk) => {
+                                Box::pin(disk.load(
+                                    &note.key,
+                                    &note.request,
+                                    &worker.response_limits,
+                                ))
+                                .await
+                            }
+                            None => None,
+                        };
+                        match loaded {
+                            Some(entry) => {
+                                let key = note.key.clone();
+                                // Let those waiting for this request look again too.
+                                drop(note);
+                                if let Some(store) = worker.cache.borrow_mut().as_mut() {
+                                    store.put_loaded(key, entry);
+                                }
+                            }
+                            None => break CacheStep::Forward(Some(note)),
+                        }
                     }
                     step => break step,
                 }
