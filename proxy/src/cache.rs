@@ -76,6 +76,104 @@ impl http_cache_semantics::ResponseLike for CacheResponse {
     }
 }
 
+/// An HTTP-date in any of its three forms (RFC 9110 §5.6.7: IMF-fixdate, RFC 850, asctime),
+/// as seconds since the epoch.
+pub fn parse_http_date(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let month = |name: &str| {
+        crate::http1::MONTHS
+            .iter()
+            .position(|m| m.eq_ignore_ascii_case(name))
+            .map(|i| i as u64 + 1)
+    };
+    let (day, month, year, time): (u64, u64, u64, &str) = match parts.as_slice() {
+        // Sun, 06 Nov 1994 08:49:37 GMT
+        [_, day, mon, year, time, "GMT"] => {
+            (day.parse().ok()?, month(mon)?, year.parse().ok()?, *time)
+        }
+        // Sunday, 06-Nov-94 08:49:37 GMT
+        [_, date, time, "GMT"] => {
+            let mut d = date.split('-');
+            let (day, mon, year) = (d.next()?, d.next()?, d.next()?);
+            let year: u64 = year.parse().ok()?;
+            // Two digits: the century that puts it at most 50 years ahead (RFC 9110).
+            let year = if year < 100 {
+                if year < 70 {
+                    2000 + year
+                } else {
+                    1900 + year
+                }
+            } else {
+                year
+            };
+            (day.parse().ok()?, month(mon)?, year, *time)
+        }
+        // Sun Nov  6 08:49:37 1994
+        [_, mon, day, time, year] => (day.parse().ok()?, month(mon)?, year.parse().ok()?, *time),
+        _ => return None,
+    };
+    let mut hms = time.split(':').map(str::parse::<u64>);
+    let (h, m, s) = (hms.next()?.ok()?, hms.next()?.ok()?, hms.next()?.ok()?);
+    if !(1..=31).contains(&day) || h > 23 || m > 59 || s > 60 || year < 1970 {
+        return None;
+    }
+    // Days since the epoch of a civil date (Howard Hinnant's algorithm).
+    let (y, mo) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * mo + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = (era * 146_097 + doe).checked_sub(719_468)?;
+    Some(days * 86_400 + h * 3600 + m * 60 + s)
+}
+
+/// The fields the cache policy is given: dates in the one form it parses, and
+/// `proxy-revalidate` as the `must-revalidate` it means for a shared cache (RFC 9111
+/// §5.2.2.8; the policy would otherwise take it as no freshness at all).
+fn policy_headers<'a>(fields: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> http::HeaderMap {
+    let mut map = http::HeaderMap::new();
+    for (name, value) in fields {
+        let Ok(name) = http::HeaderName::from_bytes(name) else {
+            continue;
+        };
+        let value = match name.as_str() {
+            "date" | "expires" | "last-modified" => std::str::from_utf8(value)
+                .ok()
+                .and_then(parse_http_date)
+                .map_or_else(
+                    || value.to_vec(),
+                    |secs| {
+                        crate::http1::http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+                            .replace("GMT", "+0000")
+                            .into_bytes()
+                    },
+                ),
+            "cache-control" => String::from_utf8_lossy(value)
+                .split(',')
+                .map(|d| {
+                    if d.trim().eq_ignore_ascii_case("proxy-revalidate") {
+                        "must-revalidate"
+                    } else {
+                        d.trim()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+                .into_bytes(),
+            _ => value.to_vec(),
+        };
+        if let Ok(value) = http::HeaderValue::from_bytes(&value) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
 fn header_map<'a>(fields: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> http::HeaderMap {
     let mut map = http::HeaderMap::new();
     for (name, value) in fields {
@@ -569,7 +667,7 @@ pub fn storable(
             return None;
         }
     }
-    let mut headers = header_map(response.fields());
+    let mut headers = policy_headers(response.fields());
     if let Some(ttl) = route.default_ttl {
         let explicit = headers.contains_key("expires")
             || headers
@@ -820,7 +918,7 @@ pub fn revalidated(
 ) -> Option<Arc<Entry>> {
     let not_modified = CacheResponse {
         status: http::StatusCode::NOT_MODIFIED,
-        headers: header_map(response.fields()),
+        headers: policy_headers(response.fields()),
     };
     let AfterResponse::NotModified(policy, _) =
         stored.policy.after_response(request, &not_modified, now)
@@ -1141,6 +1239,50 @@ mod tests {
             body,
         );
         assert_eq!(look(&mut store, "/5"), "miss");
+    }
+
+    #[test]
+    fn expires_and_date_in_every_http_date_form_and_proxy_revalidate() {
+        let request = request_head("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        let request = CacheRequest::new(&request, b"/", b"").unwrap();
+        let now = SystemTime::now();
+        let date = crate::http1::http_date(now);
+        let later = crate::http1::http_date(now + Duration::from_secs(100));
+        let response = response_head(&format!(
+            "HTTP/1.1 200 OK\r\nDate: {date}\r\nExpires: {later}\r\n\r\n"
+        ));
+        let policy = storable(&request, &response, &route(), now).unwrap();
+        let ttl = policy.time_to_live(now).as_secs();
+        assert!((98..=100).contains(&ttl), "{ttl}");
+        // Heuristic freshness: a tenth of the time since Last-Modified.
+        let modified = crate::http1::http_date(now - Duration::from_secs(1000));
+        let response = response_head(&format!(
+            "HTTP/1.1 200 OK\r\nDate: {date}\r\nLast-Modified: {modified}\r\n\r\n"
+        ));
+        let policy = storable(&request, &response, &route(), now).unwrap();
+        let ttl = policy.time_to_live(now).as_secs();
+        assert!((98..=100).contains(&ttl), "{ttl}");
+        // proxy-revalidate is must-revalidate for a shared cache, not "stale at once".
+        let response =
+            response_head("HTTP/1.1 200 OK\r\nCache-Control: max-age=60, proxy-revalidate\r\n\r\n");
+        let policy = storable(&request, &response, &route(), now).unwrap();
+        assert_eq!(policy.time_to_live(now).as_secs(), 60);
+    }
+
+    #[test]
+    fn http_dates_in_all_three_forms() {
+        let t = 784_111_777; // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(t));
+        assert_eq!(parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT"), Some(t));
+        assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), Some(t));
+        assert_eq!(parse_http_date("0"), None);
+        assert_eq!(parse_http_date("Sun, 06 Nov 1994 25:49:37 GMT"), None);
+        let now = SystemTime::now();
+        let secs = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert_eq!(parse_http_date(&crate::http1::http_date(now)), Some(secs));
     }
 
     #[test]
