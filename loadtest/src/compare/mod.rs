@@ -11,6 +11,7 @@
 //! (`svg`). Every server started is stopped when the run ends, fails, or is interrupted.
 
 pub mod balance;
+pub mod cache;
 pub mod configs;
 pub mod gateway;
 pub mod idle;
@@ -45,7 +46,9 @@ pub struct CompareArgs {
     /// Scenarios to run, comma-separated, or "all": small-16, small-256, small-rate, body-4k,
     /// body-64k, post-1m, new-conn, tls, l4-1m, idle; and balance (seven balancing choices in
     /// front of three origins, one 50 ms slower) and gateway (CPU per request of rate limits,
-    /// API keys and JWTs beside nginx `limit_req` and HAProxy stick tables), not part of "all".
+    /// API keys and JWTs beside nginx `limit_req` and HAProxy stick tables) and cache (cache
+    /// hits beside nginx `proxy_cache`, gzip and brotli beside nginx `gzip on`), not part of
+    /// "all".
     #[arg(long, default_value = "all", value_name = "LIST")]
     pub scenarios: String,
 
@@ -165,12 +168,13 @@ pub fn execute(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     let names: Vec<&str> = args.scenarios.split(',').map(str::trim).collect();
     let with_balance = names.contains(&"balance");
     let with_gateway = names.contains(&"gateway");
+    let with_cache = names.contains(&"cache");
     let rest: Vec<&str> = names
         .iter()
         .copied()
-        .filter(|&n| n != "balance" && n != "gateway")
+        .filter(|&n| n != "balance" && n != "gateway" && n != "cache")
         .collect();
-    if (with_balance || with_gateway) && rest.iter().all(|n| n.is_empty()) {
+    if (with_balance || with_gateway || with_cache) && rest.iter().all(|n| n.is_empty()) {
         if !programs_present(false) {
             return Ok(ExitCode::from(2));
         }
@@ -180,6 +184,9 @@ pub fn execute(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         }
         if with_gateway {
             gateway::run(args, &cancel)?;
+        }
+        if with_cache {
+            cache::run(args, &cancel)?;
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -237,6 +244,9 @@ pub fn execute(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     }
     if with_gateway {
         gateway::run(args, &cancel)?;
+    }
+    if with_cache {
+        cache::run(args, &cancel)?;
     }
     Ok(ExitCode::SUCCESS)
 }
