@@ -795,7 +795,7 @@ pub fn entry(
         limits,
     )?;
     let variant = variant_of(request, &head);
-    let size = head.head_len() + body.len() + variant.len() + 512;
+    let size = entry_size(request, &head, body.len(), &variant);
     let fresh_until = SystemTime::now() + policy.time_to_live(SystemTime::now());
     Some(Arc::new(Entry {
         head,
@@ -806,6 +806,19 @@ pub fn entry(
         fresh_until,
         encoded: Default::default(),
     }))
+}
+
+/// What an entry holds, as counted against `memory`: its head and body, and the policy's copies
+/// of the request's and the response's fields (about 64 bytes of map per field beside the
+/// bytes), and the entry itself.
+fn entry_size(request: &CacheRequest, head: &ResponseHead, body: usize, variant: &[u8]) -> usize {
+    let fields: usize = request
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 64)
+        .sum();
+    let response_fields: usize = head.fields().map(|(n, v)| n.len() + v.len() + 64).sum();
+    head.head_len() + body + variant.len() + fields + response_fields + 512
 }
 
 /// The request fields `head`'s `Vary` names, with their values.
@@ -952,7 +965,7 @@ pub fn revalidated(
         limits,
     )?;
     let variant = variant_of(request, &head);
-    let size = head.head_len() + stored.body.len() + variant.len() + 512;
+    let size = entry_size(request, &head, stored.body.len(), &variant);
     let fresh_until = now + policy.time_to_live(now);
     Some(Arc::new(Entry {
         head,
@@ -1205,9 +1218,19 @@ mod tests {
     #[test]
     fn the_least_recently_used_goes_first_and_the_bytes_stay_bounded() {
         let body: &'static [u8] = &[b'x'; 1000];
-        // Room for about three.
-        let mut store = Store::new(5000, 5000);
-        for target in ["/1", "/2", "/3"] {
+        // Room for three and a half entries of this size.
+        let mut store = Store::new(1 << 20, 1 << 20);
+        cached(
+            &mut store,
+            "/1",
+            "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\n\r\n",
+            body,
+        );
+        let one = store.usage().0;
+        assert!(one > 1000, "{one}");
+        let room = one * 7 / 2;
+        store.resize(room, room);
+        for target in ["/2", "/3"] {
             cached(
                 &mut store,
                 target,
@@ -1228,10 +1251,10 @@ mod tests {
             "the least recently used went"
         );
         assert_eq!(look(&mut store, "/1"), "fresh");
-        assert!(store.usage().0 <= 5000);
+        assert!(store.usage().0 <= room);
         assert_eq!(store.stats.evictions, 1);
         // Larger than an entry may be: not stored.
-        store.resize(5000, 100);
+        store.resize(room, 100);
         cached(
             &mut store,
             "/5",

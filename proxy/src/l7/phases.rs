@@ -1631,8 +1631,11 @@ fn cache_lookup<D: Dialer>(
     };
     let key = cache::key(head, &path.path, path.query, route);
     match head.method() {
-        Method::Get | Method::Head => {}
-        Method::Options | Method::Trace => return CacheStep::Forward(None),
+        // An upgrade (WebSocket) is no cacheable exchange.
+        Method::Get | Method::Head if head.upgrade().is_none() => {}
+        Method::Get | Method::Head | Method::Options | Method::Trace => {
+            return CacheStep::Forward(None)
+        }
         _ => return CacheStep::Invalidate(key),
     }
     let Some(request) = CacheRequest::new(head, &path.path, path.query) else {
