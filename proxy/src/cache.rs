@@ -446,6 +446,11 @@ impl Store {
         self.evict_to(self.max_bytes);
     }
 
+    /// Whether anything is stored under `key`.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.entries.contains_key(key)
+    }
+
     /// Bytes held, and entries.
     pub fn usage(&self) -> (u64, u64) {
         (self.bytes as u64, self.order.len() as u64)
@@ -1082,23 +1087,105 @@ pub struct Leader {
     pending: Pending,
     key: Vec<u8>,
     event: std::rc::Rc<Event>,
+    /// It holds the URL's slot in the process-wide table.
+    global: bool,
+    stored: bool,
+}
+
+/// What claiming a URL found.
+pub enum Claim {
+    /// This request fetches it.
+    Leader(Leader),
+    /// Another request on this worker does: wait for its event.
+    Local(std::rc::Rc<Event>),
+    /// A request on another worker does: poll this worker's store (its entry comes with the
+    /// next share) while [`remote_fetch`] says it goes on.
+    Remote,
+}
+
+/// Slots of the URLs being fetched in the whole process, by key hash (a collision only costs
+/// a second fetch): `hash | 1` while a fetch runs, `hash & !1` once it stored its response,
+/// 0 when free. The one state the workers share on a miss (one compare-and-swap per miss),
+/// so that a burst for a new URL reaches the origin once, not once per worker.
+static FETCHES: std::sync::OnceLock<Box<[std::sync::atomic::AtomicU64]>> =
+    std::sync::OnceLock::new();
+const FETCH_SLOTS: usize = 4096;
+
+fn fetch_slot(key: &[u8]) -> (&'static std::sync::atomic::AtomicU64, u64) {
+    use std::hash::{Hash, Hasher};
+    let slots = FETCHES.get_or_init(|| {
+        (0..FETCH_SLOTS)
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect()
+    });
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    let hash = hasher.finish() | 2;
+    (&slots[(hash as usize >> 2) % FETCH_SLOTS], hash)
+}
+
+/// What another worker's fetch of `key` is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemoteFetch {
+    Running,
+    /// It stored the response: it reaches this worker with the next share.
+    Stored,
+    /// Over without storing anything (or the slot went to another URL).
+    Over,
+}
+
+pub fn remote_fetch(key: &[u8]) -> RemoteFetch {
+    use std::sync::atomic::Ordering;
+    let (slot, hash) = fetch_slot(key);
+    match slot.load(Ordering::Acquire) {
+        v if v == hash | 1 => RemoteFetch::Running,
+        v if v == hash & !1 => RemoteFetch::Stored,
+        _ => RemoteFetch::Over,
+    }
+}
+
+/// Makes this request the one fetching `key`, unless another request on this worker or
+/// another one already is.
+pub fn claim(pending: &Pending, key: &[u8]) -> Claim {
+    use std::sync::atomic::Ordering;
+    let mut map = pending.borrow_mut();
+    if let Some(event) = map.get(key) {
+        return Claim::Local(event.clone());
+    }
+    let (slot, hash) = fetch_slot(key);
+    let mut global = false;
+    let mut seen = slot.load(Ordering::Acquire);
+    loop {
+        if seen == hash | 1 {
+            return Claim::Remote;
+        }
+        if seen & 1 == 1 {
+            // Another URL's fetch holds the slot: fetch without telling the other workers.
+            break;
+        }
+        match slot.compare_exchange(seen, hash | 1, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => {
+                global = true;
+                break;
+            }
+            Err(now) => seen = now,
+        }
+    }
+    let event = std::rc::Rc::new(Event::default());
+    map.insert(key.to_vec(), event.clone());
+    Claim::Leader(Leader {
+        pending: pending.clone(),
+        key: key.to_vec(),
+        event,
+        global,
+        stored: false,
+    })
 }
 
 impl Leader {
-    /// Makes this request the one fetching `key`; `Err` with the event to wait for when
-    /// another already is.
-    pub fn claim(pending: &Pending, key: &[u8]) -> Result<Leader, std::rc::Rc<Event>> {
-        let mut map = pending.borrow_mut();
-        if let Some(event) = map.get(key) {
-            return Err(event.clone());
-        }
-        let event = std::rc::Rc::new(Event::default());
-        map.insert(key.to_vec(), event.clone());
-        Ok(Leader {
-            pending: pending.clone(),
-            key: key.to_vec(),
-            event,
-        })
+    /// The response was stored: waiters on other workers wait for the share.
+    pub fn stored(&mut self) {
+        self.stored = true;
     }
 }
 
@@ -1106,6 +1193,12 @@ impl Drop for Leader {
     fn drop(&mut self) {
         self.pending.borrow_mut().remove(&self.key);
         self.event.fire();
+        if self.global {
+            use std::sync::atomic::Ordering;
+            let (slot, hash) = fetch_slot(&self.key);
+            let done = if self.stored { hash & !1 } else { 0 };
+            let _ = slot.compare_exchange(hash | 1, done, Ordering::AcqRel, Ordering::Relaxed);
+        }
     }
 }
 

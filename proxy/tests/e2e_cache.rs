@@ -489,13 +489,14 @@ fn concurrent_requests_for_a_slow_url_reach_the_origin_once() {
         )?;
         Ok(common::Next::KeepAlive)
     });
+    // Two workers: the clients' connections land on both, and still one request goes out.
     let proxy = Proxy::start(
         &[origin.addr],
         &[
             "--cache",
             "16MiB",
             "--workers",
-            "1",
+            "2",
             "--admin",
             "127.0.0.1:0",
         ],

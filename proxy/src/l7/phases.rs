@@ -576,6 +576,33 @@ async fn exchange<C: Stream, D: Dialer>(
                         let _ = Box::pin(monoio::time::timeout(left, event.wait())).await;
                         waited = true;
                     }
+                    // Another worker fetches it: look again every millisecond until its
+                    // share brings the entry, or its fetch ended with nothing stored (or,
+                    // once stored, the share has had time to come), or the lock timeout.
+                    CacheStep::WaitRemote(key) => {
+                        let mut grace = None;
+                        loop {
+                            Box::pin(monoio::time::sleep(Duration::from_millis(1))).await;
+                            let found = worker
+                                .cache
+                                .borrow_mut()
+                                .as_mut()
+                                .is_some_and(|store| store.contains(&key));
+                            let now = Instant::now();
+                            let state = crate::cache::remote_fetch(&key);
+                            if state == crate::cache::RemoteFetch::Stored && grace.is_none() {
+                                grace = Some(now + REMOTE_SHARE_GRACE);
+                            }
+                            if found
+                                || now >= deadline
+                                || state == crate::cache::RemoteFetch::Over
+                                || grace.is_some_and(|g| now >= g)
+                            {
+                                break;
+                            }
+                        }
+                        waited = true;
+                    }
                     // Nothing in memory: the disk tier may have it (then it is in memory,
                     // and the lookup is made again).
                     CacheStep::Forward(Some(note)) if !from_disk && note.stale.is_none() => {
@@ -608,7 +635,7 @@ async fn exchange<C: Stream, D: Dialer>(
                 }
             };
             match step {
-                CacheStep::Wait(_) => unreachable!("waited above"),
+                CacheStep::Wait(_) | CacheStep::WaitRemote(_) => unreachable!("waited above"),
                 CacheStep::ServeStale(entry, leader) => {
                     if let (Some(leader), Some(newest)) = (leader, worker.newest()) {
                         let refresh = Refresh {
@@ -952,10 +979,13 @@ async fn exchange<C: Stream, D: Dialer>(
             Err(e) => break 'phases Err(e),
         };
         if let Some(fill) = ctx.fill.take() {
-            let (stored, leader) = fill.finish(&worker.response_limits);
+            let (stored, mut leader) = fill.finish(&worker.response_limits);
             if let Some((key, entry)) = stored {
                 if let Some(store) = worker.cache.borrow_mut().as_mut() {
                     store.insert(key, entry);
+                    if let Some(leader) = &mut leader {
+                        leader.stored();
+                    }
                 }
             }
             // Those waiting for it look again (and find it).
@@ -1608,6 +1638,8 @@ enum CacheStep {
     Refuse,
     /// Another request is fetching the URL: wait for it, then look again.
     Wait(std::rc::Rc<crate::cache::Event>),
+    /// A request on another worker is fetching the URL (this key).
+    WaitRemote(Vec<u8>),
     /// Answer with this stale entry (stale-while-revalidate), and refresh it in the
     /// background when this request is the one to (no refresh of it is running yet).
     ServeStale(Arc<crate::cache::Entry>, Option<crate::cache::Leader>),
@@ -1686,19 +1718,24 @@ fn cache_lookup<D: Dialer>(
         {
             store.stats.hits += 1;
             // One refresh at a time (and none for a HEAD: it is refreshed by a GET).
-            let leader = (head.method() == Method::Get)
-                .then(|| cache::Leader::claim(&worker.pending, &key).ok())
-                .flatten();
+            let leader = match head.method() {
+                Method::Get => match cache::claim(&worker.pending, &key) {
+                    cache::Claim::Leader(leader) => Some(leader),
+                    _ => None,
+                },
+                _ => None,
+            };
             CacheStep::ServeStale(entry, leader)
         }
         lookup => {
             // The first request for a URL with nothing stored fetches it; the others wait
             // for it (a stale one is revalidated by each: its answer is usually a 304 at once).
             let leader = match &lookup {
-                Lookup::Miss => match cache::Leader::claim(&worker.pending, &key) {
-                    Ok(leader) => Some(leader),
-                    Err(event) if may_wait => return CacheStep::Wait(event),
-                    Err(_) => None,
+                Lookup::Miss => match cache::claim(&worker.pending, &key) {
+                    cache::Claim::Leader(leader) => Some(leader),
+                    cache::Claim::Local(event) if may_wait => return CacheStep::Wait(event),
+                    cache::Claim::Remote if may_wait => return CacheStep::WaitRemote(key),
+                    _ => None,
                 },
                 _ => None,
             };
@@ -1735,6 +1772,10 @@ fn cache_forward(
     overlay.remove(b"if-range");
     note(request, None, "fwd=uri-miss", leader)
 }
+
+/// How long a request waiting for another worker's fetch, once that one stored its response,
+/// waits for the share to bring it (a few ticks of the message path).
+const REMOTE_SHARE_GRACE: Duration = Duration::from_millis(100);
 
 /// `Cache-Status` of a stale response answering for an origin that failed.
 const STALE_IF_ERROR: &str = "fwd=stale; detail=stale-if-error";
