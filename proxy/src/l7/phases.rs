@@ -1774,8 +1774,8 @@ fn cache_forward(
 }
 
 /// How long a request waiting for another worker's fetch, once that one stored its response,
-/// waits for the share to bring it (a few ticks of the message path).
-const REMOTE_SHARE_GRACE: Duration = Duration::from_millis(100);
+/// waits for the share to bring it (it comes within a tick; this is room for a loaded machine).
+const REMOTE_SHARE_GRACE: Duration = Duration::from_secs(1);
 
 /// `Cache-Status` of a stale response answering for an origin that failed.
 const STALE_IF_ERROR: &str = "fwd=stale; detail=stale-if-error";
