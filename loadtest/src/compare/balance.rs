@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
-use super::processes::{finish_scenario, start_proxies, ProxySpec, Server};
+use super::processes::{finish_scenario, interleaved_rounds, start_proxies, ProxySpec, Server};
 use super::results::median;
 use super::scenario::Proxy;
 use super::CompareArgs;
@@ -412,28 +412,22 @@ pub fn run(args: &CompareArgs, cancel: &Arc<AtomicBool>) -> anyhow::Result<Balan
         crate::run(&options(port, Duration::from_secs(2)))
             .with_context(|| format!("warming up {}", variant.label()))?;
     }
-    let mut runs = Vec::new();
-    for round in 1..=args.rounds {
-        for (i, (variant, &port)) in VARIANTS.iter().zip(&ports).enumerate() {
-            if cancel.load(Ordering::Relaxed) {
-                bail!("interrupted");
-            }
-            if !servers[i].is_running() {
-                bail!(
-                    "{} stopped; its output:\n{}",
-                    variant.label(),
-                    servers[i].log_tail()
-                );
-            }
-            eprintln!("balance: round {round}/{} {}", args.rounds, variant.label());
+    let labels: Vec<String> = VARIANTS.iter().map(Variant::label).collect();
+    let runs = interleaved_rounds(
+        args,
+        cancel,
+        "balance",
+        &labels,
+        &mut servers,
+        |i, round, _| {
             let before = origins.counts();
-            let report = crate::run(&options(port, args.duration))
-                .with_context(|| format!("balance against {}", variant.label()))?;
+            let report = crate::run(&options(ports[i], args.duration))
+                .with_context(|| format!("balance against {}", labels[i]))?;
             let after = origins.counts();
             let served: Vec<u64> = (0..3).map(|k| after[k] - before[k]).collect();
             let total: u64 = served.iter().sum();
-            runs.push(BalanceRun {
-                variant: variant.label(),
+            Ok(BalanceRun {
+                variant: labels[i].clone(),
                 round,
                 requests: report.requests,
                 slow_share: if total == 0 {
@@ -445,9 +439,9 @@ pub fn run(args: &CompareArgs, cancel: &Arc<AtomicBool>) -> anyhow::Result<Balan
                 p99_us: report.latency.p99_us,
                 p999_us: report.latency.p999_us,
                 errors: report.errors.total() + report.status.non_2xx_3xx() + report.status.s3xx,
-            });
-        }
-    }
+            })
+        },
+    )?;
     servers.clear();
     let balance = Balance {
         rate,

@@ -14,7 +14,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,13 +22,12 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use super::processes::{
-    find_program, finish_scenario, free_port, start_proxies, ProxySpec, Server,
+    cpu_rounds, file_stem, find_program, finish_scenario, free_port, nginx_single, ringwall_single,
+    start_proxies, CpuRun, NginxExtra, ProxySpec, Server,
 };
-use super::results::median;
 use super::scenario::Proxy;
 use super::CompareArgs;
 use crate::options::LoadOptions;
-use crate::process_usage::children_of;
 
 const CONNECTIONS: usize = 16;
 
@@ -115,16 +114,7 @@ impl Variant {
     }
 
     fn stem(self) -> String {
-        self.label()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
-            .collect()
+        file_stem(&self.label())
     }
 }
 
@@ -173,6 +163,7 @@ fn origin_config(dir: &Path, port: u16) -> String {
 fn config(variant: Variant, port: u16, origin: u16, dir: &Path) -> (String, String, Vec<String>) {
     let stem = variant.stem();
     let file = |suffix: &str| dir.join(format!("{stem}{suffix}")).display().to_string();
+    let comment = format!("cache: {}", variant.label());
     match variant.proxy {
         // (No HAProxy variant: its small cache and its lack of compression are not compared.)
         Proxy::Ringwall | Proxy::Haproxy => {
@@ -181,78 +172,31 @@ fn config(variant: Variant, port: u16, origin: u16, dir: &Path) -> (String, Stri
                 Job::Gzip => "[compression]\nencodings = [\"gzip\"]\ngzip_level = 6\n\n",
                 Job::Brotli => "[compression]\nencodings = [\"br\"]\nbrotli_level = 4\n\n",
             };
-            let text = format!(
-                "# ringwall-load compare cache: {label}\nlog_level = \"warn\"\n\n\
-                 [[listener]]\naddress = \"127.0.0.1:{port}\"\n\n\
-                 [timeouts]\nclient_keepalive = \"300s\"\n\n{feature}\
-                 [[upstream]]\nname = \"origin\"\nservers = [\"127.0.0.1:{origin}\"]\n\
-                 max_idle_per_server = 64\n\n[[route]]\nupstream = \"origin\"\n",
-                label = variant.label(),
-            );
-            let args = vec![
-                "--config".into(),
-                file(".toml"),
-                "--workers".into(),
-                "1".into(),
-                "--no-pin".into(),
-            ];
+            let (text, args) = ringwall_single(&comment, port, origin, feature, &file(".toml"));
             (text, file(".toml"), args)
         }
         Proxy::Nginx => {
-            let (http, location) = match variant.job {
-                Job::Hit4k | Job::Hit64k => (
-                    format!(
-                        "    proxy_cache_path {cache} levels=1:2 keys_zone=bench:16m max_size=1g inactive=1h use_temp_path=off;\n",
-                        cache = dir.join(format!("{stem}-cache")).display()
-                    ),
-                    "            proxy_cache bench;\n            proxy_cache_lock on;\n\
-                     \x20           add_header X-Cache-Status $upstream_cache_status;\n"
-                        .to_owned(),
-                ),
-                Job::Gzip | Job::Brotli => (
-                    "    gzip on;\n    gzip_comp_level 6;\n    gzip_min_length 256;\n\
-                     \x20   gzip_proxied any;\n    gzip_vary on;\n    gzip_types application/json;\n"
-                        .to_owned(),
-                    String::new(),
-                ),
-            };
-            let text = format!(
-                "# ringwall-load compare cache: {label}\ndaemon off;\nmaster_process on;\n\
-                 worker_processes 1;\npid {pid};\nerror_log {log} warn;\n\
-                 events {{ worker_connections 4096; }}\nhttp {{\n    access_log off;\n\
-                 \x20   keepalive_requests 1000000;\n    keepalive_timeout 300s;\n{http}\
-                 \x20   upstream origin {{\n        server 127.0.0.1:{origin};\n\
-                 \x20       keepalive 64;\n        keepalive_requests 1000000;\n    }}\n\
-                 \x20   server {{\n        listen 127.0.0.1:{port} backlog=4096;\n\
-                 \x20       location / {{\n{location}            proxy_pass http://origin;\n\
-                 \x20           proxy_http_version 1.1;\n\
-                 \x20           proxy_set_header Connection \"\";\n        }}\n    }}\n}}\n",
-                label = variant.label(),
-                pid = file(".pid"),
-                log = file("-error.log"),
+            let cache_path = format!(
+                "    proxy_cache_path {} levels=1:2 keys_zone=bench:16m max_size=1g inactive=1h use_temp_path=off;\n",
+                dir.join(format!("{stem}-cache")).display()
             );
-            let args = vec![
-                "-c".into(),
-                file(".conf"),
-                "-p".into(),
-                dir.display().to_string(),
-                "-e".into(),
-                file("-error.log"),
-            ];
+            let extra = match variant.job {
+                Job::Hit4k | Job::Hit64k => NginxExtra {
+                    http: &cache_path,
+                    location: "            proxy_cache bench;\n            proxy_cache_lock on;\n\
+                               \x20           add_header X-Cache-Status $upstream_cache_status;\n",
+                },
+                Job::Gzip | Job::Brotli => NginxExtra {
+                    http: "    gzip on;\n    gzip_comp_level 6;\n    gzip_min_length 256;\n\
+                           \x20   gzip_proxied any;\n    gzip_vary on;\n    gzip_types application/json;\n",
+                    location: "",
+                },
+            };
+            let (text, args) =
+                nginx_single(&comment, port, origin, &extra, dir, &stem, &file(".conf"));
             (text, file(".conf"), args)
         }
     }
-}
-
-/// One run of one variant.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct CacheRun {
-    pub variant: String,
-    pub round: usize,
-    pub requests: u64,
-    pub requests_per_second: f64,
-    pub cpu_us_per_request: f64,
-    pub failed: u64,
 }
 
 /// What the cache scenario found.
@@ -261,20 +205,14 @@ pub struct CacheResults {
     pub connections: usize,
     pub duration_seconds: f64,
     pub rounds: usize,
-    pub runs: Vec<CacheRun>,
+    pub runs: Vec<CpuRun>,
     /// Response bytes of each variant's answer (the compressed size, for compression).
     pub sizes: Vec<(String, usize)>,
 }
 
 impl CacheResults {
-    fn median_of(&self, label: &str, f: fn(&CacheRun) -> f64) -> Option<f64> {
-        let values: Vec<f64> = self
-            .runs
-            .iter()
-            .filter(|r| r.variant == label)
-            .map(f)
-            .collect();
-        median(&values)
+    fn median_of(&self, label: &str, f: fn(&CpuRun) -> f64) -> Option<f64> {
+        CpuRun::median_of(&self.runs, label, f)
     }
 
     /// The table: per variant, medians of its rounds, and its CPU per request over nginx's
@@ -438,46 +376,15 @@ pub fn run(args: &CompareArgs, cancel: &Arc<AtomicBool>) -> anyhow::Result<Cache
             .with_context(|| format!("warming up {}", variant.label()))?;
         sizes.push((variant.label(), answers_as_measured(*variant, port)?));
     }
-    let mut runs = Vec::new();
-    for round in 1..=args.rounds {
-        for (i, (variant, &port)) in VARIANTS.iter().zip(&ports).enumerate() {
-            if cancel.load(Ordering::Relaxed) {
-                bail!("interrupted");
-            }
-            if !servers[i].is_running() {
-                bail!(
-                    "{} stopped; its output:\n{}",
-                    variant.label(),
-                    servers[i].log_tail()
-                );
-            }
-            eprintln!("cache: round {round}/{} {}", args.rounds, variant.label());
-            let pid = servers[i].pid();
-            let mut pids = vec![pid];
-            // nginx's cache loader exits once it has read the cache directory: not measured
-            // (its cache manager, which stays, is).
-            pids.extend(children_of(pid).into_iter().filter(|child| {
-                !std::fs::read_to_string(format!("/proc/{child}/cmdline"))
-                    .unwrap_or_default()
-                    .contains("cache loader")
-            }));
-            let report = crate::run(&options(variant, port, pids, args.duration))
-                .with_context(|| format!("cache against {}", variant.label()))?;
-            let cpu_seconds: f64 = report.processes.iter().map(|p| p.cpu_seconds).sum();
-            runs.push(CacheRun {
-                variant: variant.label(),
-                round,
-                requests: report.requests,
-                requests_per_second: report.requests_per_second,
-                cpu_us_per_request: if report.requests == 0 {
-                    0.0
-                } else {
-                    cpu_seconds * 1e6 / report.requests as f64
-                },
-                failed: report.errors.total() + report.status.non_2xx_3xx(),
-            });
-        }
-    }
+    let labels: Vec<String> = VARIANTS.iter().map(Variant::label).collect();
+    let runs = cpu_rounds(
+        args,
+        cancel,
+        "cache",
+        &labels,
+        &mut servers,
+        |i, pids, d| options(&VARIANTS[i], ports[i], pids, d),
+    )?;
     servers.clear();
     drop(origin);
     let results = CacheResults {

@@ -13,7 +13,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,12 +21,13 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 
 use super::balance::Origins;
-use super::processes::{finish_scenario, start_proxies, ProxySpec, Server};
-use super::results::median;
+use super::processes::{
+    cpu_rounds, file_stem, finish_scenario, nginx_single, ringwall_single, start_proxies, CpuRun,
+    NginxExtra, ProxySpec, Server,
+};
 use super::scenario::Proxy;
 use super::CompareArgs;
 use crate::options::LoadOptions;
-use crate::process_usage::children_of;
 
 const CONNECTIONS: usize = 16;
 
@@ -115,18 +116,7 @@ impl Variant {
     }
 
     fn stem(self) -> String {
-        let label: String = self
-            .label()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() {
-                    c.to_ascii_lowercase()
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        label
+        file_stem(&self.label())
     }
 }
 
@@ -210,6 +200,7 @@ fn config(
 ) -> anyhow::Result<(String, String, Vec<String>)> {
     let stem = variant.stem();
     let file = |suffix: &str| dir.join(format!("{stem}{suffix}")).display().to_string();
+    let comment = format!("gateway: {}", variant.label());
     Ok(match variant.proxy {
         Proxy::Ringwall => {
             let policy = match variant.policy {
@@ -228,25 +219,11 @@ fn config(
                     )
                 }
             };
-            let text = format!(
-                "# ringwall-load compare gateway: {label}\nlog_level = \"warn\"\n\n\
-                 [[listener]]\naddress = \"127.0.0.1:{port}\"\n\n\
-                 [timeouts]\nclient_keepalive = \"300s\"\n\n{policy}\
-                 [[upstream]]\nname = \"origin\"\nservers = [\"127.0.0.1:{origin}\"]\n\
-                 max_idle_per_server = 64\n\n[[route]]\nupstream = \"origin\"\n",
-                label = variant.label(),
-            );
-            let args = vec![
-                "--config".into(),
-                file(".toml"),
-                "--workers".into(),
-                "1".into(),
-                "--no-pin".into(),
-            ];
+            let (text, args) = ringwall_single(&comment, port, origin, &policy, &file(".toml"));
             (text, file(".toml"), args)
         }
         Proxy::Nginx => {
-            let (zone, limit) = if variant.policy == Policy::RateLimit {
+            let (http, location) = if variant.policy == Policy::RateLimit {
                 (
                     "    limit_req_zone $binary_remote_addr zone=per_client:10m rate=100000000r/s;\n",
                     "            limit_req zone=per_client burst=1000 nodelay;\n",
@@ -254,29 +231,9 @@ fn config(
             } else {
                 ("", "")
             };
-            let text = format!(
-                "# ringwall-load compare gateway: {label}\ndaemon off;\nmaster_process on;\n\
-                 worker_processes 1;\npid {pid};\nerror_log {log} warn;\n\
-                 events {{ worker_connections 4096; }}\nhttp {{\n    access_log off;\n\
-                 \x20   keepalive_requests 1000000;\n    keepalive_timeout 300s;\n{zone}\
-                 \x20   upstream origin {{\n        server 127.0.0.1:{origin};\n\
-                 \x20       keepalive 64;\n        keepalive_requests 1000000;\n    }}\n\
-                 \x20   server {{\n        listen 127.0.0.1:{port} backlog=4096;\n\
-                 \x20       location / {{\n{limit}            proxy_pass http://origin;\n\
-                 \x20           proxy_http_version 1.1;\n\
-                 \x20           proxy_set_header Connection \"\";\n        }}\n    }}\n}}\n",
-                label = variant.label(),
-                pid = file(".pid"),
-                log = file("-error.log"),
-            );
-            let args = vec![
-                "-c".into(),
-                file(".conf"),
-                "-p".into(),
-                dir.display().to_string(),
-                "-e".into(),
-                file("-error.log"),
-            ];
+            let extra = NginxExtra { http, location };
+            let (text, args) =
+                nginx_single(&comment, port, origin, &extra, dir, &stem, &file(".conf"));
             (text, file(".conf"), args)
         }
         Proxy::Haproxy => {
@@ -301,35 +258,18 @@ fn config(
     })
 }
 
-/// One run of one variant.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct GatewayRun {
-    pub variant: String,
-    pub round: usize,
-    pub requests: u64,
-    pub requests_per_second: f64,
-    pub cpu_us_per_request: f64,
-    pub failed: u64,
-}
-
 /// What the gateway scenario found.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Gateway {
     pub connections: usize,
     pub duration_seconds: f64,
     pub rounds: usize,
-    pub runs: Vec<GatewayRun>,
+    pub runs: Vec<CpuRun>,
 }
 
 impl Gateway {
-    fn median_of(&self, label: &str, f: fn(&GatewayRun) -> f64) -> Option<f64> {
-        let values: Vec<f64> = self
-            .runs
-            .iter()
-            .filter(|r| r.variant == label)
-            .map(f)
-            .collect();
-        median(&values)
+    fn median_of(&self, label: &str, f: fn(&CpuRun) -> f64) -> Option<f64> {
+        CpuRun::median_of(&self.runs, label, f)
     }
 
     /// The table: per variant, medians of its rounds, and the ratio to its proxy's plain run.
@@ -429,40 +369,15 @@ pub fn run(args: &CompareArgs, cancel: &Arc<AtomicBool>) -> anyhow::Result<Gatew
         crate::run(&options(variant, port, Vec::new(), Duration::from_secs(1)))
             .with_context(|| format!("warming up {}", variant.label()))?;
     }
-    let mut runs = Vec::new();
-    for round in 1..=args.rounds {
-        for (i, (variant, &port)) in VARIANTS.iter().zip(&ports).enumerate() {
-            if cancel.load(Ordering::Relaxed) {
-                bail!("interrupted");
-            }
-            if !servers[i].is_running() {
-                bail!(
-                    "{} stopped; its output:\n{}",
-                    variant.label(),
-                    servers[i].log_tail()
-                );
-            }
-            eprintln!("gateway: round {round}/{} {}", args.rounds, variant.label());
-            let pid = servers[i].pid();
-            let mut pids = vec![pid];
-            pids.extend(children_of(pid));
-            let report = crate::run(&options(variant, port, pids, args.duration))
-                .with_context(|| format!("gateway against {}", variant.label()))?;
-            let cpu_seconds: f64 = report.processes.iter().map(|p| p.cpu_seconds).sum();
-            runs.push(GatewayRun {
-                variant: variant.label(),
-                round,
-                requests: report.requests,
-                requests_per_second: report.requests_per_second,
-                cpu_us_per_request: if report.requests == 0 {
-                    0.0
-                } else {
-                    cpu_seconds * 1e6 / report.requests as f64
-                },
-                failed: report.errors.total() + report.status.non_2xx_3xx(),
-            });
-        }
-    }
+    let labels: Vec<String> = VARIANTS.iter().map(Variant::label).collect();
+    let runs = cpu_rounds(
+        args,
+        cancel,
+        "gateway",
+        &labels,
+        &mut servers,
+        |i, pids, d| options(&VARIANTS[i], ports[i], pids, d),
+    )?;
     servers.clear();
     drop(origins);
     let gateway = Gateway {
@@ -493,7 +408,7 @@ mod tests {
         assert!(haproxy.contains("track-sc0 src"), "{haproxy}");
         let uncached = config(VARIANTS[5], 1, 2, dir).unwrap().0;
         assert!(uncached.contains("cache = 0"), "{uncached}");
-        let run = |variant: &str, cpu| GatewayRun {
+        let run = |variant: &str, cpu| CpuRun {
             variant: variant.to_owned(),
             round: 1,
             requests: 1000,

@@ -164,30 +164,24 @@ pub fn execute(args: &CompareArgs) -> anyhow::Result<ExitCode> {
         write_outputs(args, &comparison)?;
         return Ok(ExitCode::SUCCESS);
     }
-    // `balance` and `gateway` run apart: their own origins and proxies (see each module).
+    // `balance`, `gateway` and `cache` run apart: their own origins and proxies (see each
+    // module), after the others.
     let names: Vec<&str> = args.scenarios.split(',').map(str::trim).collect();
-    let with_balance = names.contains(&"balance");
-    let with_gateway = names.contains(&"gateway");
-    let with_cache = names.contains(&"cache");
+    let apart: Vec<&str> = APART
+        .iter()
+        .copied()
+        .filter(|n| names.contains(n))
+        .collect();
     let rest: Vec<&str> = names
         .iter()
         .copied()
-        .filter(|&n| n != "balance" && n != "gateway" && n != "cache")
+        .filter(|n| !APART.contains(n))
         .collect();
-    if (with_balance || with_gateway || with_cache) && rest.iter().all(|n| n.is_empty()) {
+    if !apart.is_empty() && rest.iter().all(|n| n.is_empty()) {
         if !programs_present(false) {
             return Ok(ExitCode::from(2));
         }
-        let cancel = crate::cli::interrupt_flag()?;
-        if with_balance {
-            balance::run(args, &cancel)?;
-        }
-        if with_gateway {
-            gateway::run(args, &cancel)?;
-        }
-        if with_cache {
-            cache::run(args, &cancel)?;
-        }
+        run_apart(args, &apart, &crate::cli::interrupt_flag()?)?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut scenarios = scenario::parse_list(&rest.join(",")).map_err(anyhow::Error::msg)?;
@@ -239,16 +233,33 @@ pub fn execute(args: &CompareArgs) -> anyhow::Result<ExitCode> {
     }
     let comparison = outcome?;
     write_outputs(args, &comparison)?;
-    if with_balance {
-        balance::run(args, &cancel)?;
-    }
-    if with_gateway {
-        gateway::run(args, &cancel)?;
-    }
-    if with_cache {
-        cache::run(args, &cancel)?;
-    }
+    run_apart(args, &apart, &cancel)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The scenarios that start their own origins and proxies, in the order they run.
+const APART: [&str; 3] = ["balance", "gateway", "cache"];
+
+/// Runs each of `names` (of [`APART`]).
+fn run_apart(
+    args: &CompareArgs,
+    names: &[&str],
+    cancel: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<()> {
+    for &name in names {
+        match name {
+            "balance" => {
+                balance::run(args, cancel)?;
+            }
+            "gateway" => {
+                gateway::run(args, cancel)?;
+            }
+            _ => {
+                cache::run(args, cancel)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether nginx, HAProxy and taskset (and nginx's stream module, for `needs_l4`) are

@@ -321,3 +321,196 @@ mod tests {
         let _ = std::fs::remove_file(log);
     }
 }
+
+/// A name for a proxy's files made from its `label`: lowercase letters and digits, the rest `-`.
+pub fn file_stem(label: &str) -> String {
+    label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// The configuration of one ringwall of a scenario that starts its own: one listener on
+/// `port`, keep-alive as the other proxies, `extra` (its feature's tables), and one route to
+/// the group of `origin`; and its command line (one worker, unpinned), reading `path`.
+pub fn ringwall_single(
+    comment: &str,
+    port: u16,
+    origin: u16,
+    extra: &str,
+    path: &str,
+) -> (String, Vec<String>) {
+    let text = format!(
+        "# ringwall-load compare {comment}\nlog_level = \"warn\"\n\n\
+         [[listener]]\naddress = \"127.0.0.1:{port}\"\n\n\
+         [timeouts]\nclient_keepalive = \"300s\"\n\n{extra}\
+         [[upstream]]\nname = \"origin\"\nservers = [\"127.0.0.1:{origin}\"]\n\
+         max_idle_per_server = 64\n\n[[route]]\nupstream = \"origin\"\n"
+    );
+    let args = vec![
+        "--config".into(),
+        path.to_owned(),
+        "--workers".into(),
+        "1".into(),
+        "--no-pin".into(),
+    ];
+    (text, args)
+}
+
+/// What an nginx of a scenario that starts its own adds to the common configuration.
+pub struct NginxExtra<'a> {
+    /// Lines in `http {}`.
+    pub http: &'a str,
+    /// Lines in `location / {}`, before `proxy_pass`.
+    pub location: &'a str,
+}
+
+/// The configuration of one nginx of a scenario that starts its own (one worker, keep-alive
+/// as the other proxies, a pool of 64 to `origin`, `extra` added), its files named by `stem`
+/// under `dir`; and its command line, reading `path`.
+pub fn nginx_single(
+    comment: &str,
+    port: u16,
+    origin: u16,
+    extra: &NginxExtra<'_>,
+    dir: &Path,
+    stem: &str,
+    path: &str,
+) -> (String, Vec<String>) {
+    let file = |suffix: &str| dir.join(format!("{stem}{suffix}")).display().to_string();
+    let (http, location) = (extra.http, extra.location);
+    let text = format!(
+        "# ringwall-load compare {comment}\ndaemon off;\nmaster_process on;\n\
+         worker_processes 1;\npid {pid};\nerror_log {log} warn;\n\
+         events {{ worker_connections 4096; }}\nhttp {{\n    access_log off;\n\
+         \x20   keepalive_requests 1000000;\n    keepalive_timeout 300s;\n{http}\
+         \x20   upstream origin {{\n        server 127.0.0.1:{origin};\n\
+         \x20       keepalive 64;\n        keepalive_requests 1000000;\n    }}\n\
+         \x20   server {{\n        listen 127.0.0.1:{port} backlog=4096;\n\
+         \x20       location / {{\n{location}            proxy_pass http://origin;\n\
+         \x20           proxy_http_version 1.1;\n\
+         \x20           proxy_set_header Connection \"\";\n        }}\n    }}\n}}\n",
+        pid = file(".pid"),
+        log = file("-error.log"),
+    );
+    let args = vec![
+        "-c".into(),
+        path.to_owned(),
+        "-p".into(),
+        dir.display().to_string(),
+        "-e".into(),
+        file("-error.log"),
+    ];
+    (text, args)
+}
+
+/// Rounds of a scenario that starts its own proxies: `measure(index, round)` for each of
+/// `servers` (named `labels`) in turn, `args.rounds` times, rounds interleaved; stops at Ctrl-C
+/// or when a server stopped (with its output). `scenario` names the progress lines.
+pub fn interleaved_rounds<R>(
+    args: &super::CompareArgs,
+    cancel: &std::sync::atomic::AtomicBool,
+    scenario: &str,
+    labels: &[String],
+    servers: &mut [Server],
+    mut measure: impl FnMut(usize, usize, &Server) -> anyhow::Result<R>,
+) -> anyhow::Result<Vec<R>> {
+    let mut runs = Vec::with_capacity(args.rounds * labels.len());
+    for round in 1..=args.rounds {
+        for (i, label) in labels.iter().enumerate() {
+            if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                bail!("interrupted");
+            }
+            if !servers[i].is_running() {
+                bail!("{label} stopped; its output:\n{}", servers[i].log_tail());
+            }
+            eprintln!("{scenario}: round {round}/{} {label}", args.rounds);
+            runs.push(measure(i, round, &servers[i])?);
+        }
+    }
+    Ok(runs)
+}
+
+/// One closed-loop run of one proxy, with the CPU its processes used.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct CpuRun {
+    pub variant: String,
+    pub round: usize,
+    pub requests: u64,
+    pub requests_per_second: f64,
+    pub cpu_us_per_request: f64,
+    pub failed: u64,
+}
+
+impl CpuRun {
+    /// The run of `label` in `round` that `report` describes.
+    pub fn of(label: &str, round: usize, report: &crate::report::LoadReport) -> CpuRun {
+        let cpu_seconds: f64 = report.processes.iter().map(|p| p.cpu_seconds).sum();
+        CpuRun {
+            variant: label.to_owned(),
+            round,
+            requests: report.requests,
+            requests_per_second: report.requests_per_second,
+            cpu_us_per_request: if report.requests == 0 {
+                0.0
+            } else {
+                cpu_seconds * 1e6 / report.requests as f64
+            },
+            failed: report.errors.total() + report.status.non_2xx_3xx(),
+        }
+    }
+
+    /// The median over the runs of `label` of `f`.
+    pub fn median_of(runs: &[CpuRun], label: &str, f: fn(&CpuRun) -> f64) -> Option<f64> {
+        let values: Vec<f64> = runs.iter().filter(|r| r.variant == label).map(f).collect();
+        super::results::median(&values)
+    }
+}
+
+/// The processes whose CPU a run of the server `pid` counts: it and its children, but not
+/// nginx's cache loader, which exits once it has read the cache directory (its cache manager,
+/// which stays, is counted).
+pub fn measured_pids(pid: u32) -> Vec<u32> {
+    let mut pids = vec![pid];
+    pids.extend(
+        crate::process_usage::children_of(pid)
+            .into_iter()
+            .filter(|child| {
+                !std::fs::read_to_string(format!("/proc/{child}/cmdline"))
+                    .unwrap_or_default()
+                    .contains("cache loader")
+            }),
+    );
+    pids
+}
+
+/// The closed-loop rounds of a scenario whose figure is CPU per request: every server in turn
+/// under the load `options(index, pids, duration)` describes, `args.rounds` times.
+pub fn cpu_rounds(
+    args: &super::CompareArgs,
+    cancel: &std::sync::atomic::AtomicBool,
+    scenario: &str,
+    labels: &[String],
+    servers: &mut [Server],
+    options: impl Fn(usize, Vec<u32>, Duration) -> crate::options::LoadOptions,
+) -> anyhow::Result<Vec<CpuRun>> {
+    interleaved_rounds(
+        args,
+        cancel,
+        scenario,
+        labels,
+        servers,
+        |i, round, server| {
+            let load = options(i, measured_pids(server.pid()), args.duration);
+            let report =
+                crate::run(&load).with_context(|| format!("{scenario} against {}", labels[i]))?;
+            Ok(CpuRun::of(&labels[i], round, &report))
+        },
+    )
+}
