@@ -576,31 +576,8 @@ async fn exchange<C: Stream, D: Dialer>(
                         let _ = Box::pin(monoio::time::timeout(left, event.wait())).await;
                         waited = true;
                     }
-                    // Another worker fetches it: look again every millisecond until its
-                    // share brings the entry, or its fetch ended with nothing stored (or,
-                    // once stored, the share has had time to come), or the lock timeout.
                     CacheStep::WaitRemote(key) => {
-                        let mut grace = None;
-                        loop {
-                            Box::pin(monoio::time::sleep(Duration::from_millis(1))).await;
-                            let found = worker
-                                .cache
-                                .borrow_mut()
-                                .as_mut()
-                                .is_some_and(|store| store.contains(&key));
-                            let now = Instant::now();
-                            let state = crate::cache::remote_fetch(&key);
-                            if state == crate::cache::RemoteFetch::Stored && grace.is_none() {
-                                grace = Some(now + REMOTE_SHARE_GRACE);
-                            }
-                            if found
-                                || now >= deadline
-                                || state == crate::cache::RemoteFetch::Over
-                                || grace.is_some_and(|g| now >= g)
-                            {
-                                break;
-                            }
-                        }
+                        Box::pin(wait_for_remote_fetch(worker, &key, deadline)).await;
                         waited = true;
                     }
                     // Nothing in memory: the disk tier may have it (then it is in memory,
@@ -634,7 +611,7 @@ async fn exchange<C: Stream, D: Dialer>(
                     step => break step,
                 }
             };
-            match step {
+            let served = match step {
                 CacheStep::Wait(_) | CacheStep::WaitRemote(_) => unreachable!("waited above"),
                 CacheStep::ServeStale(entry, leader) => {
                     if let (Some(leader), Some(newest)) = (leader, worker.newest()) {
@@ -648,36 +625,33 @@ async fn exchange<C: Stream, D: Dialer>(
                         };
                         monoio::spawn(refresh_in_background(newest, refresh));
                     }
-                    let info = path.info(head);
-                    break 'phases Box::pin(respond_cached(
-                        worker,
-                        client,
-                        (head, route, info),
-                        ctx,
-                        progress,
-                        &entry,
-                        "hit; detail=stale-while-revalidate",
-                    ))
-                    .await;
+                    Some((entry, "hit; detail=stale-while-revalidate"))
                 }
                 CacheStep::Serve(entry) => {
-                    let info = path.info(head);
-                    break 'phases Box::pin(respond_cached(
-                        worker,
-                        client,
-                        (head, route, info),
-                        ctx,
-                        progress,
-                        &entry,
-                        if waited { "hit; collapsed" } else { "hit" },
-                    ))
-                    .await;
+                    Some((entry, if waited { "hit; collapsed" } else { "hit" }))
                 }
-                CacheStep::Forward(note) => cache_note = note,
-                CacheStep::Invalidate(key) => invalidates = Some(key),
-                CacheStep::Refuse => {
-                    break 'phases Err(ProxyError::NotCached);
+                CacheStep::Forward(note) => {
+                    cache_note = note;
+                    None
                 }
+                CacheStep::Invalidate(key) => {
+                    invalidates = Some(key);
+                    None
+                }
+                CacheStep::Refuse => break 'phases Err(ProxyError::NotCached),
+            };
+            if let Some((entry, status)) = served {
+                let info = path.info(head);
+                break 'phases Box::pin(respond_cached(
+                    worker,
+                    client,
+                    (head, route, info),
+                    ctx,
+                    progress,
+                    &entry,
+                    status,
+                ))
+                .await;
             }
         }
 
@@ -1771,6 +1745,33 @@ fn cache_forward(
     overlay.remove(b"range");
     overlay.remove(b"if-range");
     note(request, None, "fwd=uri-miss", leader)
+}
+
+/// Waits while another worker fetches `key`: looks in this worker's store every millisecond
+/// until that fetch's share brings the entry, or the fetch ended with nothing stored (or, once
+/// stored, the share has had [`REMOTE_SHARE_GRACE`] to come), or `deadline`.
+async fn wait_for_remote_fetch<D: Dialer>(worker: &Worker<D>, key: &[u8], deadline: Instant) {
+    let mut grace = None;
+    loop {
+        monoio::time::sleep(Duration::from_millis(1)).await;
+        let found = worker
+            .cache
+            .borrow()
+            .as_ref()
+            .is_some_and(|store| store.contains(key));
+        let now = Instant::now();
+        let state = crate::cache::remote_fetch(key);
+        if state == crate::cache::RemoteFetch::Stored && grace.is_none() {
+            grace = Some(now + REMOTE_SHARE_GRACE);
+        }
+        if found
+            || now >= deadline
+            || state == crate::cache::RemoteFetch::Over
+            || grace.is_some_and(|g| now >= g)
+        {
+            return;
+        }
+    }
 }
 
 /// How long a request waiting for another worker's fetch, once that one stored its response,
